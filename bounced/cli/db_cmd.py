@@ -1,0 +1,15 @@
+"""``bounced db``: PLACEHOLDER, being written."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("db", help="(not written yet)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("bounced db: not written yet")

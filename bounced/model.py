@@ -1,0 +1,265 @@
+"""The domain vocabulary shared by every pipeline stage.
+
+Everything here is plain, immutable data: enums with the names the reference documents
+use (SPEC §2, §3, §6) and frozen dataclasses that travel from one stage to the next::
+
+    parse      bytes              -> BounceReport (kind + RecipientReport per recipient)
+    normalize  diagnostic text    -> normalized text
+    qualify    recipient + text   -> Qualification (FailureType, Reason, QualifiedBy)
+    policy     AddressState + Verdict + time -> AddressState (+ AddressEvent)
+
+The string values of the enums are what the database and the JSON output carry, so an
+operator's ``WHERE failure_type = 'hard'`` and the code speak the same language.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum, IntEnum, StrEnum
+
+
+class Kind(StrEnum):
+    """What a received message is (SPEC §2)."""
+
+    FAILURE = "failure"
+    DELAY = "delay"
+    DELIVERED = "delivered"
+    AUTOREPLY = "autoreply"
+    FEEDBACK = "feedback"
+    NOT_BOUNCE = "not_bounce"
+
+
+class Action(StrEnum):
+    """The RFC 3464 ``Action`` of one recipient."""
+
+    FAILED = "failed"
+    DELAYED = "delayed"
+    DELIVERED = "delivered"
+    RELAYED = "relayed"
+    EXPANDED = "expanded"
+
+    @property
+    def kind(self) -> Kind:
+        """The kind a recipient with this action belongs to."""
+        if self is Action.FAILED:
+            return Kind.FAILURE
+        if self is Action.DELAYED:
+            return Kind.DELAY
+        return Kind.DELIVERED
+
+
+class FailureType(StrEnum):
+    """Severity of a failure: what it does to the address (SPEC §3)."""
+
+    HARD = "hard"
+    SOFT = "soft"
+    IGNORED = "ignored"
+    UNDEFINED = "undefined"
+
+
+class Reason(IntEnum):
+    """Failure reasons, keeping the reference table's technical values (SPEC §3).
+
+    11, 12, 15, 16 and 17 belong to a sending platform's targeting and never come out of
+    a bounce; they are kept so the ``reasons`` table matches the reference one to one.
+    """
+
+    NOT_DEFINED = 0
+    USER_UNKNOWN = 1
+    INVALID_DOMAIN = 2
+    UNREACHABLE = 3
+    ACCOUNT_DISABLED = 4
+    MAILBOX_FULL = 5
+    NOT_CONNECTED = 6
+    ADDRESS_NOT_SPECIFIED = 7
+    DENYLISTED = 8
+    QUARANTINED = 9
+    DOUBLE = 10
+    EXCLUDED_BY_SQL_RULE = 11
+    EXCLUDED_AFTER_ARBITRATION = 12
+    BAD_QUALITY_ADDRESS = 14
+    UNQUALIFIED_ADDRESS = 15
+    NOT_ELIGIBLE_FOR_OFFERS = 16
+    TARGET_LIMITED_IN_SIZE = 17
+    REFUSED = 20
+    ERROR_IGNORED = 25
+    CONTROL_ADDRESS = 127
+
+    @property
+    def label(self) -> str:
+        """The reference table's label, e.g. ``"User unknown"``."""
+        return _REASON_LABELS[self][0]
+
+    @property
+    def default_type(self) -> FailureType:
+        """The type the reference table gives this reason when nothing says otherwise."""
+        return _REASON_LABELS[self][1]
+
+    @classmethod
+    def from_name(cls, name: str) -> Reason:
+        """Look a reason up by code (``"1"``), enum name or label, case-insensitively."""
+        key = name.strip()
+        if key.isdigit():
+            return cls(int(key))
+        folded = key.casefold().replace("-", " ").replace("_", " ")
+        for reason in cls:
+            if folded in (reason.name.casefold().replace("_", " "), reason.label.casefold()):
+                return reason
+        raise ValueError(f"unknown reason {name!r}")
+
+
+_REASON_LABELS: dict[Reason, tuple[str, FailureType]] = {
+    Reason.NOT_DEFINED: ("Not defined", FailureType.UNDEFINED),
+    Reason.USER_UNKNOWN: ("User unknown", FailureType.HARD),
+    Reason.INVALID_DOMAIN: ("Invalid domain", FailureType.SOFT),
+    Reason.UNREACHABLE: ("Unreachable", FailureType.SOFT),
+    Reason.ACCOUNT_DISABLED: ("Account disabled", FailureType.SOFT),
+    Reason.MAILBOX_FULL: ("Mailbox full", FailureType.SOFT),
+    Reason.NOT_CONNECTED: ("Not connected", FailureType.IGNORED),
+    Reason.ADDRESS_NOT_SPECIFIED: ("Address not specified", FailureType.HARD),
+    Reason.DENYLISTED: ("Denylisted address", FailureType.HARD),
+    Reason.QUARANTINED: ("Address in quarantine", FailureType.HARD),
+    Reason.DOUBLE: ("Double", FailureType.IGNORED),
+    Reason.EXCLUDED_BY_SQL_RULE: ("Excluded by a SQL rule", FailureType.IGNORED),
+    Reason.EXCLUDED_AFTER_ARBITRATION: ("Excluded after arbitration", FailureType.IGNORED),
+    Reason.BAD_QUALITY_ADDRESS: ("Bad-quality address", FailureType.IGNORED),
+    Reason.UNQUALIFIED_ADDRESS: ("Unqualified address", FailureType.IGNORED),
+    Reason.NOT_ELIGIBLE_FOR_OFFERS: ("Not eligible for the offers", FailureType.IGNORED),
+    Reason.TARGET_LIMITED_IN_SIZE: ("Target limited in size", FailureType.IGNORED),
+    Reason.REFUSED: ("Refused", FailureType.SOFT),
+    Reason.ERROR_IGNORED: ("Error ignored", FailureType.IGNORED),
+    Reason.CONTROL_ADDRESS: ("Control address", FailureType.IGNORED),
+}
+
+
+class QualificationStatus(StrEnum):
+    """Where a normalized text stands in the delivery-log qualification table (SPEC §4)."""
+
+    TO_QUALIFY = "to_qualify"
+    KEEP = "keep"
+    IGNORE = "ignore"
+
+
+class QuarantineState(StrEnum):
+    """The state of an address (SPEC §6)."""
+
+    VALID = "valid"
+    ERRONEOUS = "erroneous"
+    QUARANTINE = "quarantine"
+    DENYLISTED = "denylisted"
+    ALLOWLISTED = "allowlisted"
+
+    @property
+    def deliverable(self) -> bool:
+        """Whether a sender may still send to an address in this state."""
+        return self not in (QuarantineState.QUARANTINE, QuarantineState.DENYLISTED)
+
+
+class MessageState(StrEnum):
+    """Processing state of a stored raw message (SPEC §8)."""
+
+    PENDING = "pending"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class QualifiedBySource(Enum):
+    """Which step of the qualification order (SPEC §4) decided a verdict."""
+
+    TABLE = "table"
+    RULE = "rule"
+    STATUS = "status"
+    KIND = "kind"
+    NONE = "none"
+
+
+@dataclass(frozen=True, slots=True)
+class QualifiedBy:
+    """What qualified a verdict, rendered as ``table``, ``rule:<id>``, ``status``, ``kind``
+    or ``none`` in the ``qualified_by`` column."""
+
+    source: QualifiedBySource
+    ref: str | None = None
+
+    def __str__(self) -> str:
+        if self.ref is None:
+            return self.source.value
+        return f"{self.source.value}:{self.ref}"
+
+    @classmethod
+    def parse(cls, text: str) -> QualifiedBy:
+        source, _, ref = text.partition(":")
+        return cls(QualifiedBySource(source), ref or None)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientReport:
+    """What one bounce says about one recipient, as parsed, before any judgement.
+
+    ``status`` is the RFC 3463 enhanced status code (``"5.1.1"``), ``reply_code`` the
+    SMTP reply code (``"550"``), ``diagnostic`` the remote or local error text as the MTA
+    wrote it (continuation lines joined), ``remote_mta`` the host that refused the mail.
+    """
+
+    address: str | None
+    kind: Kind
+    action: Action | None = None
+    status: str | None = None
+    reply_code: str | None = None
+    diagnostic: str = ""
+    remote_mta: str | None = None
+    original_recipient: str | None = None
+    smtp_command: str | None = None
+    feedback_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BounceReport:
+    """The parsed form of one received message.
+
+    ``kind`` is the message's overall kind (the most severe of its recipients'); each
+    recipient carries its own, since one DSN may mix failed, delayed and delivered rows.
+    ``problems`` lists what was wrong with the input (broken MIME, bad charset, ...)
+    without stopping the parse: the operator sees them, the message is still used.
+    """
+
+    kind: Kind
+    recipients: tuple[RecipientReport, ...] = ()
+    original_message_id: str | None = None
+    original_headers: tuple[tuple[str, str], ...] = ()
+    verp_token: str | None = None
+    subject: str | None = None
+    date: datetime | None = None
+    sender: str | None = None
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Qualification:
+    """The judgement on one recipient's failure: its type, reason and what decided them."""
+
+    failure_type: FailureType
+    reason: Reason
+    qualified_by: QualifiedBy = field(default_factory=lambda: QualifiedBy(QualifiedBySource.NONE))
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One recipient of one bounce, parsed, normalized and qualified.
+
+    ``qualification`` is ``None`` for kinds that are no failure at all (delivered,
+    not_bounce): they are logged but there is nothing to judge.
+    """
+
+    recipient: RecipientReport
+    text: str
+    qualification: Qualification | None
+
+    @property
+    def failure_type(self) -> FailureType | None:
+        return self.qualification.failure_type if self.qualification else None
+
+    @property
+    def reason(self) -> Reason | None:
+        return self.qualification.reason if self.qualification else None

@@ -1,0 +1,146 @@
+"""Accuracy metrics of ``bounced parse --json`` output against a labelled corpus.
+
+The metrics are those of the corpus's reference scorer (shared/corpus/sisimai/score.py),
+written anew here so the project's tests stand on their own:
+
+- recipients: emails whose set of reported recipients equals the expected set;
+- status: expected rows found with the same enhanced status code (rows whose expected
+  code is empty or one of Sisimai's invented X.0.9NN codes are skipped);
+- type: expected rows found with the same failure type (a row the labels call "delayed"
+  also counts when reported as kind delay / type ignored);
+- reason: expected rows found with the same reason code;
+- kind: feedback, autoreply and delivered rows reported with that kind.
+
+Run it as a script to see the figures and every miss while working on the parser::
+
+    python tests/scoring.py [--misses]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CORPUS = Path(__file__).parent / "data" / "corpus" / "sisimai"
+INVENTED_STATUS = re.compile(r"^\d\.0\.9\d\d$")
+METRICS = ("recipients", "status", "type", "reason", "kind")
+
+
+@dataclass
+class Score:
+    counts: Counter[str] = field(default_factory=Counter)
+    misses: list[str] = field(default_factory=list)
+
+    def percent(self, metric: str) -> float:
+        total_key = {"recipients": "emails", "status": "status_rows", "type": "type_rows",
+                     "reason": "reason_rows", "kind": "kind_rows"}[metric]
+        total = self.counts[total_key]
+        return 100.0 * self.counts[f"{metric}_ok"] / total if total else 100.0
+
+    def summary(self) -> str:
+        return " ".join(f"{m} {self.percent(m):.1f}%" for m in METRICS)
+
+
+def group_by_file(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    grouped: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        grouped.setdefault(Path(str(record.get("file", ""))).name, []).append(record)
+    return grouped
+
+
+def score(expected: list[dict[str, Any]], output: Mapping[str, list[Mapping[str, Any]]]) -> Score:
+    result = Score()
+    counts, misses = result.counts, result.misses
+    for email in expected:
+        name = email["file"]
+        counts["emails"] += 1
+        got = output.get(name)
+        if got is None:
+            misses.append(f"{name}: no output")
+            got = []
+        by_recipient: dict[str, Mapping[str, Any]] = {}
+        for record in got:
+            if record.get("recipient"):
+                by_recipient.setdefault(str(record["recipient"]).strip().lower(), record)
+        wanted = {row["recipient"].strip().lower() for row in email["expected"]}
+        if set(by_recipient) == wanted:
+            counts["recipients_ok"] += 1
+        else:
+            misses.append(f"{name}: recipients {sorted(by_recipient)} != {sorted(wanted)}")
+        for row in email["expected"]:
+            _score_row(name, row, by_recipient.get(row["recipient"].strip().lower()), result)
+    return result
+
+
+def _score_row(name: str, row: dict[str, Any], got: Mapping[str, Any] | None, result: Score) -> None:
+    counts, misses = result.counts, result.misses
+    ours = row["ours"]
+    if ours["kind"] in ("feedback", "autoreply", "delivered"):
+        counts["kind_rows"] += 1
+        if got and got.get("kind") == ours["kind"]:
+            counts["kind_ok"] += 1
+        else:
+            misses.append(f"{name}: kind {got and got.get('kind')} != {ours['kind']}")
+    if row["status"] and not INVENTED_STATUS.match(row["status"]):
+        counts["status_rows"] += 1
+        if got and got.get("status") == row["status"]:
+            counts["status_ok"] += 1
+        else:
+            misses.append(f"{name}: status {got and got.get('status')} != {row['status']}")
+    if ours["failure_type"]:
+        counts["type_rows"] += 1
+        failure_type = got and got.get("failure_type")
+        counted_delay = bool(
+            got and ours.get("delay_ok") and got.get("kind") == "delay"
+            and failure_type == "ignored"
+        )
+        if failure_type == ours["failure_type"] or counted_delay:
+            counts["type_ok"] += 1
+        else:
+            misses.append(f"{name}: type {failure_type} != {ours['failure_type']}")
+    if ours["reason_code"] is not None:
+        counts["reason_rows"] += 1
+        reason = got and got.get("reason_code")
+        if reason == ours["reason_code"]:
+            counts["reason_ok"] += 1
+        else:
+            misses.append(
+                f"{name}: reason {reason} != {ours['reason_code']} ({row['reason']}) "
+                f"text={got and got.get('text')!r}"
+            )
+
+
+def load_expected(corpus: Path = CORPUS) -> list[dict[str, Any]]:
+    return json.loads((corpus / "expected.json").read_text(encoding="utf-8"))
+
+
+def parse_corpus(corpus: Path = CORPUS) -> list[dict[str, Any]]:
+    """Run every corpus email through what ``bounced parse --json`` runs, in-process."""
+    from bounced.cli.parse_cmd import records
+
+    paths = sorted(str(p) for p in (corpus / "eml").glob("*.eml"))
+    output = []
+    for record, error in records(paths):
+        if error is not None:
+            raise RuntimeError(error)
+        assert record is not None
+        output.append(record)
+    return output
+
+
+def main(argv: list[str]) -> int:
+    result = score(load_expected(), group_by_file(parse_corpus()))
+    if "--misses" in argv:
+        print("\n".join(result.misses))
+    print(result.summary())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
