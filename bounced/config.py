@@ -1,0 +1,220 @@
+"""Configuration: one TOML file (``config/bounced.toml`` is the documented example).
+
+Every setting has a default, so ``bounced`` runs with no file at all. A file only needs
+the keys it changes. Unknown keys and wrong values are errors that name the key and what
+was expected (``policy.soft_error_threshold: expected an integer >= 1, got 'five'``),
+because a typo silently ignored in a quarantine policy is an outage found weeks later.
+
+Durations are written with a unit: ``"90s"``, ``"15m"``, ``"24h"``, ``"10d"``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, get_type_hints
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong kind."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclass(frozen=True)
+class DatabaseConfig:
+    path: str = "bounced.db"
+    #: Raw messages and bounce rows older than this are purged by the cleanup job.
+    retention: timedelta = timedelta(days=180)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Quarantine policy thresholds (SPEC §6)."""
+
+    #: Counted soft errors that put an address in quarantine.
+    soft_error_threshold: int = 5
+    #: Two soft errors count separately only when at least this far apart.
+    soft_error_interval: timedelta = timedelta(hours=24)
+    #: A counter whose last counted error is older than this starts again from zero.
+    counter_reset_after: timedelta = timedelta(days=10)
+    #: ``Mailbox full`` quarantines are released after this long by the cleanup job.
+    mailbox_full_release_after: timedelta = timedelta(days=30)
+    #: Undefined (not yet qualified) errors for one address that change nothing before
+    #: the next ones start counting like soft errors.
+    undefined_grace: int = 1
+
+
+@dataclass(frozen=True)
+class VerpConfig:
+    """Variable envelope return path (SPEC §7)."""
+
+    #: Separator between the local part and the token: ``bounces+TOKEN@bounce.example``.
+    separator: str = "+"
+    #: HMAC secret for signed tokens; empty means tokens are not signed nor checked.
+    secret: str = ""
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """The SMTP listener (for a bounce domain whose MX points at bounced)."""
+
+    #: ``HOST:PORT``; empty disables the SMTP listener.
+    listen: str = "127.0.0.1:2525"
+    #: Name used in the greeting and EHLO reply; never looked up in DNS.
+    hostname: str = "bounced.localhost"
+    #: Largest accepted message in bytes (bigger gets ``552 5.3.4``).
+    max_message_size: int = 32 * 1024 * 1024
+    #: Domains whose every address is a bounce address; empty means accept all (loopback only!).
+    bounce_domains: tuple[str, ...] = ()
+    #: Individual bounce addresses (VERP forms ``local+token@domain`` are accepted too).
+    bounce_addresses: tuple[str, ...] = ()
+    #: Client networks allowed to connect (CIDR); empty means any.
+    allowed_networks: tuple[str, ...] = ()
+    #: Idle time after which a silent client is disconnected.
+    timeout: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class LmtpConfig:
+    """The LMTP listener (for delivery from a local Postfix or Exim)."""
+
+    #: ``HOST:PORT`` or ``unix:/path/to/socket``; empty disables LMTP.
+    listen: str = ""
+
+
+@dataclass(frozen=True)
+class ProcessingConfig:
+    """Work after the raw message is safely stored."""
+
+    #: Messages waiting for processing beyond which SMTP answers ``451 4.3.2``.
+    max_pending: int = 50_000
+    #: Messages processed per database transaction.
+    batch_size: int = 200
+
+
+@dataclass(frozen=True)
+class MaintenanceConfig:
+    """The periodic cleanup job inside the daemon."""
+
+    interval: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    #: ``auto`` (readable on a terminal, JSON otherwise), ``json`` or ``console``.
+    format: str = "auto"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
+class Config:
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    verp: VerpConfig = field(default_factory=VerpConfig)
+    smtp: SmtpConfig = field(default_factory=SmtpConfig)
+    lmtp: LmtpConfig = field(default_factory=LmtpConfig)
+    processing: ProcessingConfig = field(default_factory=ProcessingConfig)
+    maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+_CHOICES = {
+    "logging.format": ("auto", "json", "console"),
+    "logging.level": ("debug", "info", "warning", "error"),
+}
+
+
+def parse_duration(value: str) -> timedelta:
+    """``"24h"`` -> ``timedelta(hours=24)``; raises ValueError on anything else."""
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"not a duration: {value!r}")
+    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
+def _convert(key: str, expected: Any, value: Any) -> Any:
+    if expected is timedelta:
+        if isinstance(value, str):
+            try:
+                return parse_duration(value)
+            except ValueError:
+                pass
+        raise ConfigError(key, f"expected a duration such as \"90s\", \"24h\" or \"10d\", got {value!r}")
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(key, f"expected true or false, got {value!r}")
+    if expected is int:
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        raise ConfigError(key, f"expected an integer >= 0, got {value!r}")
+    if expected == tuple[str, ...]:
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return tuple(value)
+        raise ConfigError(key, f"expected a list of strings, got {value!r}")
+    if expected is str:
+        if not isinstance(value, str):
+            raise ConfigError(key, f"expected a string, got {value!r}")
+        choices = _CHOICES.get(key)
+        if choices and value not in choices:
+            raise ConfigError(key, f"expected one of {', '.join(choices)}, got {value!r}")
+        return value
+    raise ConfigError(key, f"unsupported setting type {expected!r}")  # pragma: no cover
+
+
+def _section(name: str, cls: type, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(name, f"expected a table [{name}], got {values!r}")
+    hints = get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    for key in values:
+        if key not in known:
+            raise ConfigError(f"{name}.{key}", f"unknown setting (known: {', '.join(sorted(known))})")
+    converted = {key: _convert(f"{name}.{key}", hints[key], value) for key, value in values.items()}
+    instance = cls(**converted)
+    _check(name, instance)
+    return instance
+
+
+def _check(name: str, section: Any) -> None:
+    """Cross-field and range checks that a type alone cannot express."""
+    if isinstance(section, PolicyConfig) and section.soft_error_threshold < 1:
+        raise ConfigError(f"{name}.soft_error_threshold", "expected an integer >= 1, got 0")
+    if isinstance(section, VerpConfig) and len(section.separator) != 1:
+        raise ConfigError(f"{name}.separator", f"expected one character, got {section.separator!r}")
+    if isinstance(section, ProcessingConfig) and section.batch_size < 1:
+        raise ConfigError(f"{name}.batch_size", "expected an integer >= 1, got 0")
+
+
+def config_from_mapping(data: dict[str, Any]) -> Config:
+    """Build a :class:`Config` from parsed TOML, validating every key."""
+    hints = get_type_hints(Config)
+    known = {f.name for f in fields(Config)}
+    sections = {}
+    for name, values in data.items():
+        if name not in known:
+            raise ConfigError(name, f"unknown section (known: {', '.join(sorted(known))})")
+        sections[name] = _section(name, hints[name], values)
+    return replace(Config(), **sections)
+
+
+def load_config(path: str | Path | None) -> Config:
+    """Load the TOML file at ``path``; ``None`` gives the embedded defaults."""
+    if path is None:
+        return Config()
+    try:
+        with Path(path).open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "configuration file not found") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(str(path), f"not valid TOML: {error}") from None
+    return config_from_mapping(data)
