@@ -147,7 +147,9 @@ def _convert(key: str, expected: Any, value: Any) -> Any:
                 return parse_duration(value)
             except ValueError:
                 pass
-        raise ConfigError(key, f"expected a duration such as \"90s\", \"24h\" or \"10d\", got {value!r}")
+        raise ConfigError(
+            key, f"expected a duration such as \"90s\", \"24h\" or \"10d\", got {value!r}"
+        )
     if expected is bool:
         if isinstance(value, bool):
             return value
@@ -177,7 +179,8 @@ def _section(name: str, cls: type, values: Any) -> Any:
     known = {f.name for f in fields(cls)}
     for key in values:
         if key not in known:
-            raise ConfigError(f"{name}.{key}", f"unknown setting (known: {', '.join(sorted(known))})")
+            known_keys = ", ".join(sorted(known))
+            raise ConfigError(f"{name}.{key}", f"unknown setting (known: {known_keys})")
     converted = {key: _convert(f"{name}.{key}", hints[key], value) for key, value in values.items()}
     instance = cls(**converted)
     _check(name, instance)

@@ -44,8 +44,11 @@ _SUBSTITUTIONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"\b\d{1,2}/\d{1,2}/\d{2,4}\b", VARIABLE),
         (rf"\b{_TIME}(?:\s+{_ZONE})?", VARIABLE),
         # IP addresses: IPv6 (with optional "IPv6:" tag) and IPv4, with an optional port.
-        (r"(?:ipv6:)?\b(?:[0-9a-f]{1,4}:){2,7}(?::|[0-9a-f]{1,4})(?::\d+)?", VARIABLE),
+        (r"(?:ipv6:)?(?<![\w:])(?=[0-9a-f:]*\d)(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?![\w:])",
+         VARIABLE),
         (r"\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b", VARIABLE),
+        # A port after a bracketed address or host: "[192.0.2.1]:25".
+        (r"(?<=\]):\d{1,5}\b", ":" + VARIABLE),
         # Host names: dotted names ending in an alphabetic label (keeps "5.1.1").
         (r"\b(?:[a-z0-9](?:[a-z0-9_-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*[a-z]\b\.?", VARIABLE),
         # Phone numbers: international form, spaced or dashed groups.

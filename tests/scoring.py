@@ -78,7 +78,9 @@ def score(expected: list[dict[str, Any]], output: Mapping[str, list[Mapping[str,
     return result
 
 
-def _score_row(name: str, row: dict[str, Any], got: Mapping[str, Any] | None, result: Score) -> None:
+def _score_row(
+    name: str, row: dict[str, Any], got: Mapping[str, Any] | None, result: Score
+) -> None:
     counts, misses = result.counts, result.misses
     ours = row["ours"]
     if ours["kind"] in ("feedback", "autoreply", "delivered"):

@@ -1,0 +1,83 @@
+"""Configuration loading: defaults, the documented example, and errors naming the key."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bounced.config import Config, ConfigError, config_from_mapping, load_config, parse_duration
+
+EXAMPLE = Path(__file__).parents[2] / "config" / "bounced.toml"
+
+
+def test_the_documented_example_loads_and_matches_the_built_in_defaults() -> None:
+    assert load_config(EXAMPLE) == Config()
+
+
+def test_no_file_means_the_embedded_defaults() -> None:
+    config = load_config(None)
+    assert config.database.path == "bounced.db"
+    assert config.smtp.listen == "127.0.0.1:2525"
+    assert config.policy.soft_error_threshold == 5
+
+
+def test_a_file_only_needs_the_keys_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "bounced.toml"
+    path.write_text('[policy]\nsoft_error_threshold = 3\nsoft_error_interval = "12h"\n')
+    config = load_config(path)
+    assert config.policy.soft_error_threshold == 3
+    assert config.policy.soft_error_interval == timedelta(hours=12)
+    assert config.policy.counter_reset_after == timedelta(days=10)
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "expected"),
+    [
+        ({"policy": {"soft_error_threshold": "five"}}, "policy.soft_error_threshold", "integer"),
+        ({"policy": {"soft_error_threshold": 0}}, "policy.soft_error_threshold", ">= 1"),
+        ({"policy": {"soft_eror_threshold": 5}}, "policy.soft_eror_threshold", "unknown setting"),
+        ({"polcy": {}}, "polcy", "unknown section"),
+        ({"policy": {"counter_reset_after": 10}}, "policy.counter_reset_after", "duration"),
+        ({"smtp": {"bounce_domains": "example.com"}}, "smtp.bounce_domains", "list of strings"),
+        ({"logging": {"format": "xml"}}, "logging.format", "one of auto, json, console"),
+        ({"verp": {"separator": "+-"}}, "verp.separator", "one character"),
+        ({"smtp": "yes"}, "smtp", "table"),
+    ],
+)
+def test_a_wrong_value_is_reported_with_its_key_and_what_was_expected(
+    data: dict, key: str, expected: str
+) -> None:
+    with pytest.raises(ConfigError) as raised:
+        config_from_mapping(data)
+    assert raised.value.key == key
+    assert str(raised.value).startswith(f"{key}: ")
+    assert expected in str(raised.value)
+
+
+def test_a_file_that_is_not_toml_is_reported_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[policy\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+def test_a_missing_file_is_reported(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("90s", timedelta(seconds=90)), ("15m", timedelta(minutes=15)),
+     ("24h", timedelta(hours=24)), ("10d", timedelta(days=10)), ("1.5h", timedelta(minutes=90))],
+)
+def test_durations_take_a_unit(text: str, value: timedelta) -> None:
+    assert parse_duration(text) == value
+
+
+@pytest.mark.parametrize("text", ["10", "ten days", "3w", ""])
+def test_a_duration_without_a_known_unit_is_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
