@@ -72,7 +72,8 @@ def _table_row(record: dict[str, Any]) -> str:
     )
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
     failed = False
     if not args.json:
         print("file\tkind\trecipient\tstatus\ttype\treason\tqualified_by\ttext", file=out)
