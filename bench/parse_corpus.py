@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from flufl.bounce import scan_message  # noqa: E402
 
+from bounced.analyse import judge  # noqa: E402
 from bounced.cli import main as bounced_main  # noqa: E402
 from bounced.cli.parse_cmd import verdict_record  # noqa: E402
-from bounced.analyse import judge  # noqa: E402
 from bounced.parse import parse_message  # noqa: E402
 from bounced.qualify import load_default_rules  # noqa: E402
 from bounced.sources import read_messages  # noqa: E402
@@ -95,10 +95,12 @@ def main() -> int:
     ingest, ingest_runs = median_rate(lambda: bench_ingest(args.corpus), args.runs)
 
     print(f"flufl.bounce alone (addresses only): {baseline:8.0f} emails/s")
-    print(f"bounced parse (parse+normalize+qualify): {parse:8.0f} emails/s "
-          f"({parse / baseline:.2f}x flufl.bounce; runs {', '.join(f'{r:.0f}' for r in parse_runs)})")
-    print(f"bounced ingest (fresh SQLite file, WAL): {ingest:8.0f} emails/s "
-          f"({ingest / baseline:.2f}x flufl.bounce; runs {', '.join(f'{r:.0f}' for r in ingest_runs)})")
+    for label, rate, runs in (
+        ("bounced parse (parse+normalize+qualify)", parse, parse_runs),
+        ("bounced ingest (fresh SQLite file, WAL)", ingest, ingest_runs),
+    ):
+        each = ", ".join(f"{r:.0f}" for r in runs)
+        print(f"{label}: {rate:8.0f} emails/s ({rate / baseline:.2f}x flufl.bounce; runs {each})")
     print("targets: parse >= 1500 emails/s, ingest >= 1000 emails/s")
     return 0
 
