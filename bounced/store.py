@@ -1,0 +1,584 @@
+"""SQLite storage: the public schema of SPEC §8, its migrations, and the queries on it.
+
+One file, WAL mode, so that ``sqlite3 bounced.db`` (an operator) and a separate
+processing process can read and write while the SMTP daemon stores new messages.
+``busy_timeout`` makes concurrent writers wait for each other instead of failing.
+
+The raw message is stored first, in its own committed transaction, before anything is
+parsed: the daemon answers ``250`` only after :meth:`Store.insert_messages` returned,
+so nothing accepted is ever lost even if processing later crashes (SPEC §8).
+
+Transactions are explicit (``isolation_level=None`` + ``BEGIN IMMEDIATE``): Python's
+implicit transactions would open late (at the first write) and could deadlock two
+writers that both read first; ``IMMEDIATE`` takes the write lock up front.
+
+Schema changes are numbered migration steps applied in order and recorded in
+``PRAGMA user_version``; a database newer than the code is refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+
+from bounced.model import (
+    FailureType,
+    MessageState,
+    QualificationStatus,
+    QuarantineState,
+    Reason,
+)
+from bounced.qualify import Rule, TableEntry, load_default_rules
+
+#: Occurrence counter cap of the qualification table (SPEC §4).
+MAX_OCCURRENCES = 100_000
+#: Rule ids from here on belong to operators; shipped defaults use 1-9999.
+FIRST_USER_RULE_ID = 10_000
+#: How long a writer waits for another one's lock before giving up (milliseconds).
+BUSY_TIMEOUT_MS = 30_000
+
+
+class StoreError(Exception):
+    """The database cannot be used (unreadable, not a bounced database, too new)."""
+
+
+# --------------------------------------------------------------------------- time
+
+
+def format_time(moment: datetime) -> str:
+    """UTC ISO-8601 with a ``Z`` (``2026-11-22T13:05:00Z``), the one time format stored.
+
+    A naive datetime is taken as UTC already; the same format everywhere keeps string
+    comparison in SQL (``WHERE at >= '2026-11-01'``) equal to time comparison.
+    """
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str | None) -> datetime | None:
+    """The inverse of :func:`format_time` (also accepts any ISO-8601 form)."""
+    if not text:
+        return None
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- API types
+
+
+@dataclass(frozen=True)
+class IncomingMessage:
+    """A message as received (SMTP envelope + bytes), before it is stored."""
+
+    received_at: datetime
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes
+    peer: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """Where an incoming message went: its row id, and whether identical bytes
+    (same sha256) were already stored, in which case nothing new was stored."""
+
+    id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class MessageRow:
+    """A stored message as the pipeline reads it back."""
+
+    id: int
+    received_at: datetime
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes
+    state: MessageState
+    peer: str | None
+    error: str | None
+
+
+# --------------------------------------------------------------------------- schema
+
+_ADDRESS_STATES = ", ".join(f"'{state.value}'" for state in QuarantineState)
+
+
+def _migration_1(db: sqlite_utils.Database) -> None:
+    """The initial public schema (SPEC §8) plus the extra columns documented in README."""
+    db["reasons"].create(
+        {"code": int, "label": str, "default_type": str}, pk="code", not_null={"label"}
+    )
+    db["rules"].create(
+        {
+            "id": int,
+            "pattern": str,
+            "failure_type": str,
+            "reason_code": int,
+            "priority": int,
+            "origin": str,
+            "enabled": int,
+            "comment": str,
+        },
+        pk="id",
+        not_null={"pattern", "failure_type", "reason_code", "priority", "origin", "enabled"},
+        defaults={"priority": 100, "origin": "user", "enabled": 1, "comment": ""},
+        foreign_keys=[("reason_code", "reasons", "code")],
+    )
+    db["messages"].create(
+        {
+            "id": int,
+            "received_at": str,
+            "mail_from": str,
+            "rcpt_to": str,  # JSON array of the envelope recipients
+            "size": int,
+            "sha256": str,
+            "raw": bytes,
+            "state": str,
+            "error": str,
+            "peer": str,
+            "verp_token": str,
+            "kind": str,
+            "trusted": int,
+            "attempts": int,
+            "processed_at": str,
+        },
+        pk="id",
+        not_null={"received_at", "mail_from", "rcpt_to", "size", "sha256", "raw", "state"},
+        defaults={"state": MessageState.PENDING.value, "attempts": 0},
+    )
+    db["messages"].create_index(["sha256"], unique=True)
+    db["messages"].create_index(["state"])
+    db["qualification"].create(
+        {
+            "id": int,
+            "text": str,
+            "first_text": str,
+            "failure_type": str,
+            "reason_code": int,
+            "qualified_by": str,
+            "status": str,
+            "occurrences": int,
+            "first_seen": str,
+            "last_seen": str,
+        },
+        pk="id",
+        not_null={"text", "first_text", "status", "occurrences"},
+        defaults={"status": QualificationStatus.TO_QUALIFY.value, "occurrences": 0},
+        foreign_keys=[("reason_code", "reasons", "code")],
+    )
+    db["qualification"].create_index(["text"], unique=True)
+    db["bounces"].create(
+        {
+            "id": int,
+            "message_id": int,
+            "recipient": str,
+            "kind": str,
+            "action": str,
+            "status": str,
+            "reply_code": str,
+            "diagnostic": str,
+            "qualification_id": int,
+            "failure_type": str,
+            "reason_code": int,
+            "qualified_by": str,
+            "original_message_id": str,
+            "received_at": str,
+            "at": str,
+            "original_recipient": str,
+            "remote_mta": str,
+            "smtp_command": str,
+            "verp_token": str,
+            "feedback_type": str,
+        },
+        pk="id",
+        not_null={"message_id", "kind", "received_at"},
+        foreign_keys=[
+            ("message_id", "messages", "id"),
+            ("qualification_id", "qualification", "id"),
+            ("reason_code", "reasons", "code"),
+        ],
+    )
+    db["bounces"].create_index(["message_id"])
+    db["bounces"].create_index(["recipient"])
+    db["bounces"].create_index(["at"])
+    db["bounces"].create_index(["original_message_id"])
+    db["addresses"].create(
+        {
+            "address": str,
+            "state": str,
+            "error_count": int,
+            "last_error_at": str,
+            "last_counted_error_at": str,
+            "reason_code": int,
+            "quarantined_at": str,
+            "release_at": str,
+            "updated_at": str,
+            "undefined_count": int,
+        },
+        pk="address",
+        not_null={"state", "error_count", "undefined_count", "updated_at"},
+        defaults={"error_count": 0, "undefined_count": 0},
+        foreign_keys=[("reason_code", "reasons", "code")],
+    )
+    db["addresses"].create_index(["state"])
+    db["address_events"].create(
+        {
+            "id": int,
+            "address": str,
+            "at": str,
+            "old_state": str,
+            "new_state": str,
+            "cause": str,
+            "bounce_id": int,
+        },
+        pk="id",
+        not_null={"address", "at", "new_state", "cause"},
+        foreign_keys=[("bounce_id", "bounces", "id")],
+    )
+    db["address_events"].create_index(["address"])
+    # The history is append-only (SPEC §6): refuse edits at the database level.
+    db.execute(
+        "CREATE TRIGGER address_events_no_update BEFORE UPDATE ON address_events "
+        "BEGIN SELECT RAISE(ABORT, 'address_events is append-only'); END"
+    )
+    db.execute(
+        "CREATE TRIGGER address_events_no_delete BEFORE DELETE ON address_events "
+        "BEGIN SELECT RAISE(ABORT, 'address_events is append-only'); END"
+    )
+    db.create_view(
+        "suppression_list",
+        "SELECT a.address AS address, a.state AS state, "
+        "COALESCE(r.label, a.state) AS reason, "
+        "COALESCE(a.quarantined_at, a.updated_at) AS since "
+        "FROM addresses a LEFT JOIN reasons r ON r.code = a.reason_code "
+        "WHERE a.state IN ('quarantine', 'denylisted')",
+    )
+    db.create_view(
+        "daily_summary",
+        "SELECT substr(COALESCE(b.at, b.received_at), 1, 10) AS day, "
+        "b.failure_type AS failure_type, r.label AS reason, "
+        "lower(substr(b.recipient, instr(b.recipient, '@') + 1)) AS domain, "
+        "count(*) AS bounces, count(DISTINCT b.recipient) AS addresses "
+        "FROM bounces b LEFT JOIN reasons r ON r.code = b.reason_code "
+        "WHERE b.failure_type IS NOT NULL "
+        "GROUP BY day, b.failure_type, r.label, domain",
+    )
+    db.create_view(
+        "to_qualify",
+        "SELECT id, text, first_text, occurrences, last_seen FROM qualification "
+        "WHERE status = 'to_qualify' ORDER BY occurrences DESC, last_seen DESC",
+    )
+
+
+#: Numbered schema steps: step N brings ``user_version`` from N-1 to N. Append only.
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise StoreError(f"{path}: cannot switch to WAL mode (got {mode})")
+    # FULL: a commit is on disk when insert_messages returns, before the SMTP 250.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the schema to :data:`SCHEMA_VERSION`; return the version found before."""
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        found = conn.execute("PRAGMA user_version").fetchone()[0]
+        if found > SCHEMA_VERSION:
+            raise StoreError(
+                f"database schema version {found} is newer than this bounced "
+                f"(knows up to {SCHEMA_VERSION})"
+            )
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version - 1](db)
+            conn.execute(f"PRAGMA user_version = {version}")
+        _seed(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return int(found)
+
+
+def _seed(conn: sqlite3.Connection) -> None:
+    """Reasons from the enum, default rules from the shipped data; idempotent.
+
+    Default rules are upserted (an operator's ``enabled = 0`` on a default rule is kept)
+    and defaults no longer shipped are removed; ``origin = 'user'`` rows are never touched.
+    """
+    conn.executemany(
+        "INSERT INTO reasons (code, label, default_type) VALUES (?, ?, ?) "
+        "ON CONFLICT(code) DO UPDATE SET label = excluded.label, "
+        "default_type = excluded.default_type",
+        [(int(r), r.label, r.default_type.value) for r in Reason],
+    )
+    shipped = load_default_rules()
+    rows = [
+        (int(rule.id), rule.pattern, rule.failure_type.value, int(rule.reason),
+         rule.priority, rule.comment)
+        for rule in shipped
+    ]
+    conn.executemany(
+        "INSERT INTO rules (id, pattern, failure_type, reason_code, priority, origin, "
+        "enabled, comment) VALUES (?, ?, ?, ?, ?, 'default', 1, ?) "
+        "ON CONFLICT(id) DO UPDATE SET pattern = excluded.pattern, "
+        "failure_type = excluded.failure_type, reason_code = excluded.reason_code, "
+        "priority = excluded.priority, comment = excluded.comment "
+        "WHERE rules.origin = 'default'",
+        rows,
+    )
+    ids = [row[0] for row in rows]
+    placeholders = ",".join("?" * len(ids))
+    conn.execute(
+        f"DELETE FROM rules WHERE origin = 'default' AND id NOT IN ({placeholders})"
+        if ids else "DELETE FROM rules WHERE origin = 'default'",
+        ids,
+    )
+
+
+# --------------------------------------------------------------------------- the store
+
+
+def verp_token_of(rcpt_to: Sequence[str], separator: str = "+") -> str | None:
+    """The VERP token of the first envelope recipient shaped ``local+TOKEN@domain``."""
+    for rcpt in rcpt_to:
+        local, at, _domain = rcpt.strip().strip("<>").rpartition("@")
+        if not at:
+            continue
+        _base, sep, token = local.partition(separator)
+        if sep and token:
+            return token
+    return None
+
+
+class Store:
+    """A bounced database. Open with :meth:`open`; one instance per thread/process.
+
+    ``conn`` is public for the pipeline and for read-only queries; transactions are
+    managed explicitly through :meth:`transaction` / :meth:`savepoint`.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self.conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: str | Path) -> Store:
+        """Open (creating if needed) and migrate the database at ``path``, in WAL mode,
+        with reasons and default rules seeded."""
+        target = Path(path)
+        try:
+            conn = _connect(target)
+        except sqlite3.Error as error:
+            raise StoreError(f"{target}: cannot open database: {error}") from None
+        try:
+            migrate(conn)
+        except sqlite3.DatabaseError as error:
+            conn.close()
+            raise StoreError(f"{target}: not a usable bounced database: {error}") from None
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, target)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ---- transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (``ROLLBACK`` on any exception)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def savepoint(self, name: str = "work") -> Iterator[sqlite3.Connection]:
+        """A nested unit inside :meth:`transaction`, undone alone on exception."""
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+                self.conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        self.conn.execute(f"RELEASE SAVEPOINT {name}")
+
+    # ---- messages
+
+    def insert_messages(self, messages: Sequence[IncomingMessage]) -> list[StoredMessage]:
+        """Store raw messages (state ``pending``) in ONE transaction, committed and on
+        disk when this returns. Identical bytes already stored (same sha256, also within
+        this batch) are not stored again: their existing id comes back as a duplicate."""
+        results: list[StoredMessage] = []
+        with self.transaction() as conn:
+            for message in messages:
+                digest = hashlib.sha256(message.raw).hexdigest()
+                cursor = conn.execute(
+                    "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, "
+                    "raw, state, peer, verp_token) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+                    "ON CONFLICT(sha256) DO NOTHING",
+                    (
+                        format_time(message.received_at),
+                        message.mail_from,
+                        json.dumps(list(message.rcpt_to), ensure_ascii=False),
+                        len(message.raw),
+                        digest,
+                        message.raw,
+                        message.peer,
+                        verp_token_of(message.rcpt_to),
+                    ),
+                )
+                if cursor.rowcount == 1:
+                    results.append(StoredMessage(int(cursor.lastrowid or 0), duplicate=False))
+                else:
+                    row = conn.execute(
+                        "SELECT id FROM messages WHERE sha256 = ?", (digest,)
+                    ).fetchone()
+                    results.append(StoredMessage(int(row[0]), duplicate=True))
+        return results
+
+    def pending_message_ids(self, limit: int) -> list[int]:
+        """Oldest first, so the daemon works through its backlog in arrival order."""
+        rows = self.conn.execute(
+            "SELECT id FROM messages WHERE state = 'pending' ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def pending_count(self) -> int:
+        return self.count_messages(MessageState.PENDING)
+
+    def failed_message_ids(self, limit: int) -> list[int]:
+        rows = self.conn.execute(
+            "SELECT id FROM messages WHERE state = 'failed' ORDER BY id LIMIT ?", (limit,)
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def count_messages(self, state: MessageState) -> int:
+        row = self.conn.execute(
+            "SELECT count(*) FROM messages WHERE state = ?", (state.value,)
+        ).fetchone()
+        return int(row[0])
+
+    def retry_failed(self) -> int:
+        """Put every failed message back to pending (after a fix); returns how many."""
+        with self.transaction() as conn:
+            return conn.execute(
+                "UPDATE messages SET state = 'pending' WHERE state = 'failed'"
+            ).rowcount
+
+    def get_message(self, message_id: int) -> MessageRow | None:
+        row = self.conn.execute(
+            "SELECT id, received_at, mail_from, rcpt_to, raw, state, peer, error "
+            "FROM messages WHERE id = ?",
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return MessageRow(
+            id=int(row[0]),
+            received_at=parse_time(row[1]) or datetime.now(UTC),
+            mail_from=row[2],
+            rcpt_to=tuple(json.loads(row[3])),
+            raw=bytes(row[4]),
+            state=MessageState(row[5]),
+            peer=row[6],
+            error=row[7],
+        )
+
+    def mark_failed(self, message_id: int, error: str, at: datetime) -> None:
+        """Record a processing failure; the raw message stays for a later retry."""
+        self.conn.execute(
+            "UPDATE messages SET state = 'failed', error = ?, processed_at = ?, "
+            "attempts = attempts + 1 WHERE id = ?",
+            (error, format_time(at), message_id),
+        )
+
+    # ---- rules and qualification table
+
+    def load_rules(self) -> tuple[Rule, ...]:
+        """The enabled rules (defaults and operators'), in priority order then id."""
+        rows = self.conn.execute(
+            "SELECT id, pattern, failure_type, reason_code, priority, comment FROM rules "
+            "WHERE enabled = 1 ORDER BY priority, id"
+        ).fetchall()
+        return tuple(
+            Rule(
+                id=str(row[0]),  # type: ignore[arg-type]
+                pattern=row[1],
+                failure_type=FailureType(row[2]),
+                reason=Reason(row[3]),
+                priority=int(row[4]),
+                comment=row[5] or "",
+            )
+            for row in rows
+        )
+
+    def lookup_text(self, text: str) -> TableEntry | None:
+        """The qualification-table row of a normalized text, as qualify needs it."""
+        row = self.conn.execute(
+            "SELECT id, status, failure_type, reason_code FROM qualification WHERE text = ?",
+            (text,),
+        ).fetchone()
+        if row is None:
+            return None
+        return TableEntry(
+            id=int(row[0]),
+            status=QualificationStatus(row[1]),
+            failure_type=FailureType(row[2]) if row[2] else FailureType.UNDEFINED,
+            reason=Reason(row[3]) if row[3] is not None else Reason.NOT_DEFINED,
+        )
+
+    # ---- checks
+
+    def integrity_problems(self) -> list[str]:
+        """``PRAGMA integrity_check`` and ``foreign_key_check`` findings (empty = fine)."""
+        problems = [
+            str(row[0])
+            for row in self.conn.execute("PRAGMA integrity_check").fetchall()
+            if row[0] != "ok"
+        ]
+        problems.extend(
+            f"foreign key: {row[0]} row {row[1]} -> {row[2]}"
+            for row in self.conn.execute("PRAGMA foreign_key_check").fetchall()
+        )
+        return problems
+
+    def schema_version(self) -> int:
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
