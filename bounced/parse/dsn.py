@@ -1,0 +1,157 @@
+"""RFC 3464 delivery status notifications, read field by field.
+
+The ``message/delivery-status`` body is a per-message block followed by per-recipient
+blocks. Real MTAs bend the format (no blank line between blocks, two recipients in one
+block, lowercase field names, ``Final-Recipient`` without an address type), so blocks
+are cut on field order as well as on blank lines: a second ``Final-Recipient`` (or an
+``Original-Recipient`` after one) starts a new recipient.
+
+``message/global-delivery-status`` (RFC 6533) is the same syntax in UTF-8, with
+``utf-8;`` address types whose ``\\x{HHHH}`` escapes are undone here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from bounced.model import Action
+
+_FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
+_TYPE_PREFIX = re.compile(r"^\s*[A-Za-z][A-Za-z0-9-]{0,20}\s*;\s*")
+_UNITEXT = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
+_XTEXT = re.compile(r"\+([0-9A-Fa-f]{2})")
+_ACTION_WORD = re.compile(r"[a-z]+")
+
+_ACTIONS: dict[str, Action] = {
+    "failed": Action.FAILED,
+    "failure": Action.FAILED,
+    "delayed": Action.DELAYED,
+    "delivered": Action.DELIVERED,
+    "relayed": Action.RELAYED,
+    "expanded": Action.EXPANDED,
+    "deliverable": Action.DELIVERED,
+}
+
+RECIPIENT_FIELDS = frozenset({"final-recipient", "original-recipient"})
+
+
+@dataclass(slots=True)
+class DsnRecipient:
+    """The fields of one per-recipient block (names lowercased, values unfolded)."""
+
+    fields: dict[str, str] = field(default_factory=dict)
+
+    def get(self, name: str) -> str | None:
+        return self.fields.get(name)
+
+
+@dataclass(slots=True)
+class DeliveryStatus:
+    """A parsed delivery-status body."""
+
+    message_fields: dict[str, str] = field(default_factory=dict)
+    recipients: list[DsnRecipient] = field(default_factory=list)
+
+
+def unfold(text: str) -> list[str | None]:
+    """Logical lines: continuation lines joined with a space, ``None`` for a blank line."""
+    lines: list[str | None] = []
+    for raw in text.split("\n"):
+        line = raw.rstrip()
+        if not line:
+            lines.append(None)
+        elif line[0] in " \t" and lines and lines[-1] is not None:
+            lines[-1] = f"{lines[-1]} {line.strip()}"
+        else:
+            lines.append(line.strip())
+    return lines
+
+
+def parse_delivery_status(text: str) -> DeliveryStatus:
+    """Split a delivery-status body into its per-message and per-recipient fields."""
+    status = DeliveryStatus()
+    current: DsnRecipient | None = None
+    for line in unfold(text):
+        if line is None:
+            if current is not None and current.fields:
+                current = None
+            continue
+        match = _FIELD.match(line)
+        if match is None:
+            continue
+        name = match.group(1).lower()
+        value = match.group(2).strip()
+        if name in RECIPIENT_FIELDS:
+            if current is None or name in current.fields or (
+                name == "original-recipient" and "final-recipient" in current.fields
+            ):
+                current = DsnRecipient()
+                status.recipients.append(current)
+        if current is None:
+            if name in ("action", "status", "diagnostic-code") and status.recipients:
+                current = status.recipients[-1]
+            else:
+                status.message_fields.setdefault(name, value)
+                continue
+        current.fields.setdefault(name, value)
+    status.recipients = [r for r in status.recipients if _has_address(r)]
+    return status
+
+
+def _has_address(recipient: DsnRecipient) -> bool:
+    return bool(
+        address_of(recipient.get("final-recipient"))
+        or address_of(recipient.get("original-recipient"))
+    )
+
+
+def strip_type(value: str) -> str:
+    """``"smtp; 550 ..."`` -> ``"550 ..."``, ``"rfc822; a@b"`` -> ``"a@b"``."""
+    return _TYPE_PREFIX.sub("", value, count=1)
+
+
+def address_of(value: str | None) -> str | None:
+    """The address of a ``Final-Recipient`` / ``Original-Recipient`` value.
+
+    ``utf-8`` addresses have their ``\\x{HHHH}`` escapes undone, ``rfc822`` ones their
+    xtext ``+HH`` escapes; angle brackets and quotes around the address go.
+    """
+    if not value:
+        return None
+    kind = value.split(";", 1)[0].strip().lower() if ";" in value else ""
+    address = strip_type(value).strip()
+    if kind.startswith("utf-8") or "\\x{" in address:
+        address = _UNITEXT.sub(lambda m: _chr(m.group(1)), address)
+    elif "+" in address and _XTEXT.search(address) and "@" in address:
+        decoded = _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), address)
+        if decoded.isprintable():
+            address = decoded
+    address = address.strip().strip("<>\"' ").strip()
+    if " " in address:
+        address = address.split()[0].strip("<>\"'")
+    if "@" not in address and not address:
+        return None
+    return address or None
+
+
+def _chr(hex_digits: str) -> str:
+    try:
+        return chr(int(hex_digits, 16))
+    except (ValueError, OverflowError):
+        return "\ufffd"
+
+
+def action_of(value: str | None) -> Action | None:
+    """The ``Action`` field, tolerant of case and trailing comments."""
+    if not value:
+        return None
+    match = _ACTION_WORD.search(value.lower())
+    return _ACTIONS.get(match.group(0)) if match else None
+
+
+def diagnostic_of(value: str | None) -> str:
+    """``Diagnostic-Code`` text without its ``smtp;`` / ``X-Postfix;`` type."""
+    if not value:
+        return ""
+    return " ".join(strip_type(value).split())

@@ -1,0 +1,39 @@
+"""Last resort for recipients: flufl.bounce's collection of vendor detectors.
+
+It runs only when neither a DSN part nor the prose scanner found a recipient, since it
+needs a second parse with :mod:`email` (compat32) and costs more than all the rest.
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from email import policy
+from email.utils import getaddresses
+
+from flufl.bounce import scan_message
+
+from bounced.parse.mime import Headers, Loaded
+
+_SYSTEM_LOCAL = re.compile(r"^(?:postmaster|mailer-daemon|abuse|root|hostmaster)@", re.I)
+
+
+def scan(loaded: Loaded, headers: Headers) -> list[str]:
+    """Addresses flufl.bounce reads as failed, minus the bounce's own addresses."""
+    try:
+        message = email.message_from_bytes(loaded.raw, policy=policy.compat32)
+        found = scan_message(message)
+    except Exception as error:  # a third-party scanner must not sink the parse
+        loaded.problems.append(f"flufl.bounce failed: {type(error).__name__}")
+        return []
+    own = {
+        address.lower()
+        for name in ("to", "from", "delivered-to", "x-original-to", "return-path")
+        for _, address in getaddresses(headers.get_all(name))
+    }
+    addresses = []
+    for raw in sorted(found):
+        address = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)).strip()
+        if "@" in address and address.lower() not in own and not _SYSTEM_LOCAL.match(address):
+            addresses.append(address)
+    return addresses

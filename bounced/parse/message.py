@@ -1,0 +1,491 @@
+"""The parse pipeline proper: recognise what a message is and build its report."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+
+from bounced.model import Action, BounceReport, Kind, RecipientReport
+from bounced.parse import arf, autoreply, codes, dsn, fallback, vendors
+from bounced.parse.mime import (
+    Headers,
+    Loaded,
+    Part,
+    decode_bytes,
+    decode_text,
+    load,
+    parse_headers,
+    split_header_block,
+)
+
+DELIVERY_STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+RETURNED_MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/news"})
+RETURNED_HEADERS_TYPES = frozenset({"text/rfc822-headers", "text/rfc822-header"})
+_SEVERITY = (Kind.FAILURE, Kind.DELAY, Kind.DELIVERED, Kind.FEEDBACK, Kind.AUTOREPLY)
+
+_DAEMON_LOCAL = re.compile(
+    r"^(?:mailer[-_]?daemon|mail[-_]?daemon|postmaster|mail[-_]?delivery|"
+    r"mailerdaemon|bounce[sd]?|mdaemon|mmdf|nobody|root|daemon)(?:@|$)",
+    re.IGNORECASE,
+)
+_DAEMON_NAME = re.compile(
+    r"mail delivery|mailer[- ]daemon|postmaster|delivery subsystem|mail administrator|"
+    r"system administrator|mail system|delivery status|notification|mail gateway",
+    re.IGNORECASE,
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery fail|delivery failure|failure notice|returned mail|"
+    r"mail delivery|delivery status|non[- ]?delivery|nondeliver|could not be delivered|"
+    r"not delivered|\bbounce|rejected|delivery problem|could not send|delivery report|"
+    r"message not delivered|unable to deliver|delivery notification|mail system error|"
+    r"warning: could not|returned to sender|failed delivery|delivery error|"
+    r"permanent error|temporary error|\bNDN\b|\bDSN\b|delayed mail|mail error|"
+    r"error sending|sending failed|can't be delivered|wasn't delivered",
+    re.IGNORECASE,
+)
+_DELAY_TEXT = re.compile(
+    r"\b(?:delayed|delay\)|still (?:being )?(?:retried|trying)|will (?:continue to )?(?:be )?"
+    r"retr(?:y|ied)|has not yet been delivered|not been delivered yet|warning: message)",
+    re.IGNORECASE,
+)
+_PERMANENT_TEXT = re.compile(
+    r"permanent(?:ly)?|given up|giving up|gave up|failed permanently|could not be delivered|"
+    r"couldn't be delivered|undeliverable|not going to try again",
+    re.IGNORECASE,
+)
+_SMTP_COMMAND = re.compile(
+    r"(?:after|in reply to|in response to|did not like our|while sending|during|"
+    r"sending|after sending|after end of)\s+(?:the\s+)?"
+    r"(RCPT TO|RCPT|MAIL FROM|MAIL|DATA|end of data|final DATA|message body|"
+    r"initial connection|connect|HELO|EHLO|STARTTLS|AUTH)\b",
+    re.IGNORECASE,
+)
+_REMOTE_HOST = re.compile(r"\bhost\s+([A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,})\b")
+_KEEP_HEADERS = ("message-id", "subject", "to", "from", "date")
+_NOISY_X_HEADERS = (
+    "x-ms-", "x-microsoft", "x-google", "x-gm-", "x-received", "x-spam", "x-virus",
+    "x-forefront", "x-exchange", "x-originating", "x-mailer", "x-mimeole", "x-msmail",
+    "x-ironport", "x-barracuda", "x-proofpoint", "x-mimecast", "x-priority", "x-yahoo",
+    "x-ymail", "x-apple", "x-eopattributedmessage", "x-crosspremises", "x-msg",
+    "x-sender-ip", "x-source", "x-ses", "x-amazon", "x-mail-from", "x-rcpt-to",
+)
+MAX_ORIGINAL_HEADERS = 20
+MAX_HEADER_VALUE = 300
+VERP_HEADERS = ("delivered-to", "x-original-to", "to", "envelope-to", "x-envelope-to")
+
+
+@dataclass(slots=True)
+class _View:
+    """A loaded message with the parts the recognisers look at, found once."""
+
+    loaded: Loaded
+    headers: Headers
+    status_parts: list[Part] = field(default_factory=list)
+    feedback_parts: list[Part] = field(default_factory=list)
+    returned: Headers | None = None
+    text_parts: list[Part] = field(default_factory=list)
+    html_parts: list[Part] = field(default_factory=list)
+    _text: str | None = None
+
+    @property
+    def problems(self) -> list[str]:
+        return self.loaded.problems
+
+    def text(self) -> str:
+        """The human-readable notification (first text/plain parts, else HTML as text)."""
+        if self._text is None:
+            parts = self.text_parts or self.html_parts
+            chunks = [decode_text(part, self.problems) for part in parts[:3]]
+            text = "\n".join(chunks)
+            if not self.text_parts and self.html_parts:
+                text = html_to_text(text)
+            self._text = text
+        return self._text
+
+
+def parse_message(raw: bytes) -> BounceReport:
+    """Parse one message. Never raises: unusable input gives kind ``not_bounce`` with
+    the reason in ``problems``."""
+    try:
+        return _parse(raw)
+    except Exception as error:  # the last line of defence: a bounce must never crash us
+        return BounceReport(
+            kind=Kind.NOT_BOUNCE,
+            problems=(f"parser error, message not understood: {type(error).__name__}: {error}",),
+        )
+
+
+def _parse(raw: bytes) -> BounceReport:
+    if not raw.strip():
+        return BounceReport(kind=Kind.NOT_BOUNCE, problems=("empty message (no content)",))
+    loaded = load(raw)
+    headers = loaded.root.headers
+    if len(headers) == 0:
+        note = (
+            "not an email: binary data"
+            if _looks_binary(raw)
+            else "not an email: no header section"
+        )
+        return BounceReport(kind=Kind.NOT_BOUNCE, problems=(note, *loaded.problems))
+    if not loaded.root.children and not loaded.root.body.strip():
+        loaded.problems.append("message has headers but no body")
+    view = _view(loaded)
+    kind, recipients = _recognise(view)
+    return _report(view, kind, recipients)
+
+
+def _looks_binary(raw: bytes) -> bool:
+    sample = raw[:4096]
+    controls = sum(1 for byte in sample if byte < 9 or 13 < byte < 32)
+    return b"\0" in sample or controls > len(sample) // 20
+
+
+def _view(loaded: Loaded) -> _View:
+    view = _View(loaded, loaded.root.headers)
+    for part in _top_parts(loaded.root):
+        ctype = part.content_type
+        if ctype in DELIVERY_STATUS_TYPES:
+            view.status_parts.append(part)
+        elif ctype == "message/feedback-report":
+            view.feedback_parts.append(part)
+        elif ctype in RETURNED_MESSAGE_TYPES:
+            if view.returned is None and part.children:
+                view.returned = part.children[0].headers
+        elif ctype in RETURNED_HEADERS_TYPES:
+            if view.returned is None:
+                view.returned = _headers_of_text(part, loaded.problems)
+        elif ctype == "text/plain" or (ctype.startswith("text/") and ctype != "text/html"):
+            if not _is_attachment(part):
+                view.text_parts.append(part)
+        elif ctype == "text/html" and not _is_attachment(part):
+            view.html_parts.append(part)
+    return view
+
+
+def _top_parts(root: Part) -> list[Part]:
+    """The leaves and embedded messages of the notification itself, not descending into
+    a returned message (whose own parts could be a DSN of an older bounce)."""
+    found: list[Part] = []
+    stack = [root]
+    while stack:
+        part = stack.pop()
+        if part.content_type.startswith("multipart/") and part.children:
+            stack.extend(reversed(part.children))
+        else:
+            found.append(part)
+    return found
+
+
+def _is_attachment(part: Part) -> bool:
+    disposition = (part.headers.get("content-disposition") or "").lower()
+    return disposition.startswith("attachment") and "name" in disposition
+
+
+def _headers_of_text(part: Part, problems: list[str]) -> Headers:
+    head, _, _ = split_header_block(part.body.lstrip(b"\n"))
+    return parse_headers(head or part.body, problems)
+
+
+def _recognise(view: _View) -> tuple[Kind, list[RecipientReport]]:
+    headers = view.headers
+    report_type = (headers.get("content-type") or "").lower()
+    if view.feedback_parts or "feedback-report" in report_type:
+        return _feedback(view)
+    if view.status_parts:
+        recipients = _dsn_recipients(view)
+        if recipients:
+            return _overall_kind(recipients), recipients
+    if arf.is_unsubscribe_request(headers):
+        sender = parseaddr(headers.get("from") or "")[1]
+        report = RecipientReport(sender or None, Kind.FEEDBACK, feedback_type="opt-out",
+                                 diagnostic=vendors.collapse(view.text(), 500))
+        return Kind.FEEDBACK, [report]
+    subject = headers.get("subject") or ""
+    if not _is_bouncy(view) and arf.is_complaint_forward(subject, view.returned):
+        return _feedback(view)
+    if _is_bouncy(view):
+        recipients = _text_recipients(view)
+        if recipients:
+            return _overall_kind(recipients), recipients
+    if autoreply.is_autoreply(headers):
+        sender = parseaddr(headers.get("from") or "")[1]
+        report = RecipientReport(sender or None, Kind.AUTOREPLY,
+                                 diagnostic=vendors.collapse(view.text(), 500))
+        return Kind.AUTOREPLY, [report]
+    return Kind.NOT_BOUNCE, []
+
+
+def _overall_kind(recipients: list[RecipientReport]) -> Kind:
+    kinds = {recipient.kind for recipient in recipients}
+    return next((kind for kind in _SEVERITY if kind in kinds), Kind.NOT_BOUNCE)
+
+
+def _is_bouncy(view: _View) -> bool:
+    """Whether the message comes from a mail system reporting on a delivery, which is
+    what allows reading addresses out of its prose."""
+    headers = view.headers
+    if "x-failed-recipients" in headers:
+        return True
+    sender = headers.get("from") or ""
+    name, address = parseaddr(sender)
+    if _DAEMON_LOCAL.match(address) or (name and _DAEMON_NAME.search(name)):
+        return True
+    if (headers.get("return-path") or "").strip() == "<>":
+        return True
+    if "multipart/report" in (headers.get("content-type") or "").lower():
+        return True
+    return bool(_BOUNCE_SUBJECT.search(headers.get("subject") or ""))
+
+
+def _feedback(view: _View) -> tuple[Kind, list[RecipientReport]]:
+    text = "\n".join(decode_text(part, view.problems) for part in view.feedback_parts)
+    human = vendors.collapse(view.text(), 500)
+    complaint = arf.read_feedback_report(text, view.returned, human)
+    recipients = [
+        RecipientReport(address, Kind.FEEDBACK, diagnostic=human,
+                        feedback_type=complaint.feedback_type)
+        for address in complaint.recipients
+    ]
+    if not recipients:
+        view.problems.append("feedback report naming no recipient")
+    return Kind.FEEDBACK, recipients
+
+
+def _dsn_recipients(view: _View) -> list[RecipientReport]:
+    recipients: list[RecipientReport] = []
+    text_blocks: dict[str, vendors.TextRecipient] | None = None
+    for part in view.status_parts:
+        charset = part.charset or (
+            "utf-8" if part.content_type == "message/global-delivery-status" else None
+        )
+        status = dsn.parse_delivery_status(decode_bytes(part.body, charset, view.problems))
+        for block in status.recipients:
+            final = dsn.address_of(block.get("final-recipient"))
+            original = dsn.address_of(block.get("original-recipient"))
+            address = final or original
+            diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
+            if not diagnostic:
+                if text_blocks is None:
+                    text_blocks = _text_blocks(view)
+                found = text_blocks.get((address or "").lower())
+                diagnostic = found.diagnostic if found else ""
+            recipients.append(
+                _recipient_from_dsn(block, address, original, diagnostic, status.message_fields)
+            )
+    return _dedupe(recipients)
+
+
+def _text_blocks(view: _View) -> dict[str, vendors.TextRecipient]:
+    found = vendors.scan_recipients(vendors.human_text(view.text()))
+    return {item.address.lower(): item for item in found}
+
+
+def _recipient_from_dsn(
+    block: dsn.DsnRecipient,
+    address: str | None,
+    original: str | None,
+    diagnostic: str,
+    message_fields: dict[str, str],
+) -> RecipientReport:
+    field_status = codes.find_status(block.get("status") or "")
+    text_status = codes.find_status(diagnostic)
+    status = codes.prefer_status(field_status, text_status)
+    reply_code = codes.find_reply_code(diagnostic)
+    action = dsn.action_of(block.get("action")) or _action_from_status(status)
+    remote = block.get("remote-mta")
+    return RecipientReport(
+        address=address,
+        kind=action.kind,
+        action=action,
+        status=status,
+        reply_code=reply_code,
+        diagnostic=diagnostic,
+        remote_mta=dsn.strip_type(remote).strip() or None if remote else None,
+        original_recipient=original,
+        smtp_command=smtp_command_of(diagnostic),
+    )
+
+
+def _action_from_status(status: str | None) -> Action:
+    if status and status[0] == "2":
+        return Action.DELIVERED
+    if status and status[0] == "4":
+        return Action.DELAYED
+    return Action.FAILED
+
+
+def _text_recipients(view: _View) -> list[RecipientReport]:
+    text = vendors.human_text(view.text())
+    found = vendors.scan_recipients(text)
+    failed_header = view.headers.get("x-failed-recipients")
+    if failed_header:
+        listed = [a for _, a in getaddresses([failed_header]) if "@" in a]
+        by_address = {item.address.lower(): item for item in found}
+        found = [by_address.get(a.lower()) or vendors.TextRecipient(a, "") for a in listed]
+    if not found:
+        found = [vendors.TextRecipient(a, "") for a in fallback.scan(view.loaded, view.headers)]
+    if not found:
+        return []
+    delayed = _is_delay_notice(view, text)
+    whole = vendors.collapse(text)
+    recipients = []
+    for item in found:
+        diagnostic = item.diagnostic or whole
+        status = codes.find_status(diagnostic)
+        if status is None and item.diagnostic:
+            status = codes.find_status(whole) if len(found) == 1 else None
+        reply_code = codes.find_reply_code(diagnostic)
+        action = Action.DELAYED if delayed else Action.FAILED
+        recipients.append(
+            RecipientReport(
+                address=item.address,
+                kind=action.kind,
+                action=action,
+                status=status,
+                reply_code=reply_code,
+                diagnostic=diagnostic,
+                remote_mta=_remote_host(diagnostic),
+                smtp_command=smtp_command_of(diagnostic),
+            )
+        )
+    return _dedupe(recipients)
+
+
+def _is_delay_notice(view: _View, text: str) -> bool:
+    subject = view.headers.get("subject") or ""
+    if _DELAY_TEXT.search(subject):
+        return True
+    return bool(_DELAY_TEXT.search(text[:1500]) and not _PERMANENT_TEXT.search(text))
+
+
+def _remote_host(text: str) -> str | None:
+    match = _REMOTE_HOST.search(text)
+    return match.group(1) if match else None
+
+
+_COMMANDS = {
+    "rcpt to": "RCPT", "rcpt": "RCPT", "mail from": "MAIL", "mail": "MAIL", "data": "DATA",
+    "end of data": "DATA", "final data": "DATA", "message body": "DATA",
+    "initial connection": "CONN", "connect": "CONN", "helo": "HELO", "ehlo": "EHLO",
+    "starttls": "STARTTLS", "auth": "AUTH",
+}
+
+
+def smtp_command_of(text: str) -> str | None:
+    """The SMTP command an error answered, when the text says so."""
+    if not text:
+        return None
+    match = _SMTP_COMMAND.search(text)
+    return _COMMANDS.get(match.group(1).lower()) if match else None
+
+
+def _dedupe(recipients: list[RecipientReport]) -> list[RecipientReport]:
+    """One row per address: the first, most complete, report wins."""
+    seen: dict[str, RecipientReport] = {}
+    for recipient in recipients:
+        key = (recipient.address or "").strip().lower()
+        if key not in seen:
+            seen[key] = recipient
+    return list(seen.values())
+
+
+def _report(view: _View, kind: Kind, recipients: list[RecipientReport]) -> BounceReport:
+    headers = view.headers
+    returned = view.returned
+    if returned is None and kind in (Kind.FAILURE, Kind.DELAY, Kind.DELIVERED):
+        returned = _inline_returned_headers(view.text())
+    return BounceReport(
+        kind=kind,
+        recipients=tuple(recipients),
+        original_message_id=_original_message_id(headers, returned),
+        original_headers=_original_headers(returned),
+        verp_token=verp_token(headers),
+        subject=headers.get("subject"),
+        date=parse_date(headers.get("date")),
+        sender=parseaddr(headers.get("from") or "")[1] or None,
+        problems=tuple(dict.fromkeys(view.problems)),
+    )
+
+
+def _inline_returned_headers(text: str) -> Headers | None:
+    """Headers of an original message quoted in the prose (non-MIME bounces)."""
+    cut = len(vendors.human_text(text))
+    rest = text[cut:]
+    start = vendors.header_start(rest)
+    if start is None:
+        return None
+    head, _, _ = split_header_block(rest[start:].encode("utf-8", "surrogateescape"))
+    headers = parse_headers(head)
+    return headers if len(headers) else None
+
+
+def _original_message_id(headers: Headers, returned: Headers | None) -> str | None:
+    candidates = [
+        returned.get("message-id") if returned else None,
+        headers.get("x-original-message-id"),
+        headers.get("original-message-id"),
+    ]
+    for value in candidates:
+        if value and value.strip():
+            return value.strip()
+    return None
+
+
+def _original_headers(returned: Headers | None) -> tuple[tuple[str, str], ...]:
+    """The returned headers worth keeping to correlate (IDs, subject, custom X- ones)."""
+    if returned is None:
+        return ()
+    kept: list[tuple[str, str]] = []
+    for name, value in returned.items:
+        lower = name.lower()
+        wanted = lower in _KEEP_HEADERS or (
+            lower.startswith("x-") and not lower.startswith(_NOISY_X_HEADERS)
+        )
+        if wanted:
+            kept.append((name, value[:MAX_HEADER_VALUE]))
+            if len(kept) >= MAX_ORIGINAL_HEADERS:
+                break
+    return tuple(kept)
+
+
+def verp_token(headers: Headers) -> str | None:
+    """The token of the bounce's own ``local+TOKEN@domain`` address (SPEC §7)."""
+    for name in VERP_HEADERS:
+        for value in headers.get_all(name):
+            for _, address in getaddresses([value]):
+                local, at, _ = address.rpartition("@")
+                if at and "+" in local:
+                    token = local.split("+", 1)[1]
+                    if token:
+                        return token
+    return None
+
+
+def parse_date(value: str | None) -> datetime | None:
+    """A tz-aware date, or None. A date without zone (``-0000``) is taken as UTC."""
+    if not value:
+        return None
+    try:
+        parsed = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+_TAG = re.compile(r"<[^>]*>")
+_BREAK = re.compile(r"<\s*(?:br|/p|/div|/tr|/li|p|div|tr|li|h\d)[^>]*>", re.IGNORECASE)
+_SCRIPT = re.compile(r"<(script|style)[^>]*>.*?</\1>", re.IGNORECASE | re.DOTALL)
+
+
+def html_to_text(html: str) -> str:
+    """Enough of HTML -> text for bounce prose (Office 365 sends HTML only)."""
+    import html as html_module
+
+    text = _SCRIPT.sub(" ", html)
+    text = _BREAK.sub("\n", text)
+    text = _TAG.sub(" ", text)
+    return html_module.unescape(text)

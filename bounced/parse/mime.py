@@ -1,0 +1,363 @@
+"""Robust, fast MIME loading: raw bytes -> a tree of :class:`Part`.
+
+Why not :mod:`email`? Measured on the corpus, ``policy.default`` costs ~1.6 ms per
+message and ``compat32`` ~0.4 ms, while the whole ``bounced parse`` budget is ~0.65 ms
+(1,500 emails/s). Bounces are also often broken (bare CR line ends, missing closing
+boundaries, invalid charsets, 8-bit headers, absurd nesting), and a parser we control
+can note each of those in ``problems`` instead of silently guessing or blowing up.
+:mod:`email` is still used for the hard parts it does well: RFC 2047 encoded words
+and date parsing.
+
+The loader never raises on bad input: every oddity becomes a problem string.
+"""
+
+from __future__ import annotations
+
+import binascii
+import codecs
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.header import decode_header, make_header
+from functools import lru_cache
+
+MAX_DEPTH = 40
+"""Deeper MIME nesting than this is not descended into (MIME bombs); no real bounce
+nests more than ~5 levels (report -> message/rfc822 -> alternative -> related)."""
+
+MAX_PARTS = 2000
+"""A message with more parts than this is not split further."""
+
+MAX_HEADER_BLOCK = 256 * 1024
+"""A header section longer than this is truncated: no MTA writes one, garbage does."""
+
+_HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
+_PARAM = re.compile(
+    r""";\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)""",
+)
+_ENCODED_WORD = "=?"
+
+
+class Headers:
+    """An ordered, case-insensitive header list; ``get`` returns the first value.
+
+    Values are unfolded (continuation lines joined with one space) and RFC 2047
+    decoded, so callers never see MIME header syntax.
+    """
+
+    __slots__ = ("_first", "items")
+
+    def __init__(self, items: list[tuple[str, str]]) -> None:
+        self.items = items
+        first: dict[str, str] = {}
+        for name, value in items:
+            first.setdefault(name.lower(), value)
+        self._first = first
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self._first.get(name, default)
+
+    def get_all(self, name: str) -> list[str]:
+        return [value for key, value in self.items if key.lower() == name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._first
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One MIME entity. ``content_type`` is lowercased ``type/subtype``; ``body`` is the
+    transfer-decoded payload of a leaf; ``children`` are the sub-parts of a multipart or
+    the embedded message of a ``message/rfc822``-like part."""
+
+    headers: Headers
+    content_type: str
+    params: dict[str, str]
+    body: bytes = b""
+    children: tuple[Part, ...] = ()
+
+    @property
+    def charset(self) -> str | None:
+        return self.params.get("charset")
+
+    def walk(self) -> Iterator[Part]:
+        """This part and all its descendants, depth first, in document order."""
+        stack = [self]
+        while stack:
+            part = stack.pop()
+            yield part
+            stack.extend(reversed(part.children))
+
+
+@dataclass(slots=True)
+class Loaded:
+    """A parsed message plus what was wrong with it."""
+
+    root: Part
+    raw: bytes = b""
+    problems: list[str] = field(default_factory=list)
+    parts: int = 0
+
+
+def normalize_newlines(raw: bytes) -> bytes:
+    """CRLF and bare CR become LF: everything downstream splits on ``\\n`` only."""
+    if b"\r" not in raw:
+        return raw
+    return raw.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def strip_envelope_line(raw: bytes) -> bytes:
+    """Drop an mbox ``From `` line and leading blank lines before the headers."""
+    raw = raw.lstrip(b"\n")
+    if raw.startswith(b"From "):
+        _, _, raw = raw.partition(b"\n")
+    return raw
+
+
+def load(raw: bytes) -> Loaded:
+    """Parse ``raw`` (any line ends, optional mbox ``From `` line) into a MIME tree."""
+    data = strip_envelope_line(normalize_newlines(raw))
+    loaded = Loaded(root=Part(Headers([]), "text/plain", {}), raw=data)
+    loaded.root = _parse_entity(data, 0, loaded, "text/plain")
+    return loaded
+
+
+def split_header_block(data: bytes) -> tuple[bytes, bytes, bool]:
+    """Split an entity into its header section and body.
+
+    Returns ``(headers, body, clean)``: ``clean`` is False when the header section ended
+    on a line that is no header (no blank line separator), as broken mailers write.
+    """
+    end = data.find(b"\n\n")
+    head = data if end < 0 else data[: end + 1]
+    body = b"" if end < 0 else data[end + 2 :]
+    if data.startswith(b"\n"):
+        return b"", data[1:], True
+    position = 0
+    limit = len(head)
+    while position < limit:
+        line_end = head.find(b"\n", position)
+        if line_end < 0:
+            line_end = limit
+        first = head[position : position + 1]
+        if first not in (b" ", b"\t") and not _HEADER_LINE.match(head, position):
+            rest = data[position:]
+            return data[:position], rest, False
+        position = line_end + 1
+    return head, body, True
+
+
+def parse_headers(block: bytes, problems: list[str] | None = None) -> Headers:
+    """Unfold and decode a header section (bytes, LF line ends)."""
+    if len(block) > MAX_HEADER_BLOCK:
+        block = block[:MAX_HEADER_BLOCK]
+        if problems is not None:
+            problems.append("header section too long, truncated")
+    try:
+        text = block.decode("utf-8")
+    except UnicodeDecodeError:
+        text = block.decode("latin-1")
+        if problems is not None:
+            problems.append("8-bit header bytes that are not UTF-8 (read as Latin-1)")
+    items: list[tuple[str, str]] = []
+    for line in text.split("\n"):
+        if not line:
+            continue
+        if line[0] in " \t":
+            if items:
+                name, value = items[-1]
+                items[-1] = (name, f"{value} {line.strip()}" if value else line.strip())
+            continue
+        name, colon, value = line.partition(":")
+        if colon:
+            items.append((name.strip(), value.strip()))
+    return Headers([(name, decode_words(value)) for name, value in items])
+
+
+def decode_words(value: str) -> str:
+    """RFC 2047 ``=?charset?B?...?=`` words -> text; undecodable ones stay as written."""
+    if _ENCODED_WORD not in value:
+        return value
+    try:
+        return str(make_header(decode_header(value)))
+    except (LookupError, ValueError, UnicodeError, AssertionError, TypeError):
+        return value
+
+
+def content_type_of(value: str | None, default: str) -> tuple[str, dict[str, str]]:
+    """``"Text/Plain; charset=UTF-8"`` -> ``("text/plain", {"charset": "UTF-8"})``."""
+    if not value:
+        return default, {}
+    main, _, _ = value.partition(";")
+    ctype = main.strip().lower()
+    if "/" not in ctype:
+        ctype = default
+    params: dict[str, str] = {}
+    for match in _PARAM.finditer(value):
+        name = match.group(1).lower().rstrip("*")
+        raw = match.group(2).strip()
+        if raw.startswith('"'):
+            raw = raw[1:-1] if raw.endswith('"') and len(raw) > 1 else raw[1:]
+            raw = raw.replace('\\"', '"').replace("\\\\", "\\")
+        elif match.group(1).endswith("*") and "''" in raw:
+            raw = raw.split("''", 1)[1]
+        params.setdefault(name, raw)
+    return ctype, params
+
+
+def _parse_entity(data: bytes, depth: int, loaded: Loaded, default_type: str) -> Part:
+    loaded.parts += 1
+    head, body, clean = split_header_block(data)
+    if not clean:
+        loaded.problems.append("malformed header line: header section ended early")
+    headers = parse_headers(head, loaded.problems)
+    ctype, params = content_type_of(headers.get("content-type"), default_type)
+    if ctype.startswith("multipart/"):
+        return _parse_multipart(headers, ctype, params, body, depth, loaded)
+    payload = transfer_decode(body, headers.get("content-transfer-encoding"), loaded.problems)
+    if ctype in ("message/rfc822", "message/global", "message/news"):
+        if depth >= MAX_DEPTH or loaded.parts >= MAX_PARTS:
+            _too_deep(loaded)
+            return Part(headers, ctype, params, payload)
+        inner = _parse_entity(payload, depth + 1, loaded, "text/plain")
+        return Part(headers, ctype, params, b"", (inner,))
+    return Part(headers, ctype, params, payload)
+
+
+def _too_deep(loaded: Loaded) -> None:
+    note = f"MIME nesting deeper than {MAX_DEPTH} levels or more than {MAX_PARTS} parts: not read"
+    if note not in loaded.problems:
+        loaded.problems.append(note)
+
+
+def _parse_multipart(
+    headers: Headers,
+    ctype: str,
+    params: dict[str, str],
+    body: bytes,
+    depth: int,
+    loaded: Loaded,
+) -> Part:
+    boundary = params.get("boundary")
+    if not boundary:
+        loaded.problems.append(f"{ctype} without a boundary: read as text")
+        return Part(headers, "text/plain", params, body)
+    if depth >= MAX_DEPTH or loaded.parts >= MAX_PARTS:
+        _too_deep(loaded)
+        return Part(headers, ctype, params, body)
+    chunks, closed = split_multipart(body, boundary.encode("utf-8", "replace"))
+    if not chunks:
+        loaded.problems.append(f"{ctype} with no part delimited by its boundary")
+        return Part(headers, ctype, params, body)
+    if not closed:
+        loaded.problems.append(f"{ctype} without its closing boundary (truncated?)")
+    default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
+    children = tuple(_parse_entity(chunk, depth + 1, loaded, default) for chunk in chunks)
+    return Part(headers, ctype, params, b"", children)
+
+
+def split_multipart(body: bytes, boundary: bytes) -> tuple[list[bytes], bool]:
+    """The body parts between ``--boundary`` delimiter lines, and whether the closing
+    ``--boundary--`` was seen. A line that merely starts with the delimiter but goes on
+    with other text (a longer, nested boundary) is no delimiter (RFC 2046 §5.1.1)."""
+    marker = b"\n--" + boundary
+    text = b"\n" + body
+    chunks: list[bytes] = []
+    start: int | None = None
+    position = 0
+    while True:
+        found = text.find(marker, position)
+        if found < 0:
+            if start is not None:
+                chunks.append(text[start:])
+            return chunks, False
+        after = found + len(marker)
+        line_end = text.find(b"\n", after)
+        if line_end < 0:
+            line_end = len(text)
+        rest = text[after:line_end]
+        if rest.startswith(b"--"):
+            if start is not None:
+                chunks.append(text[start:found])
+            return chunks, True
+        if rest.strip():
+            position = after
+            continue
+        if start is not None:
+            chunks.append(text[start:found])
+        start = line_end + 1
+        position = line_end
+
+
+def transfer_decode(body: bytes, encoding: str | None, problems: list[str]) -> bytes:
+    """Undo base64 / quoted-printable; anything else (7bit, 8bit, binary) is as is."""
+    if not encoding:
+        return body
+    name = encoding.strip().lower()
+    if name == "base64":
+        return _base64(body, problems)
+    if name == "quoted-printable":
+        try:
+            return binascii.a2b_qp(body)
+        except (binascii.Error, ValueError):
+            problems.append("invalid quoted-printable body")
+            return body
+    return body
+
+
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
+
+
+def _base64(body: bytes, problems: list[str]) -> bytes:
+    try:
+        return binascii.a2b_base64(body)
+    except (binascii.Error, ValueError):
+        pass
+    cleaned = _NOT_BASE64.sub(b"", body).rstrip(b"=")
+    cleaned = cleaned[: len(cleaned) - len(cleaned) % 4] if len(cleaned) % 4 == 1 else cleaned
+    try:
+        decoded = binascii.a2b_base64(cleaned + b"=" * (-len(cleaned) % 4))
+    except (binascii.Error, ValueError):
+        problems.append("invalid base64 body, kept undecoded")
+        return body
+    problems.append("damaged base64 body (decoded what was readable)")
+    return decoded
+
+
+@lru_cache(maxsize=128)
+def _codec(charset: str) -> str | None:
+    name = charset.strip().strip('"').lower()
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
+
+
+def decode_text(part: Part, problems: list[str]) -> str:
+    """The text of a leaf part, in its declared charset; an unknown or wrong charset
+    falls back to UTF-8, then Latin-1, and is noted in ``problems``."""
+    return decode_bytes(part.body, part.charset, problems)
+
+
+def decode_bytes(data: bytes, charset: str | None, problems: list[str]) -> str:
+    if charset:
+        codec = _codec(charset)
+        if codec is None:
+            problems.append(f"unknown charset {charset!r} (read as UTF-8)")
+        else:
+            try:
+                return data.decode(codec)
+            except UnicodeDecodeError:
+                pass
+            try:
+                return data.decode("utf-8")
+            except UnicodeDecodeError:
+                problems.append(f"text not valid in its charset {charset!r}")
+                return data.decode(codec, "replace")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")

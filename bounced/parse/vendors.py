@@ -1,0 +1,172 @@
+"""Human-readable bounces (qmail, Exim, Sendmail without DSN, Gmail, Yahoo, Exchange,
+Notes, Courier, ...): recipients and error text from the prose.
+
+Rather than one parser per vendor, this reads what nearly all of them share: a list of
+failed addresses, each followed by its error text. The layouts recognised are:
+
+- an address alone on its line, possibly in ``<>`` and/or followed by ``:`` (qmail,
+  Exim, Yahoo, Gmail, Courier), the error text being the lines that follow it, the
+  more indented ones when the address itself is indented (Exim);
+- an address followed on the same line by its error (``<a>: host ... said: 550 ...``,
+  Sendmail's ``<a>... User unknown``, ``a: 550 ...``);
+- an address inside a sentence that names it as the recipient (``delivering your mail
+  to <a>``, ``after RCPT TO:<a>``, ``Original-Recipient: a``).
+
+The returned original message (after a "copy of the message" separator or where a
+header block starts) is cut off first so its addresses never count as recipients.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ADDR = r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]"
+ADDRESS = re.compile(_ADDR)
+_QUOTED_ADDR = rf"(?:\"[^\"]*\"\s*)?<?({_ADDR})>?"
+
+_ADDRESS_LINE = re.compile(
+    rf"^(?P<indent>[ \t]*)(?:(?:recipient|to|address|rcpt to)\s*:\s*)?"
+    rf"{_QUOTED_ADDR}\s*(?::|\.{{3}})?\s*(?P<rest>.*)$",
+    re.IGNORECASE,
+)
+_SENTENCE_RECIPIENT = re.compile(
+    rf"(?:\b(?:to|for|recipient(?:s)?|address(?:es)?|RCPT TO:?|Original-Recipient:|"
+    rf"Final-Recipient:(?:\s*rfc822;)?|mailbox)\s*[:;]?\s*)<({_ADDR})>"
+    rf"|(?:\b(?:RCPT TO|Final-Recipient|Original-Recipient)\s*:\s*(?:rfc822;\s*)?)({_ADDR})",
+    re.IGNORECASE,
+)
+_HEADER_NAMES = (
+    r"Return-Path|Received|Message-I[dD]|Date|From|To|Subject|Reply-To|MIME-Version|"
+    r"Content-Type|Content-Transfer-Encoding|X-[A-Za-z0-9-]+|DKIM-Signature|Delivered-To|Cc|"
+    r"Sender|References|In-Reply-To|User-Agent|Authentication-Results|ARC-[A-Za-z-]+"
+)
+_HEADER_LINE = re.compile(rf"^(?:{_HEADER_NAMES})\s*:", re.IGNORECASE)
+_SEPARATOR = re.compile(
+    r"^\s*(?:[-=_*]{3,}.*?(?:original|copy|returned|message|headers?|below|attached|undelivered)"
+    r"|(?:original message|the original message|message headers follow|"
+    r"below this line is a copy|a copy of the original message|"
+    r"enclosed is a copy|this is a copy of the message|original message headers?|"
+    r"headers of the original message|the header of the original message|"
+    r"the first \d+ lines of the original message)"
+    r"|[-=_*]{5,}\s*$)",
+    re.IGNORECASE,
+)
+_BOILERPLATE_ADDRESS = re.compile(r"^(?:postmaster|mailer-daemon|abuse|hostmaster|root)@", re.I)
+
+
+@dataclass(frozen=True, slots=True)
+class TextRecipient:
+    """An address the prose names as failed, with the error text written about it."""
+
+    address: str
+    diagnostic: str
+
+
+def human_text(text: str) -> str:
+    """The notification prose without the returned message that often follows it."""
+    lines = text.split("\n")
+    for index, line in enumerate(lines):
+        if index and _SEPARATOR.match(line) and not ADDRESS.search(line.split(":", 1)[-1]):
+            return "\n".join(lines[:index])
+        if _starts_header_run(lines, index):
+            return "\n".join(lines[:index])
+    return text
+
+
+def header_start(text: str) -> int | None:
+    """Offset of the first run of header lines (a quoted original message) in text."""
+    lines = text.split("\n")
+    offset = 0
+    for index, line in enumerate(lines):
+        if _starts_header_run(lines, index):
+            return offset
+        offset += len(line) + 1
+    return None
+
+
+def _starts_header_run(lines: list[str], index: int) -> bool:
+    """Two header lines in a row (or one folded over a continuation line) start a quoted
+    header block; one alone may be prose ("From: <a> RCPT: <b> ...")."""
+    if not _HEADER_LINE.match(lines[index]) or index + 1 >= len(lines):
+        return False
+    following = lines[index + 1]
+    if _HEADER_LINE.match(following):
+        return True
+    return (
+        following[:1] in (" ", "\t")
+        and index + 2 < len(lines)
+        and bool(_HEADER_LINE.match(lines[index + 2]))
+    )
+
+
+def scan_recipients(text: str) -> list[TextRecipient]:
+    """The failed recipients the prose lists, each with its error text.
+
+    Address lines win over addresses in sentences: when some line starts with an
+    address, only such lines count, so an address quoted inside an error text is not
+    mistaken for another recipient.
+    """
+    lines = text.split("\n")
+    found = _address_blocks(lines)
+    if found:
+        return found
+    return _sentence_recipients(text)
+
+
+def _address_blocks(lines: list[str]) -> list[TextRecipient]:
+    blocks: list[tuple[str, int, list[str]]] = []
+    current: tuple[str, int, list[str]] | None = None
+    for line in lines:
+        stripped = line.strip()
+        if not stripped:
+            if current is not None and current[2]:
+                current = None
+            continue
+        indent = len(line) - len(line.lstrip())
+        match = _ADDRESS_LINE.match(line)
+        if match is not None and _starts_block(match, current, indent):
+            address = match.group(2)
+            current = (address, indent, [])
+            blocks.append(current)
+            rest = match.group("rest").strip()
+            if rest:
+                current[2].append(rest)
+            continue
+        if current is not None and (indent > current[1] or current[1] == 0):
+            current[2].append(stripped)
+        elif current is not None:
+            current = None
+    return [
+        TextRecipient(address, " ".join(" ".join(parts).split()))
+        for address, _, parts in blocks
+        if not _BOILERPLATE_ADDRESS.match(address)
+    ]
+
+
+def _starts_block(
+    match: re.Match[str], current: tuple[str, int, list[str]] | None, indent: int
+) -> bool:
+    """An address line starts a recipient unless it is the more indented continuation
+    of the recipient above (Exim repeats the address inside its error text)."""
+    rest = match.group("rest").strip()
+    line = match.group(0)
+    after_address = line[match.end(2) :].lstrip(">").lstrip()
+    if rest and not (after_address.startswith((":", "...")) or rest[:1] in "([" ):
+        return False
+    return current is None or indent <= current[1] or not current[2]
+
+
+def _sentence_recipients(text: str) -> list[TextRecipient]:
+    seen: dict[str, TextRecipient] = {}
+    for match in _SENTENCE_RECIPIENT.finditer(text):
+        address = match.group(1) or match.group(2)
+        if _BOILERPLATE_ADDRESS.match(address) or address.lower() in seen:
+            continue
+        seen[address.lower()] = TextRecipient(address, "")
+    return list(seen.values())
+
+
+def collapse(text: str, limit: int = 2000) -> str:
+    """Whitespace collapsed, length bounded: diagnostics are stored and grouped on."""
+    return " ".join(text.split())[:limit]
