@@ -1,0 +1,40 @@
+"""``bounced serve``: run the SMTP/LMTP bounce daemon (see :mod:`bounced.serve`)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="run the SMTP/LMTP daemon that receives bounces",
+        description=(
+            "Receive bounces over SMTP and/or LMTP, store each raw message before answering "
+            "250, and process it in the background. With no options: SMTP on 127.0.0.1:2525 "
+            "into ./bounced.db, accepting every recipient (configure smtp.bounce_domains "
+            "before exposing it). Command-line options override the configuration file. "
+            "SIGTERM stops gracefully, SIGHUP reloads the configuration and rules."
+        ),
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML configuration file (default: built-in defaults)"
+    )
+    parser.add_argument("--db", metavar="PATH", help="SQLite database (overrides database.path)")
+    parser.add_argument(
+        "--smtp", metavar="HOST:PORT", help="SMTP listener (overrides smtp.listen; '' disables it)"
+    )
+    parser.add_argument(
+        "--lmtp",
+        metavar="HOST:PORT|unix:PATH",
+        help="LMTP listener (overrides lmtp.listen; '' disables it)",
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from bounced.serve import ServeOptions
+    from bounced.serve import run as serve
+
+    return serve(ServeOptions(config_path=args.config, db=args.db, smtp=args.smtp, lmtp=args.lmtp))

@@ -1,0 +1,784 @@
+"""The daemon: listeners, group-commit writer, processing worker, signals, maintenance.
+
+Three lanes, so that durability does not cost throughput and parsing does not slow the
+SMTP dialogue:
+
+1. **Event loop** (main thread): aiosmtpd sessions (:mod:`bounced.receive`). At the end
+   of DATA a session hands its message to the writer and waits for the durable id.
+2. **Writer thread** (:class:`GroupCommitWriter`): takes *every* message queued while the
+   previous commit was running and stores them in one transaction
+   (:meth:`Store.insert_messages`, ``synchronous=FULL``). Sixteen sessions finishing DATA
+   together cost one fsync, not sixteen; no timer adds latency when traffic is light.
+   sqlite3 releases the GIL while it writes, so the event loop keeps talking meanwhile.
+3. **Worker process** (:func:`worker_main`): parse → qualify → policy → store for
+   ``pending`` messages, on the second core, in its own transactions. It starts with
+   whatever a previous run left ``pending`` (crash recovery needs no special path),
+   is woken after each commit, and runs the periodic cleanup. It dies with the daemon
+   (``PR_SET_PDEATHSIG``): a crash is a crash of the whole service, and whatever was
+   not committed is redone from ``pending`` on the next start, exactly once.
+
+Back-pressure: the writer tracks the ``pending`` backlog; beyond
+``processing.max_pending`` new transactions get ``451 4.3.2`` so the sending MTA keeps
+the bounces instead of us. Memory is bounded by the connection cap times the size limit.
+
+Signals: SIGTERM/SIGINT stop accepting, let sessions in a transaction finish (idle ones
+get ``421``), commit what is queued, let the worker drain the backlog, exit 0. SIGHUP
+re-reads the configuration file and the rules (listener addresses need a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import queue
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from bounced import log as logsetup
+from bounced import sdnotify
+from bounced.config import Config, ConfigError, load_config
+from bounced.log import get_logger
+from bounced.receive import (
+    BouncedSMTP,
+    BounceHandler,
+    InboundMessage,
+    ReceivePolicy,
+    new_limits,
+    protocol_factory,
+)
+from bounced.store import IncomingMessage, Store, StoredMessage, StoreError
+
+log = get_logger("bounced.serve")
+
+#: Longest wait for sessions in a transaction to finish after SIGTERM.
+SHUTDOWN_GRACE_SECONDS = 30.0
+#: Messages (and bytes) at most in one group commit: bounds one transaction's memory.
+MAX_GROUP = 512
+MAX_GROUP_BYTES = 64 * 1024 * 1024
+#: How often the writer re-reads the pending backlog from the database.
+PENDING_REFRESH_SECONDS = 0.25
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """What the command line says; each set field overrides the configuration file."""
+
+    config_path: str | None = None
+    db: str | None = None
+    smtp: str | None = None
+    lmtp: str | None = None
+
+
+def effective_config(options: ServeOptions) -> Config:
+    """The configuration file (or the defaults) with the command-line overrides applied."""
+    config = load_config(options.config_path)
+    if options.db is not None:
+        config = replace(config, database=replace(config.database, path=options.db))
+    if options.smtp is not None:
+        config = replace(config, smtp=replace(config.smtp, listen=options.smtp))
+    if options.lmtp is not None:
+        config = replace(config, lmtp=replace(config.lmtp, listen=options.lmtp))
+    return config
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    """``HOST:PORT`` / ``[V6]:PORT`` (TCP) or ``unix:/path`` (a Unix socket)."""
+
+    host: str | None = None
+    port: int | None = None
+    path: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ListenAddress:
+        value = text.strip()
+        if value.startswith("unix:"):
+            path = value[5:]
+            if not path:
+                raise ValueError(f"missing socket path in {text!r}")
+            return cls(path=path)
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not host:
+            raise ValueError(f"expected HOST:PORT or unix:/path, got {text!r}")
+        return cls(host=host.strip("[]"), port=int(port))
+
+    def __str__(self) -> str:
+        if self.path is not None:
+            return f"unix:{self.path}"
+        host = f"[{self.host}]" if self.host and ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class StoreClosedError(RuntimeError):
+    """The writer no longer accepts messages (the daemon is stopping)."""
+
+
+class GroupCommitWriter:
+    """The :class:`~bounced.receive.MessageSink` of the daemon: durable group commit.
+
+    ``accept`` may be awaited by any number of sessions at once; their messages go into
+    the same transaction when they arrive while the previous one commits.
+    """
+
+    _STOP = object()
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        *,
+        max_pending: int,
+        on_commit: Callable[[], None] = lambda: None,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        self.db_path = db_path
+        self.max_pending = max_pending
+        self.on_commit = on_commit
+        self.loop = loop
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queued = 0
+        self._pending = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._start_error: BaseException | None = None
+        self.heartbeat = time.monotonic()
+        self.committed = 0
+        self.commits = 0
+
+    # -- life cycle
+
+    def start(self) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._run, name="bounced-writer", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._start_error is not None:
+            raise self._start_error
+
+    def stop(self) -> None:
+        """Commit everything already queued, then end the thread (blocking)."""
+        self._closed = True
+        self._queue.put(self._STOP)
+        if self._thread is not None:
+            self._thread.join()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- MessageSink
+
+    def overloaded(self) -> bool:
+        return self._pending + self._queued > self.max_pending
+
+    @property
+    def pending(self) -> int:
+        return self._pending
+
+    async def accept(self, message: InboundMessage) -> StoredMessage:
+        if self._closed or not self.alive:
+            raise StoreClosedError("the writer is stopped")
+        assert self.loop is not None
+        future: asyncio.Future[StoredMessage] = self.loop.create_future()
+        self._queued += 1
+        self._queue.put((message, future))
+        # Shielded: a client that disconnects while we commit must not cancel the
+        # commit's bookkeeping; its message is stored and a re-send is a duplicate.
+        return await asyncio.shield(future)
+
+    # -- the thread
+
+    def _run(self) -> None:
+        try:
+            store = Store.open(self.db_path)
+            self._pending = store.pending_count()
+        except BaseException as error:
+            self._start_error = error
+            self._started.set()
+            return
+        self._started.set()
+        last_refresh = time.monotonic()
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=1.0)
+                except queue.Empty:
+                    item = None
+                self.heartbeat = time.monotonic()
+                if item is None or item is self._STOP:
+                    self._pending = store.pending_count()
+                    last_refresh = self.heartbeat
+                    if item is self._STOP:
+                        break
+                    continue
+                group = [item]
+                size = len(item[0].raw)
+                stop_after = False
+                while len(group) < MAX_GROUP and size < MAX_GROUP_BYTES:
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is self._STOP:
+                        stop_after = True
+                        break
+                    group.append(more)
+                    size += len(more[0].raw)
+                self._commit(store, group)
+                now = time.monotonic()
+                if now - last_refresh > PENDING_REFRESH_SECONDS:
+                    self._pending = store.pending_count()
+                    last_refresh = now
+                if stop_after:
+                    break
+        finally:
+            # Anything still queued after STOP is refused, never left hanging.
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not self._STOP:
+                    self._resolve_error([item], StoreClosedError("the writer is stopped"))
+            store.close()
+
+    def _commit(
+        self, store: Store, group: list[tuple[InboundMessage, asyncio.Future[StoredMessage]]]
+    ) -> None:
+        incoming = [
+            IncomingMessage(
+                received_at=m.received_at,
+                mail_from=m.mail_from,
+                rcpt_to=m.rcpt_to,
+                raw=m.raw,
+                peer=m.peer,
+            )
+            for m, _future in group
+        ]
+        try:
+            results = store.insert_messages(incoming)
+        except Exception as error:
+            log.error("store.commit_failed", error=repr(error), messages=len(group))
+            self._resolve_error(group, error)
+            return
+        self.commits += 1
+        self.committed += len(group)
+        self._pending += sum(1 for r in results if not r.duplicate)
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self._resolve, group, results)
+        self.on_commit()
+
+    def _resolve(
+        self, group: list[tuple[Any, asyncio.Future[StoredMessage]]], results: list[StoredMessage]
+    ) -> None:
+        self._queued -= len(group)
+        for (_message, future), result in zip(group, results, strict=True):
+            if not future.done():
+                future.set_result(result)
+
+    def _resolve_error(
+        self, group: list[tuple[Any, asyncio.Future[StoredMessage]]], error: BaseException
+    ) -> None:
+        def settle() -> None:
+            self._queued -= len(group)
+            for _message, future in group:
+                if not future.done():
+                    future.set_exception(error)
+
+        assert self.loop is not None
+        with contextlib.suppress(RuntimeError):  # loop already closed: nobody is waiting
+            self.loop.call_soon_threadsafe(settle)
+
+
+# --------------------------------------------------------------------------- worker
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL us when the daemon dies, so kill -9 leaves no orphan writer."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def worker_main(config: Config, control: Connection, wake: Any, parent_pid: int) -> None:
+    """Entry point of the processing process (spawned): loop until told to stop.
+
+    ``control`` carries ``("config", Config)`` (SIGHUP) and ``("stop", None)``
+    (drain the backlog, then exit); ``wake`` is set by the writer after each commit.
+    """
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent decides
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    stop_requested = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop_requested.set())
+    logsetup.configure(config.logging.format, config.logging.level)
+    worker = ProcessingWorker(config)
+    try:
+        worker.run(control, wake, stop_requested, parent_pid)
+    finally:
+        worker.close()
+
+
+class ProcessingWorker:
+    """Processes pending messages and runs the maintenance schedule (in the worker process)."""
+
+    def __init__(
+        self, config: Config, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        from bounced.pipeline import process_messages  # imported here: the parent never parses
+
+        self._process = process_messages
+        self.config = config
+        self.clock = clock
+        self.store = Store.open(config.database.path)
+        self.rules = self.store.load_rules()
+        self.next_maintenance = time.monotonic()
+        self.log = get_logger("bounced.worker")
+
+    def close(self) -> None:
+        self.store.close()
+
+    def reload(self, config: Config) -> None:
+        self.config = config
+        self.rules = self.store.load_rules()
+        self.log.info("worker.reloaded", rules=len(self.rules))
+
+    def run(
+        self, control: Connection, wake: Any, stop_requested: threading.Event, parent_pid: int
+    ) -> None:
+        self.log.info(
+            "worker.started",
+            pid=os.getpid(),
+            pending=self.store.pending_count(),
+            rules=len(self.rules),
+        )
+        while True:
+            while control.poll(0):
+                kind, payload = control.recv()
+                if kind == "config":
+                    self.reload(payload)
+                elif kind == "stop":
+                    stop_requested.set()
+            if os.getppid() != parent_pid:
+                return  # orphaned without PDEATHSIG (non-Linux): the new daemon redoes pending work
+            if self.process_some():
+                continue
+            if stop_requested.is_set():
+                self.log.info("worker.stopped", pending=self.store.pending_count())
+                return
+            if time.monotonic() >= self.next_maintenance:
+                self.maintenance()
+            wake.wait(timeout=1.0)
+            wake.clear()
+
+    def process_some(self) -> int:
+        """Process one batch of pending messages; returns how many were looked at."""
+        ids = self.store.pending_message_ids(self.config.processing.batch_size)
+        if not ids:
+            return 0
+        from bounced.verp import trust_check
+
+        trust = trust_check(self.config.verp.secret, self._untrusted)
+        try:
+            results = self._process(
+                self.store, ids, config=self.config, rules=self.rules, trust=trust
+            )
+        except Exception as error:  # the database itself failed: retry the batch later
+            self.log.error("worker.batch_failed", error=repr(error), messages=len(ids))
+            time.sleep(1.0)
+            return 0
+        for result in results:
+            self._log_result(result)
+        return len(ids)
+
+    def _untrusted(self, message_id: int, token: str | None, problem: Any) -> None:
+        self.log.warning(
+            "bounce.untrusted",
+            message_id=message_id,
+            verp_token=token,
+            reason=str(problem),
+            effect="verdicts stored, no address state changed",
+        )
+
+    def _log_result(self, result: Any) -> None:
+        if result.skipped:
+            return
+        if result.error is not None:
+            self.log.error("message.failed", message_id=result.message_id, error=result.error)
+            return
+        if not result.recipients:
+            self.log.info(
+                "message.processed", message_id=result.message_id, kind=str(result.kind), verdicts=0
+            )
+            return
+        for rcpt in result.recipients:
+            self.log.info(
+                "bounce.verdict",
+                message_id=result.message_id,
+                bounce_id=rcpt.bounce_id,
+                recipient=rcpt.recipient,
+                kind=str(rcpt.kind),
+                failure_type=rcpt.failure_type,
+                reason=rcpt.reason.label if rcpt.reason is not None else None,
+                reason_code=int(rcpt.reason) if rcpt.reason is not None else None,
+                qualified_by=rcpt.qualified_by,
+                address_state=str(rcpt.address_state) if rcpt.address_state is not None else None,
+                state_change=rcpt.event,
+                trusted=result.trusted,
+            )
+
+    def maintenance(self) -> None:
+        from bounced.pipeline import run_cleanup
+
+        self.next_maintenance = time.monotonic() + max(
+            self.config.maintenance.interval.total_seconds(), 1.0
+        )
+        try:
+            events = run_cleanup(self.store, config=self.config, at=self.clock())
+        except Exception as error:
+            self.log.error("maintenance.failed", error=repr(error))
+            return
+        for event in events:
+            self.log.info(
+                "address.changed",
+                address=event.address,
+                old_state=str(event.old_state) if event.old_state else None,
+                new_state=str(event.new_state),
+                cause=event.cause,
+            )
+        self.log.info("maintenance.done", changes=len(events))
+
+
+class WorkerHandle:
+    """The parent's side of the worker process: start, wake, reconfigure, drain, restart."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._context = multiprocessing.get_context("spawn")
+        self.wake = self._context.Event()
+        self.process: Any = None
+        self._control: Connection | None = None
+        self.stopping = False
+        self.restarts = 0
+
+    def start(self) -> None:
+        receiver, sender = self._context.Pipe(duplex=False)
+        self._control = sender
+        self.process = self._context.Process(
+            target=worker_main,
+            args=(self.config, receiver, self.wake, os.getpid()),
+            name="bounced-worker",
+            daemon=False,
+        )
+        self.process.start()
+        receiver.close()
+
+    def nudge(self) -> None:
+        self.wake.set()
+
+    def send(self, kind: str, payload: Any = None) -> None:
+        if self._control is None:
+            return
+        with contextlib.suppress(OSError, BrokenPipeError):
+            self._control.send((kind, payload))
+        self.wake.set()
+
+    def reconfigure(self, config: Config) -> None:
+        self.config = config
+        self.send("config", config)
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def stop(self) -> int | None:
+        """Ask the worker to drain the backlog and exit; wait for it (blocking)."""
+        self.stopping = True
+        if self.process is None:
+            return None
+        self.send("stop")
+        self.process.join()
+        return self.process.exitcode
+
+
+# --------------------------------------------------------------------------- daemon
+
+
+class Daemon:
+    """One running bounced: listeners + writer + worker, driven by an asyncio loop."""
+
+    def __init__(
+        self,
+        options: ServeOptions,
+        *,
+        config: Config | None = None,
+        notifier: sdnotify.Notifier | None = None,
+        inherited: Sequence[sdnotify.InheritedSocket] = (),
+    ) -> None:
+        self.options = options
+        self.config = config if config is not None else effective_config(options)
+        self.notifier = notifier if notifier is not None else sdnotify.Notifier({})
+        self.inherited = list(inherited)
+        self.servers: list[asyncio.AbstractServer] = []
+        self.addresses: list[str] = []
+        self.limits = new_limits(self.config.smtp.max_connections)
+        self.stop_event: asyncio.Event | None = None
+        self.worker = WorkerHandle(self.config)
+        self.writer: GroupCommitWriter | None = None
+        self.handlers: list[BounceHandler] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- start
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.stop_event = asyncio.Event()
+        config = self.config
+        # Create/migrate the database once, here, before two processes race to do it.
+        Store.open(config.database.path).close()
+        self.worker.start()
+        self.writer = GroupCommitWriter(
+            config.database.path,
+            max_pending=config.processing.max_pending,
+            on_commit=self.worker.nudge,
+        )
+        self.writer.start()
+        policy = ReceivePolicy.from_config(config)
+        if policy.recipients.accepts_everything:
+            log.warning(
+                "serve.open_recipients",
+                hint="no smtp.bounce_domains nor smtp.bounce_addresses configured: every "
+                "recipient is accepted; configure them before exposing bounced beyond loopback",
+            )
+        by_name = {s.name: s for s in self.inherited}
+        unnamed = [s for s in self.inherited if s.name not in ("smtp", "lmtp")]
+        smtp_sock = by_name.get("smtp") or (unnamed[0] if unnamed else None)
+        lmtp_sock = by_name.get("lmtp")
+        if smtp_sock is not None or config.smtp.listen:
+            await self._listen(policy, lmtp=False, inherited=smtp_sock, address=config.smtp.listen)
+        if lmtp_sock is not None or config.lmtp.listen:
+            await self._listen(policy, lmtp=True, inherited=lmtp_sock, address=config.lmtp.listen)
+        if not self.servers:
+            raise ConfigError(
+                "smtp.listen",
+                "no listener: set smtp.listen or lmtp.listen (or use socket activation)",
+            )
+        self._tasks.append(asyncio.create_task(self._watchdog()))
+        self._tasks.append(asyncio.create_task(self._supervise_worker()))
+        log.info(
+            "serve.ready",
+            listen=self.addresses,
+            db=str(config.database.path),
+            pending=self.writer.pending,
+            pid=os.getpid(),
+        )
+        self.notifier.ready(self._status())
+        self.ready.set()
+
+    async def _listen(
+        self,
+        policy: ReceivePolicy,
+        *,
+        lmtp: bool,
+        inherited: sdnotify.InheritedSocket | None,
+        address: str,
+    ) -> None:
+        assert self.loop is not None
+        handler = BounceHandler(self.writer, policy, lmtp=lmtp)  # type: ignore[arg-type]
+        self.handlers.append(handler)
+        factory = protocol_factory(handler, self.config, lmtp=lmtp, limits=self.limits)
+        kind = "lmtp" if lmtp else "smtp"
+        if inherited is not None:
+            sock = socket.socket(fileno=inherited.fd)
+            sock.setblocking(False)
+            if sock.family == socket.AF_UNIX:
+                server = await self.loop.create_unix_server(factory, sock=sock)
+            else:
+                server = await self.loop.create_server(factory, sock=sock)
+            where = f"fd:{inherited.fd}({inherited.name})"
+        else:
+            listen = ListenAddress.parse(address)
+            if listen.path is not None:
+                path = Path(listen.path)
+                if path.is_socket():
+                    path.unlink()  # stale socket of a previous run
+                server = await self.loop.create_unix_server(factory, path=listen.path)
+                where = str(listen)
+            else:
+                server = await self.loop.create_server(
+                    factory, host=listen.host, port=listen.port, reuse_address=True, backlog=1024
+                )
+                bound = server.sockets[0].getsockname()
+                where = str(ListenAddress(host=str(bound[0]), port=int(bound[1])))
+        self.servers.append(server)
+        self.addresses.append(f"{kind}://{where}")
+
+    # -- run
+
+    async def serve(self) -> int:
+        """Run until :meth:`request_stop`; then shut down gracefully. Returns the exit code."""
+        assert self.stop_event is not None
+        await self.stop_event.wait()
+        return await self.shutdown()
+
+    def request_stop(self) -> None:
+        if self.stop_event is not None:
+            self.stop_event.set()
+
+    def install_signal_handlers(self) -> None:
+        assert self.loop is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self.loop.add_signal_handler(sig, self.request_stop)
+        self.loop.add_signal_handler(signal.SIGHUP, self.reload)
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration file; the worker re-reads rules too."""
+        try:
+            config = effective_config(self.options)
+        except ConfigError as error:
+            log.error("serve.reload_failed", error=str(error), effect="previous configuration kept")
+            return
+        policy = ReceivePolicy.from_config(config)
+        for handler in self.handlers:
+            handler.update_policy(policy)
+        if self.writer is not None:
+            self.writer.max_pending = config.processing.max_pending
+        self.limits.max_connections = config.smtp.max_connections
+        restart_needed = [
+            key
+            for key, old, new in (
+                ("smtp.listen", self.config.smtp.listen, config.smtp.listen),
+                ("lmtp.listen", self.config.lmtp.listen, config.lmtp.listen),
+                ("database.path", self.config.database.path, config.database.path),
+                ("smtp.hostname", self.config.smtp.hostname, config.smtp.hostname),
+            )
+            if old != new
+        ]
+        logsetup.configure(config.logging.format, config.logging.level)
+        self.config = config
+        self.worker.reconfigure(config)
+        log.info("serve.reloaded", restart_needed=restart_needed or None)
+        self.notifier.status(self._status())
+
+    async def shutdown(self) -> int:
+        assert self.writer is not None
+        log.info("serve.stopping", connections=len(self.limits.open), pending=self.writer.pending)
+        self.notifier.stopping("stopping: finishing sessions and pending work")
+        for server in self.servers:
+            server.close()
+        self.limits.closing = True
+        deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
+        while self.limits.open and time.monotonic() < deadline:
+            for protocol in list(self.limits.open):
+                protocol.close_idle()
+            await asyncio.sleep(0.05)
+        for protocol in list(self.limits.open):  # grace over: cut the rest (they get no 250)
+            if protocol.transport is not None:
+                protocol.transport.close()
+        await asyncio.sleep(0)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, self.writer.stop)
+        code = await asyncio.get_running_loop().run_in_executor(None, self.worker.stop)
+        log.info("serve.stopped", worker_exit=code)
+        return 0
+
+    # -- background tasks
+
+    def _status(self) -> str:
+        pending = self.writer.pending if self.writer else 0
+        listening = ", ".join(self.addresses)
+        return f"listening on {listening}; pending={pending} connections={len(self.limits.open)}"
+
+    async def _watchdog(self) -> None:
+        """WATCHDOG=1 only while the writer thread is alive and not stuck."""
+        interval = self.notifier.watchdog_interval or 10.0
+        while True:
+            await asyncio.sleep(min(interval, 10.0))
+            writer = self.writer
+            healthy = (
+                writer is not None and writer.alive and time.monotonic() - writer.heartbeat < 60
+            )
+            if healthy:
+                self.notifier.watchdog()
+            else:
+                log.error("serve.unhealthy", writer_alive=bool(writer and writer.alive))
+            self.notifier.status(self._status())
+
+    async def _supervise_worker(self) -> None:
+        """Restart the worker if it dies: a crash in processing must not stop reception."""
+        while True:
+            await asyncio.sleep(1.0)
+            if self.worker.stopping or self.worker.alive:
+                continue
+            code = self.worker.process.exitcode if self.worker.process else None
+            self.worker.restarts += 1
+            log.error("worker.died", exit_code=code, restarts=self.worker.restarts)
+            await asyncio.sleep(min(30.0, 0.5 * self.worker.restarts))
+            if not self.worker.stopping:
+                self.worker.start()
+
+
+def run(options: ServeOptions, *, environ: dict[str, str] | None = None) -> int:
+    """``bounced serve``: configure logging, run the daemon until a stop signal."""
+    env = dict(os.environ) if environ is None else environ
+    try:
+        config = effective_config(options)
+    except ConfigError as error:
+        print(f"bounced serve: {error}", file=sys.stderr)
+        return 2
+    logsetup.configure(config.logging.format, config.logging.level)
+    notifier = sdnotify.Notifier(env)
+    inherited = sdnotify.listen_fds(env)
+    sdnotify.unset_activation_environment()
+    daemon = Daemon(options, config=config, notifier=notifier, inherited=inherited)
+
+    async def main() -> int:
+        try:
+            await daemon.start()
+        except (OSError, ConfigError, ValueError, StoreError) as error:
+            log.error("serve.start_failed", error=str(error))
+            if daemon.writer is not None:
+                daemon.writer.stop()
+            if daemon.worker.process is not None:
+                daemon.worker.stop()
+            return 1
+        daemon.install_signal_handlers()
+        return await daemon.serve()
+
+    try:
+        return asyncio.run(main())
+    finally:
+        notifier.close()
+
+
+__all__ = [
+    "BouncedSMTP",
+    "Daemon",
+    "GroupCommitWriter",
+    "ListenAddress",
+    "ServeOptions",
+    "effective_config",
+    "run",
+]

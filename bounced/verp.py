@@ -1,0 +1,207 @@
+"""Signed VERP: the return path names the recipient it was sent to (SPEC §7).
+
+A sender mails ``jane@example.org`` with the envelope sender
+``bounces+jane=example.org=k3v9qz2m4xhd@bounce.example``. The token between the
+separator and ``@`` is ``LOCAL=DOMAIN=SIGNATURE``: the original recipient written so it
+survives as a local part, and a truncated HMAC-SHA256 of it with the configured secret.
+
+Why sign: a bounce is unauthenticated mail. Without the signature anyone could send us
+a fake DSN "jane@example.org: 550 user unknown" and quarantine a customer. With it, only
+bounces of mail we really sent (whose return path carries a valid token) change state;
+a token that does not verify is still stored, with the reason, for the operator.
+
+Design choices:
+
+- The token is split from the *right*: the signature has no ``=`` and a domain has none
+  either, so a local part may contain ``=``, ``+`` or ``-`` without ambiguity.
+- The signature is lowercase base32 (no padding): MTAs and humans may change the case
+  of a local part, and base32 survives that; 16 characters carry 80 bits, plenty against
+  forgery by guessing, short enough for the 64-octet local part guideline in most cases.
+- The recipient is lowercased before signing, the same as addresses are stored.
+- No secret configured: tokens are ``LOCAL=DOMAIN`` without signature and decode to the
+  recipient, but :func:`verify_token` reports them as unverified (``NO_SECRET``) so
+  the caller can decide (the pipeline trusts them only when no secret is configured).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+#: Characters of the base32 signature kept (5 bits each).
+SIGNATURE_LENGTH = 16
+_FIELD_SEPARATOR = "="
+
+
+class VerpProblem(StrEnum):
+    """Why a token did not verify; the value is what the log and the database show."""
+
+    MALFORMED = "malformed"  # not LOCAL=DOMAIN[=SIG]
+    UNSIGNED = "unsigned"  # a secret is configured but the token carries no signature
+    BAD_SIGNATURE = "bad_signature"  # signature does not match: forged or another secret
+    NO_SECRET = "no_secret"  # nothing to verify against (verp.secret is empty)
+    MISSING = "missing"  # a secret is configured but the bounce carries no token at all
+    RECIPIENT_MISMATCH = "recipient_mismatch"  # valid token, but the bounce names others
+
+
+@dataclass(frozen=True, slots=True)
+class VerpCheck:
+    """The result of reading a token.
+
+    ``recipient`` is what the token claims (None if it could not be read at all);
+    ``verified`` is True only when a secret is configured and the signature matches.
+    ``problem`` says why it is not verified.
+    """
+
+    recipient: str | None
+    verified: bool
+    problem: VerpProblem | None = None
+
+    @property
+    def reason(self) -> str | None:
+        return None if self.problem is None else self.problem.value
+
+
+def sign(recipient: str, secret: str) -> str:
+    """The signature of ``recipient`` (lowercased) with ``secret``."""
+    digest = hmac.new(secret.encode("utf-8"), recipient.lower().encode("utf-8"), hashlib.sha256)
+    return base64.b32encode(digest.digest()).decode("ascii").lower()[:SIGNATURE_LENGTH]
+
+
+def encode_token(recipient: str, secret: str = "") -> str:
+    """``jane@example.org`` -> ``jane=example.org=<signature>`` (no signature without secret)."""
+    address = recipient.strip().lower()
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain or _FIELD_SEPARATOR in domain:
+        raise ValueError(f"not an email address: {recipient!r}")
+    token = f"{local}{_FIELD_SEPARATOR}{domain}"
+    if secret:
+        token += _FIELD_SEPARATOR + sign(address, secret)
+    return token
+
+
+def encode_address(
+    recipient: str, return_path: str, *, secret: str = "", separator: str = "+"
+) -> str:
+    """The VERP envelope sender for mail to ``recipient``.
+
+    ``return_path`` is the plain bounce address (``bounces@bounce.example``), whose local
+    part gets ``separator`` and the token appended.
+    """
+    local, at, domain = return_path.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"not an email address: {return_path!r}")
+    return f"{local}{separator}{encode_token(recipient, secret)}@{domain}"
+
+
+def verify_token(token: str, secret: str) -> VerpCheck:
+    """Read ``token`` and check its signature with ``secret`` (empty: no check possible)."""
+    parts = token.strip().lower().split(_FIELD_SEPARATOR)
+    if len(parts) < 2:
+        return VerpCheck(None, False, VerpProblem.MALFORMED)
+    signature: str | None = None
+    if secret and len(parts) >= 3 and _looks_like_signature(parts[-1]):
+        signature = parts[-1]
+        parts = parts[:-1]
+    elif not secret and len(parts) >= 3 and _looks_like_signature(parts[-1]):
+        parts = parts[:-1]  # signed token read without a secret: still show the recipient
+    domain = parts[-1]
+    local = _FIELD_SEPARATOR.join(parts[:-1])
+    if not local or not domain or ("." not in domain and domain != "localhost"):
+        return VerpCheck(None, False, VerpProblem.MALFORMED)
+    recipient = f"{local}@{domain}"
+    if not secret:
+        return VerpCheck(recipient, False, VerpProblem.NO_SECRET)
+    if signature is None:
+        return VerpCheck(recipient, False, VerpProblem.UNSIGNED)
+    if not hmac.compare_digest(signature, sign(recipient, secret)):
+        return VerpCheck(recipient, False, VerpProblem.BAD_SIGNATURE)
+    return VerpCheck(recipient, True)
+
+
+def token_of(address: str, separator: str = "+") -> str | None:
+    """The VERP token of a bounce address (``bounces+TOKEN@domain`` -> ``TOKEN``), if any."""
+    local, at, _domain = address.strip().strip("<>").rpartition("@")
+    if not at:
+        return None
+    _base, sep, token = local.partition(separator)
+    return token if sep and token else None
+
+
+def verify_address(address: str, secret: str, separator: str = "+") -> VerpCheck:
+    """:func:`verify_token` on the token of a full bounce address."""
+    token = token_of(address, separator)
+    if token is None:
+        return VerpCheck(None, False, VerpProblem.MALFORMED)
+    return verify_token(token, secret)
+
+
+def _looks_like_signature(text: str) -> bool:
+    return len(text) == SIGNATURE_LENGTH and all(
+        c in "abcdefghijklmnopqrstuvwxyz234567" for c in text
+    )
+
+
+#: Called with (message id, token, problem) for each bounce that may not change states.
+UntrustedHook = Callable[[int, "str | None", VerpProblem], None]
+
+
+def bare_address(text: str | None) -> str | None:
+    """``rfc822;Jane@Example.org`` / ``<jane@example.org>`` -> ``jane@example.org``."""
+    if not text:
+        return None
+    value = text.split(";", 1)[1] if ";" in text else text
+    value = value.strip().strip("<>").strip().lower()
+    return value or None
+
+
+def check_bounce(
+    token: str | None, recipients: Iterable[tuple[str | None, str | None]], secret: str
+) -> VerpCheck:
+    """May a bounce with this return-path ``token`` change the state of its recipients?
+
+    ``recipients`` are the (final, original) addresses the bounce reports. A valid token
+    is not enough: whoever once received one of our bounces knows a valid token, so the
+    bounce must also be *about* the token's recipient, otherwise a forger could attach a
+    victim's address to their own valid token. Every reported recipient must therefore be
+    the token's (as final or original recipient).
+    """
+    if not token:
+        return VerpCheck(None, False, VerpProblem.MISSING)
+    result = verify_token(token, secret)
+    if not result.verified or result.recipient is None:
+        return result
+    for final, original in recipients:
+        if result.recipient not in (bare_address(final), bare_address(original)):
+            return VerpCheck(result.recipient, False, VerpProblem.RECIPIENT_MISMATCH)
+    return result
+
+
+def trust_check(
+    secret: str, on_untrusted: UntrustedHook | None = None
+) -> Callable[[Any, Any, str | None], bool]:
+    """The pipeline's ``trust`` seam: ``(message_row, bounce_report, token) -> bool``.
+
+    Without a secret every bounce is trusted (unsigned VERP or none at all: the operator
+    chose not to sign). With one, only bounces passing :func:`check_bounce` are.
+    """
+    if not secret:
+        return lambda _message, _report, _token: True
+
+    def check(message: Any, report: Any, token: str | None) -> bool:
+        pairs = [
+            (recipient.address, recipient.original_recipient)
+            for recipient in getattr(report, "recipients", ())
+            if recipient.address or recipient.original_recipient
+        ]
+        result = check_bounce(token, pairs, secret)
+        if not result.verified and on_untrusted is not None and result.problem is not None:
+            on_untrusted(int(getattr(message, "id", 0)), token, result.problem)
+        return result.verified
+
+    return check
