@@ -78,6 +78,11 @@ class SmtpConfig:
     allowed_networks: tuple[str, ...] = ()
     #: Idle time after which a silent client is disconnected.
     timeout: timedelta = timedelta(minutes=5)
+    #: Recipients accepted in one envelope; more get ``452 4.5.3`` (RFC 5321 asks for >= 100).
+    max_recipients: int = 1000
+    #: Simultaneous client connections (SMTP and LMTP together); more get ``421 4.3.2``.
+    #: Bounds memory under a flood: each connection holds at most one message.
+    max_connections: int = 200
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import sys
 from collections.abc import Sequence
 
 from bounced import __version__
-from bounced.cli import db_cmd, ingest_cmd, parse_cmd
+from bounced.cli import db_cmd, ingest_cmd, parse_cmd, serve_cmd, verp_cmd
 
-COMMANDS = (parse_cmd, ingest_cmd, db_cmd)
+COMMANDS = (parse_cmd, ingest_cmd, db_cmd, serve_cmd, verp_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
