@@ -3,8 +3,8 @@
 The ``message/delivery-status`` body is a per-message block followed by per-recipient
 blocks. Real MTAs bend the format (no blank line between blocks, two recipients in one
 block, lowercase field names, ``Final-Recipient`` without an address type), so blocks
-are cut on field order as well as on blank lines: a second ``Final-Recipient`` (or an
-``Original-Recipient`` after one) starts a new recipient.
+are cut on field order as well as on blank lines: a repeated ``Final-Recipient`` (or a
+recipient field after a complete block) starts a new recipient.
 
 ``message/global-delivery-status`` (RFC 6533) is the same syntax in UTF-8, with
 ``utf-8;`` address types whose ``\\x{HHHH}`` escapes are undone here.
@@ -82,12 +82,9 @@ def parse_delivery_status(text: str) -> DeliveryStatus:
             continue
         name = match.group(1).lower()
         value = match.group(2).strip()
-        if name in RECIPIENT_FIELDS:
-            if current is None or name in current.fields or (
-                name == "original-recipient" and "final-recipient" in current.fields
-            ):
-                current = DsnRecipient()
-                status.recipients.append(current)
+        if name in RECIPIENT_FIELDS and _starts_recipient(current, name):
+            current = DsnRecipient()
+            status.recipients.append(current)
         if current is None:
             if name in ("action", "status", "diagnostic-code") and status.recipients:
                 current = status.recipients[-1]
@@ -97,6 +94,14 @@ def parse_delivery_status(text: str) -> DeliveryStatus:
         current.fields.setdefault(name, value)
     status.recipients = [r for r in status.recipients if _has_address(r)]
     return status
+
+
+def _starts_recipient(current: DsnRecipient | None, name: str) -> bool:
+    """Whether a recipient field opens a new block: nothing is open, the open block has
+    this field already, or it is complete (has its Action and Status)."""
+    if current is None or name in current.fields:
+        return True
+    return "action" in current.fields and "status" in current.fields
 
 
 def _has_address(recipient: DsnRecipient) -> bool:
@@ -130,9 +135,19 @@ def address_of(value: str | None) -> str | None:
     address = address.strip().strip("<>\"' ").strip()
     if " " in address:
         address = address.split()[0].strip("<>\"'")
-    if "@" not in address and not address:
-        return None
+    if not _plausible(address):
+        found = _EMAIL.search(value)
+        return found.group(0) if found else (address or None)
     return address or None
+
+
+_EMAIL = re.compile(r"[^\s<>()\[\]\"',;:@|]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]")
+
+
+def _plausible(address: str) -> bool:
+    """An address with one ``@`` after a non-empty local part, no route or pipe."""
+    local, at, domain = address.rpartition("@")
+    return bool(at and local and domain) and not address.startswith(("@", "|", "/"))
 
 
 def _chr(hex_digits: str) -> str:

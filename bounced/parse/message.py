@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import Enum
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 from bounced.model import Action, BounceReport, Kind, RecipientReport
-from bounced.parse import arf, autoreply, codes, dsn, fallback, vendors
+from bounced.parse import arf, autoreply, codes, dsn, fallback, ses, vendors
 from bounced.parse.mime import (
     Headers,
     Loaded,
@@ -27,7 +28,7 @@ _SEVERITY = (Kind.FAILURE, Kind.DELAY, Kind.DELIVERED, Kind.FEEDBACK, Kind.AUTOR
 
 _DAEMON_LOCAL = re.compile(
     r"^(?:mailer[-_]?daemon|mail[-_]?daemon|postmaster|mail[-_]?delivery|"
-    r"mailerdaemon|bounce[sd]?|mdaemon|mmdf|nobody|root|daemon)(?:@|$)",
+    r"mailerdaemon|post[-_]?master|bounce[sd]?|mdaemon|mmdf|nobody|root|daemon)(?:@|$)",
     re.IGNORECASE,
 )
 _DAEMON_NAME = re.compile(
@@ -62,6 +63,7 @@ _SMTP_COMMAND = re.compile(
     r"initial connection|connect|HELO|EHLO|STARTTLS|AUTH)\b",
     re.IGNORECASE,
 )
+_EMBEDDED_DSN = re.compile(r"^(?:Reporting-MTA|Final-Recipient)\s*:", re.IGNORECASE | re.MULTILINE)
 _REMOTE_HOST = re.compile(r"\bhost\s+([A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,})\b")
 _KEEP_HEADERS = ("message-id", "subject", "to", "from", "date")
 _NOISY_X_HEADERS = (
@@ -198,23 +200,36 @@ def _recognise(view: _View) -> tuple[Kind, list[RecipientReport]]:
         if recipients:
             return _overall_kind(recipients), recipients
     if arf.is_unsubscribe_request(headers):
-        sender = parseaddr(headers.get("from") or "")[1]
-        report = RecipientReport(sender or None, Kind.FEEDBACK, feedback_type="opt-out",
-                                 diagnostic=vendors.collapse(view.text(), 500))
-        return Kind.FEEDBACK, [report]
-    subject = headers.get("subject") or ""
-    if not _is_bouncy(view) and arf.is_complaint_forward(subject, view.returned):
+        return _sender_as(view, Kind.FEEDBACK, feedback_type="opt-out")
+    signal = _bounce_signal(view)
+    if signal is not _Signal.STRONG and arf.is_complaint_forward(
+        headers.get("subject") or "", view.returned
+    ):
         return _feedback(view)
-    if _is_bouncy(view):
-        recipients = _text_recipients(view)
+    if ses.looks_like_ses(view.text()):
+        recipients = _ses_recipients(view)
         if recipients:
             return _overall_kind(recipients), recipients
-    if autoreply.is_autoreply(headers):
-        sender = parseaddr(headers.get("from") or "")[1]
-        report = RecipientReport(sender or None, Kind.AUTOREPLY,
-                                 diagnostic=vendors.collapse(view.text(), 500))
-        return Kind.AUTOREPLY, [report]
+    autoreplied = autoreply.is_autoreply(headers)
+    if signal is _Signal.STRONG or (signal is _Signal.WEAK and not autoreplied):
+        recipients = _embedded_dsn_recipients(view) or _text_recipients(view, signal)
+        if recipients:
+            return _overall_kind(recipients), recipients
+    if autoreplied:
+        return _sender_as(view, Kind.AUTOREPLY)
     return Kind.NOT_BOUNCE, []
+
+
+def _sender_as(
+    view: _View, kind: Kind, feedback_type: str | None = None
+) -> tuple[Kind, list[RecipientReport]]:
+    """The message's own sender as its one recipient (auto-replies, unsubscribes)."""
+    sender = parseaddr(view.headers.get("from") or "")[1]
+    report = RecipientReport(
+        sender or None, kind, feedback_type=feedback_type,
+        diagnostic=vendors.collapse(view.text(), 500),
+    )
+    return kind, [report]
 
 
 def _overall_kind(recipients: list[RecipientReport]) -> Kind:
@@ -222,21 +237,33 @@ def _overall_kind(recipients: list[RecipientReport]) -> Kind:
     return next((kind for kind in _SEVERITY if kind in kinds), Kind.NOT_BOUNCE)
 
 
-def _is_bouncy(view: _View) -> bool:
-    """Whether the message comes from a mail system reporting on a delivery, which is
-    what allows reading addresses out of its prose."""
+class _Signal(Enum):
+    """How surely a message is a report from a mail system about a delivery."""
+
+    NONE = 0
+    WEAK = 1
+    STRONG = 2
+
+
+def _bounce_signal(view: _View) -> _Signal:
+    """Strong: a daemon sender, a bounce subject, ``X-Failed-Recipients``, a report
+    content type. Weak: a null return path or a returned message, which auto-replies and
+    forwards share, or bounce wording in the prose only."""
     headers = view.headers
     if "x-failed-recipients" in headers:
-        return True
-    sender = headers.get("from") or ""
-    name, address = parseaddr(sender)
+        return _Signal.STRONG
+    name, address = parseaddr(headers.get("from") or "")
     if _DAEMON_LOCAL.match(address) or (name and _DAEMON_NAME.search(name)):
-        return True
-    if (headers.get("return-path") or "").strip() == "<>":
-        return True
+        return _Signal.STRONG
     if "multipart/report" in (headers.get("content-type") or "").lower():
-        return True
-    return bool(_BOUNCE_SUBJECT.search(headers.get("subject") or ""))
+        return _Signal.STRONG
+    if _BOUNCE_SUBJECT.search(headers.get("subject") or ""):
+        return _Signal.STRONG
+    if (headers.get("return-path") or "").strip() == "<>" or view.returned is not None:
+        return _Signal.WEAK
+    if _BOUNCE_SUBJECT.search(view.text()[:3000]):
+        return _Signal.WEAK
+    return _Signal.NONE
 
 
 def _feedback(view: _View) -> tuple[Kind, list[RecipientReport]]:
@@ -316,14 +343,11 @@ def _action_from_status(status: str | None) -> Action:
     return Action.FAILED
 
 
-def _text_recipients(view: _View) -> list[RecipientReport]:
+def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
     text = vendors.human_text(view.text())
-    found = vendors.scan_recipients(text)
-    failed_header = view.headers.get("x-failed-recipients")
-    if failed_header:
-        listed = [a for _, a in getaddresses([failed_header]) if "@" in a]
-        by_address = {item.address.lower(): item for item in found}
-        found = [by_address.get(a.lower()) or vendors.TextRecipient(a, "") for a in listed]
+    found = _listed_recipients(view, vendors.scan_recipients(text))
+    if not found and signal is _Signal.STRONG and view.returned is not None:
+        found = [vendors.TextRecipient(a, "") for a in arf.returned_recipients(view.returned)]
     if not found:
         found = [vendors.TextRecipient(a, "") for a in fallback.scan(view.loaded, view.headers)]
     if not found:
@@ -334,9 +358,8 @@ def _text_recipients(view: _View) -> list[RecipientReport]:
     for item in found:
         diagnostic = item.diagnostic or whole
         status = codes.find_status(diagnostic)
-        if status is None and item.diagnostic:
-            status = codes.find_status(whole) if len(found) == 1 else None
-        reply_code = codes.find_reply_code(diagnostic)
+        if status is None and item.diagnostic and len(found) == 1:
+            status = codes.find_status(whole)
         action = Action.DELAYED if delayed else Action.FAILED
         recipients.append(
             RecipientReport(
@@ -344,13 +367,73 @@ def _text_recipients(view: _View) -> list[RecipientReport]:
                 kind=action.kind,
                 action=action,
                 status=status,
-                reply_code=reply_code,
+                reply_code=codes.find_reply_code(diagnostic),
                 diagnostic=diagnostic,
                 remote_mta=_remote_host(diagnostic),
                 smtp_command=smtp_command_of(diagnostic),
             )
         )
     return _dedupe(recipients)
+
+
+def _listed_recipients(
+    view: _View, found: list[vendors.TextRecipient]
+) -> list[vendors.TextRecipient]:
+    """Reconcile the prose with ``X-Failed-Recipients``: the header narrows a prose list
+    that names more addresses, and stands in for prose that names none."""
+    header = view.headers.get("x-failed-recipients")
+    if not header:
+        return found
+    listed = [a for _, a in getaddresses([header]) if "@" in a]
+    if not found:
+        return [vendors.TextRecipient(a, "") for a in listed]
+    wanted = {a.lower() for a in listed}
+    narrowed = [item for item in found if item.address.lower() in wanted]
+    return narrowed or found
+
+
+def _embedded_dsn_recipients(view: _View) -> list[RecipientReport]:
+    """A delivery-status block pasted into a text part (a MIME report whose structure
+    was lost on the way): read it as a DSN."""
+    text = view.text()
+    start = _EMBEDDED_DSN.search(text)
+    if start is None:
+        return []
+    status = dsn.parse_delivery_status(text[start.start():])
+    human = vendors.human_text(text[: start.start()])
+    blocks = {item.address.lower(): item for item in vendors.scan_recipients(human)}
+    recipients = []
+    for block in status.recipients:
+        final = dsn.address_of(block.get("final-recipient"))
+        original = dsn.address_of(block.get("original-recipient"))
+        address = final or original
+        diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
+        if not diagnostic:
+            found = blocks.get((address or "").lower())
+            diagnostic = found.diagnostic if found else vendors.collapse(human)
+        recipients.append(
+            _recipient_from_dsn(block, address, original, diagnostic, status.message_fields)
+        )
+    return _dedupe(recipients)
+
+
+def _ses_recipients(view: _View) -> list[RecipientReport]:
+    notification = ses.read_notification(view.text())
+    if notification is None:
+        return []
+    return [
+        RecipientReport(
+            address=item.address,
+            kind=item.kind,
+            action=item.action,
+            status=item.status,
+            reply_code=codes.find_reply_code(item.diagnostic),
+            diagnostic=item.diagnostic,
+            remote_mta=item.remote_mta,
+            feedback_type=item.feedback_type,
+        )
+        for item in notification.recipients
+    ]
 
 
 def _is_delay_notice(view: _View, text: str) -> bool:

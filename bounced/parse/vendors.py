@@ -26,12 +26,14 @@ ADDRESS = re.compile(_ADDR)
 _QUOTED_ADDR = rf"(?:\"[^\"]*\"\s*)?<?({_ADDR})>?"
 
 _ADDRESS_LINE = re.compile(
-    rf"^(?P<indent>[ \t]*)(?:(?:recipient|to|address|rcpt to)\s*:\s*)?"
+    rf"^(?P<indent>[ \t]*)(?:>+\s*|[*\u2022-]\s+|[245]\d\d[ -]+)?"
+    rf"(?:(?:(?:final-|original-)?recipient(?:\s+address)?|address|rcpt to|mailbox)\s*:\s*"
+    rf"(?:rfc822;\s*)?)?"
     rf"{_QUOTED_ADDR}\s*(?::|\.{{3}})?\s*(?P<rest>.*)$",
     re.IGNORECASE,
 )
 _SENTENCE_RECIPIENT = re.compile(
-    rf"(?:\b(?:to|for|recipient(?:s)?|address(?:es)?|RCPT TO:?|Original-Recipient:|"
+    rf"(?:\b(?:to|for|recipient(?:s)?|address(?:es)?|RCPT TO:?|Original-Recipient:|user|"
     rf"Final-Recipient:(?:\s*rfc822;)?|mailbox)\s*[:;]?\s*)<({_ADDR})>"
     rf"|(?:\b(?:RCPT TO|Final-Recipient|Original-Recipient)\s*:\s*(?:rfc822;\s*)?)({_ADDR})",
     re.IGNORECASE,
@@ -52,7 +54,7 @@ _SEPARATOR = re.compile(
     r"|[-=_*]{5,}\s*$)",
     re.IGNORECASE,
 )
-_BOILERPLATE_ADDRESS = re.compile(r"^(?:postmaster|mailer-daemon|abuse|hostmaster|root)@", re.I)
+_BOILERPLATE_ADDRESS = re.compile(r"^(?:mailer-daemon|mailer_daemon)@", re.I)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,17 +127,15 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
             continue
         indent = len(line) - len(line.lstrip())
         match = _ADDRESS_LINE.match(line)
-        if match is not None and _starts_block(match, current, indent):
-            address = match.group(2)
-            current = (address, indent, [])
+        if match is not None and _starts_block(current, indent):
+            current = (match.group(2), indent, [])
             blocks.append(current)
             rest = match.group("rest").strip()
             if rest:
                 current[2].append(rest)
-            continue
-        if current is not None and (indent > current[1] or current[1] == 0):
+        elif current is not None and indent >= current[1]:
             current[2].append(stripped)
-        elif current is not None:
+        else:
             current = None
     return [
         TextRecipient(address, " ".join(" ".join(parts).split()))
@@ -144,16 +144,9 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
     ]
 
 
-def _starts_block(
-    match: re.Match[str], current: tuple[str, int, list[str]] | None, indent: int
-) -> bool:
+def _starts_block(current: tuple[str, int, list[str]] | None, indent: int) -> bool:
     """An address line starts a recipient unless it is the more indented continuation
     of the recipient above (Exim repeats the address inside its error text)."""
-    rest = match.group("rest").strip()
-    line = match.group(0)
-    after_address = line[match.end(2) :].lstrip(">").lstrip()
-    if rest and not (after_address.startswith((":", "...")) or rest[:1] in "([" ):
-        return False
     return current is None or indent <= current[1] or not current[2]
 
 
