@@ -215,8 +215,10 @@ def _recognise(view: _View) -> tuple[Kind, list[RecipientReport]]:
         recipients = _embedded_dsn_recipients(view) or _text_recipients(view, signal)
         if recipients:
             return _overall_kind(recipients), recipients
-    if autoreplied:
+    if autoreplied and signal is not _Signal.STRONG:
         return _sender_as(view, Kind.AUTOREPLY)
+    if signal is _Signal.STRONG:
+        view.problems.append("looks like a bounce but names no recipient that could be read")
     return Kind.NOT_BOUNCE, []
 
 

@@ -143,11 +143,26 @@ def split_header_block(data: bytes) -> tuple[bytes, bytes, bool]:
         if line_end < 0:
             line_end = limit
         first = head[position : position + 1]
-        if first not in (b" ", b"\t") and not _HEADER_LINE.match(head, position):
+        if (
+            first not in (b" ", b"\t")
+            and not _HEADER_LINE.match(head, position)
+            and not _is_unindented_parameter(head, position)
+        ):
             rest = data[position:]
             return data[:position], rest, False
         position = line_end + 1
     return head, body, True
+
+
+_PARAMETER_LINE = re.compile(rb"[A-Za-z0-9*-]+=")
+
+
+def _is_unindented_parameter(head: bytes, position: int) -> bool:
+    """A ``boundary="..."`` line that lost its indentation after a header ending in
+    ``;`` (some mailers fold Content-Type so): a continuation, not the body."""
+    return head[position - 2 : position - 1] == b";" and bool(
+        _PARAMETER_LINE.match(head, position)
+    )
 
 
 def parse_headers(block: bytes, problems: list[str] | None = None) -> Headers:
@@ -166,7 +181,8 @@ def parse_headers(block: bytes, problems: list[str] | None = None) -> Headers:
     for line in text.split("\n"):
         if not line:
             continue
-        if line[0] in " \t":
+        if line[0] in " \t" or (items and items[-1][1].endswith(";") and "=" in line
+                                 and ":" not in line.split("=", 1)[0]):
             if items:
                 name, value = items[-1]
                 items[-1] = (name, f"{value} {line.strip()}" if value else line.strip())

@@ -45,13 +45,19 @@ _HEADER_NAMES = (
 )
 _HEADER_LINE = re.compile(rf"^(?:{_HEADER_NAMES})\s*:", re.IGNORECASE)
 _SEPARATOR = re.compile(
-    r"^\s*(?:[-=_*]{3,}.*?(?:original|copy|returned|message|headers?|below|attached|undelivered)"
+    r"^\s*(?:[-=_*]{3,}.*?(?:original|copy|returned|message|headers?|below|attached|"
+    r"undelivered|unsent)"
     r"|(?:original message|the original message|message headers follow|"
     r"below this line is a copy|a copy of the original message|"
     r"enclosed is a copy|this is a copy of the message|original message headers?|"
     r"headers of the original message|the header of the original message|"
-    r"the first \d+ lines of the original message)"
+    r"the first \d+ lines of the original message)(?![^\n]*\breceived\b)[^\n]{0,40}$"
     r"|[-=_*]{5,}\s*$)",
+    re.IGNORECASE,
+)
+_ORIGINAL_HEADER = re.compile(
+    r"^(?:Return-Path|Received|Message-I[dD]|MIME-Version|Content-Type|DKIM-Signature|"
+    r"X-[A-Za-z0-9-]+)\s*:",
     re.IGNORECASE,
 )
 _BOILERPLATE_ADDRESS = re.compile(r"^(?:mailer-daemon|mailer_daemon)@", re.I)
@@ -88,18 +94,23 @@ def header_start(text: str) -> int | None:
 
 
 def _starts_header_run(lines: list[str], index: int) -> bool:
-    """Two header lines in a row (or one folded over a continuation line) start a quoted
-    header block; one alone may be prose ("From: <a> RCPT: <b> ...")."""
-    if not _HEADER_LINE.match(lines[index]) or index + 1 >= len(lines):
+    """Whether a quoted header block starts at ``lines[index]``: three header lines in
+    a row (continuation lines allowed), or two when one is a header only a real message
+    has (``Received``, ``Message-ID``...). Two plain ones ("Subject: ... / Date: ...")
+    are often a summary inside the prose."""
+    if not _HEADER_LINE.match(lines[index]):
         return False
-    following = lines[index + 1]
-    if _HEADER_LINE.match(following):
-        return True
-    return (
-        following[:1] in (" ", "\t")
-        and index + 2 < len(lines)
-        and bool(_HEADER_LINE.match(lines[index + 2]))
-    )
+    count = 0
+    strong = False
+    for line in lines[index : index + 12]:
+        if _HEADER_LINE.match(line):
+            count += 1
+            strong = strong or bool(_ORIGINAL_HEADER.match(line))
+        elif not (line[:1] in (" ", "\t") and line.strip()):
+            break
+        if count >= 3 or (count >= 2 and strong):
+            return True
+    return False
 
 
 def scan_recipients(text: str) -> list[TextRecipient]:
