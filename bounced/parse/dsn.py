@@ -69,20 +69,30 @@ def unfold(text: str) -> list[str | None]:
 
 
 def parse_delivery_status(text: str) -> DeliveryStatus:
-    """Split a delivery-status body into its per-message and per-recipient fields."""
+    """Split a delivery-status body into its per-message and per-recipient fields.
+
+    Only the first block is per-message; any later block is a recipient's, even when
+    its ``Final-Recipient`` comes after its ``Status`` (as some MTAs write it).
+    """
     status = DeliveryStatus()
     current: DsnRecipient | None = None
+    first_block = True
+    seen_field = False
     for line in unfold(text):
         if line is None:
-            if current is not None and current.fields:
-                current = None
+            if seen_field:
+                first_block = False
+            current = None
             continue
         match = _FIELD.match(line)
         if match is None:
             continue
+        seen_field = True
         name = match.group(1).lower()
         value = match.group(2).strip()
-        if name in RECIPIENT_FIELDS and _starts_recipient(current, name):
+        if (name in RECIPIENT_FIELDS and _starts_recipient(current, name)) or (
+            current is None and not first_block
+        ):
             current = DsnRecipient()
             status.recipients.append(current)
         if current is None:
@@ -132,13 +142,33 @@ def address_of(value: str | None) -> str | None:
         decoded = _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), address)
         if decoded.isprintable():
             address = decoded
-    address = address.strip().strip("<>\"' ").strip()
-    if " " in address:
-        address = address.split()[0].strip("<>\"'")
+    address = _unquote(address.strip().strip("<>").strip())
+    if " " in address and not address.startswith('"'):
+        address = _unquote(address.split()[0].strip("<>"))
     if not _plausible(address):
         found = _EMAIL.search(value)
         return found.group(0) if found else (address or None)
     return address or None
+
+
+def recipient_address(block: DsnRecipient) -> str | None:
+    """The recipient a block is about: its ``Final-Recipient``, unless that is no mail
+    address (a source route, a pipe, a bare local part) and ``Original-Recipient`` is."""
+    final_value = block.get("final-recipient")
+    original = address_of(block.get("original-recipient"))
+    written = strip_type(final_value or "").strip().strip("<>")
+    if final_value and _plausible(_unquote(written.split()[0] if written else "")):
+        return address_of(final_value)
+    if original and _plausible(original):
+        return original
+    return address_of(final_value) or original
+
+
+def _unquote(address: str) -> str:
+    """Quotes around a whole address go; a quoted local part (``"a..b"@c``) stays."""
+    if len(address) > 1 and address[0] == address[-1] and address[0] in "\"'":
+        return address[1:-1].strip()
+    return address
 
 
 _EMAIL = re.compile(r"[^\s<>()\[\]\"',;:@|]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]")

@@ -291,9 +291,8 @@ def _dsn_recipients(view: _View) -> list[RecipientReport]:
         )
         status = dsn.parse_delivery_status(decode_bytes(part.body, charset, view.problems))
         for block in status.recipients:
-            final = dsn.address_of(block.get("final-recipient"))
             original = dsn.address_of(block.get("original-recipient"))
-            address = final or original
+            address = dsn.recipient_address(block)
             diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
             if not diagnostic:
                 if text_blocks is None:
@@ -406,9 +405,8 @@ def _embedded_dsn_recipients(view: _View) -> list[RecipientReport]:
     blocks = {item.address.lower(): item for item in vendors.scan_recipients(human)}
     recipients = []
     for block in status.recipients:
-        final = dsn.address_of(block.get("final-recipient"))
         original = dsn.address_of(block.get("original-recipient"))
-        address = final or original
+        address = dsn.recipient_address(block)
         diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
         if not diagnostic:
             found = blocks.get((address or "").lower())

@@ -266,8 +266,15 @@ def _parse_multipart(
         return Part(headers, ctype, params, body)
     chunks, closed = split_multipart(body, boundary.encode("utf-8", "replace"))
     if not chunks:
-        loaded.problems.append(f"{ctype} with no part delimited by its boundary")
-        return Part(headers, ctype, params, body)
+        found = guess_boundary(body)
+        if found is not None:
+            chunks, closed = split_multipart(body, found)
+        loaded.problems.append(
+            f"{ctype}: its boundary delimits nothing"
+            + ("; used the delimiter found in the body" if chunks else ", read as text")
+        )
+        if not chunks:
+            return Part(headers, "text/plain", params, body)
     if not closed:
         loaded.problems.append(f"{ctype} without its closing boundary (truncated?)")
     default = "message/rfc822" if ctype == "multipart/digest" else "text/plain"
@@ -306,6 +313,19 @@ def split_multipart(body: bytes, boundary: bytes) -> tuple[list[bytes], bool]:
             chunks.append(text[start:found])
         start = line_end + 1
         position = line_end
+
+
+_DELIMITER_LINE = re.compile(rb"^--([^\s]{1,70}?)(?:--)?[ \t]*$", re.MULTILINE)
+
+
+def guess_boundary(body: bytes) -> bytes | None:
+    """The boundary the body actually uses, when the declared one was mangled: the
+    first ``--token`` line that occurs at least twice."""
+    for match in _DELIMITER_LINE.finditer(body, 0, 64 * 1024):
+        token = match.group(1)
+        if body.count(b"\n--" + token) + body.startswith(b"--" + token) >= 2:
+            return token
+    return None
 
 
 def transfer_decode(body: bytes, encoding: str | None, problems: list[str]) -> bytes:

@@ -60,6 +60,7 @@ _ORIGINAL_HEADER = re.compile(
     r"X-[A-Za-z0-9-]+)\s*:",
     re.IGNORECASE,
 )
+_CODE = re.compile(r"(?<![\d.])(?:[245]\.\d{1,3}\.\d{1,3}|[245]\d\d)(?![\d.]*\d)")
 _BOILERPLATE_ADDRESS = re.compile(r"^(?:mailer-daemon|mailer_daemon)@", re.I)
 
 
@@ -148,11 +149,22 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
             current[2].append(stripped)
         else:
             current = None
-    return [
-        TextRecipient(address, " ".join(" ".join(parts).split()))
-        for address, _, parts in blocks
-        if not _BOILERPLATE_ADDRESS.match(address)
-    ]
+    merged: dict[str, TextRecipient] = {}
+    for address, _, parts in blocks:
+        if _BOILERPLATE_ADDRESS.match(address):
+            continue
+        item = TextRecipient(address, " ".join(" ".join(parts).split()))
+        known = merged.get(address.lower())
+        if known is None or (not _has_code(known.diagnostic) and _has_code(item.diagnostic)):
+            merged[address.lower()] = TextRecipient(known.address if known else address,
+                                                    item.diagnostic)
+    return list(merged.values())
+
+
+def _has_code(text: str) -> bool:
+    """Whether an error text carries an SMTP reply or enhanced status code: of two
+    blocks about one address (a summary and the details), the one with codes wins."""
+    return bool(_CODE.search(text))
 
 
 def _starts_block(current: tuple[str, int, list[str]] | None, indent: int) -> bool:
