@@ -1,14 +1,56 @@
 """Qualify stage: a recipient's failure -> type, reason and what decided them (SPEC §4).
 
-PLACEHOLDER: being written (qualification table entry, processing rules, RFC 3463 codes).
+The order, first match wins, and what each verdict records in ``qualified_by``:
+
+0. the message's **kind** decides alone when it is no failure report: ``delivered`` and
+   ``not_bounce`` get no verdict, a ``feedback`` (ARF spam complaint) is hard/Denylisted,
+   an ``autoreply`` is ignored/Not defined (``kind``);
+1. the **qualification-table entry** of the normalized text: ``keep`` uses the operator's
+   type and reason, ``ignore`` makes it ignored, ``to_qualify`` falls through
+   (``table:<entry id>``);
+2. the **processing rules**: regular expressions over the normalized text, by priority
+   then id (``rule:<rule id>``). The shipped defaults are data, ``bounced/data/rules.toml``;
+3. an **expired** failure: a failure report whose code is transient (4.X.Z, or a 4XX
+   reply with no enhanced code) means the MTA gave up retrying, soft/Unreachable
+   (SPEC §10) (``status:<code>``);
+4. the **status codes**: RFC 3463 enhanced codes, else the SMTP reply code
+   (``status:<code>``, see :mod:`bounced.statuscodes`);
+5. otherwise undefined/Not defined (``none``), and the text waits for an operator.
+
+A ``delay`` (DSN ``Action: delayed``) goes through the same steps for its reason, but its
+type is always ``ignored``: the MTA is still retrying, nothing is known yet.
+
+Why the expiry check sits where it does:
+
+- after the table, because an operator's ``keep`` is the last word on any text;
+- after the rules, because a rule recognises the *cause* (a full mailbox, a block, an
+  unknown user) and a give-up on a known cause is still that cause: "mailbox is full:
+  retry timeout exceeded" is a full mailbox, and Mailbox full has its own policy (release
+  after 30 days). The expiry wordings themselves ("retry timeout exceeded", "message
+  expired", "could not be delivered for 5 days", ...) are rules too, with the lowest
+  priority, so they are visible to and overridable by operators like any other rule;
+- before the status codes, because on a failure report a transient code only describes
+  the last attempt before giving up (4.7.1 "try again later" on the last try): what
+  counts for the address is that the validity period ran out, not that last hiccup.
+
+Everything is pure: same inputs, same verdict. Rule sets are compiled once and the
+result of the (costly) rule search is cached per normalized text, since bounce texts
+repeat a lot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
 
+from bounced import statuscodes
 from bounced.model import (
+    Action,
     FailureType,
     Kind,
     Qualification,
@@ -18,6 +60,22 @@ from bounced.model import (
     Reason,
     RecipientReport,
 )
+
+DEFAULT_IDS = range(1, 10_000)
+"""Rule ids reserved for the shipped defaults."""
+
+USER_IDS_START = 10_000
+"""Operators' rules are numbered from here, so they never collide with a default."""
+
+DEFAULT_PRIORITY = 100
+
+_RULE_KEYS = frozenset({"id", "pattern", "type", "reason", "priority", "comment", "enabled"})
+_REQUIRED_KEYS = ("id", "pattern", "type", "reason")
+_TEXT_CACHE_SIZE = 8192
+
+
+class RuleError(ValueError):
+    """A processing rule file that cannot be used, naming the rule and the key at fault."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,18 +90,256 @@ class TableEntry:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """One email processing rule."""
+    """One email processing rule: a regular expression over the normalized diagnostic
+    text (searched, case-insensitive) and the type and reason it gives.
 
-    id: str
+    Rules run by ``priority`` (lower first) then ``id``. ``comment`` says what the MTA or
+    provider means by the text and why it maps there, for the operator reading the
+    ``rules`` table.
+    """
+
+    id: int
     pattern: str
     failure_type: FailureType
     reason: Reason
-    priority: int = 100
+    priority: int = DEFAULT_PRIORITY
     comment: str = ""
+    enabled: bool = True
+
+    @property
+    def qualified_by(self) -> QualifiedBy:
+        return QualifiedBy(QualifiedBySource.RULE, str(self.id))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _fail(source: str, rule_id: object, key: str, message: str) -> RuleError:
+    return RuleError(f"{source}: rule {rule_id}: key {key!r}: {message}")
+
+
+def _rule_from_table(raw: Mapping[str, Any], source: str, index: int) -> Rule:
+    rule_id = raw.get("id", f"#{index + 1} (no id)")
+    for key in _REQUIRED_KEYS:
+        if key not in raw:
+            raise _fail(source, rule_id, key, "missing")
+    unknown = sorted(set(raw) - _RULE_KEYS)
+    if unknown:
+        raise _fail(source, rule_id, unknown[0], f"unknown key (allowed: {sorted(_RULE_KEYS)})")
+    if not isinstance(rule_id, int) or isinstance(rule_id, bool):
+        raise _fail(source, rule_id, "id", "must be an integer")
+    pattern = raw["pattern"]
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise _fail(source, rule_id, "pattern", "must be a non-empty string")
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as error:
+        raise _fail(source, rule_id, "pattern", f"invalid regular expression: {error}") from None
+    if compiled.search(""):
+        raise _fail(source, rule_id, "pattern", "matches the empty text, so every text")
+    try:
+        failure_type = FailureType(str(raw["type"]).strip().lower())
+    except ValueError:
+        allowed = [t.value for t in FailureType]
+        raise _fail(source, rule_id, "type", f"unknown type {raw['type']!r} ({allowed})") from None
+    reason_value = raw["reason"]
+    try:
+        reason = Reason.from_name(str(reason_value))
+    except ValueError:
+        raise _fail(source, rule_id, "reason", f"unknown reason {reason_value!r}") from None
+    priority = raw.get("priority", DEFAULT_PRIORITY)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise _fail(source, rule_id, "priority", "must be an integer")
+    comment = raw.get("comment", "")
+    if not isinstance(comment, str):
+        raise _fail(source, rule_id, "comment", "must be a string")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _fail(source, rule_id, "enabled", "must be true or false")
+    return Rule(rule_id, pattern, failure_type, reason, priority, comment.strip(), enabled)
+
+
+def parse_rules(document: str, *, source: str = "<rules>", ids: range | None = None) -> tuple[
+    Rule, ...
+]:
+    """Read and validate a TOML rule document (``[[rule]]`` tables), in priority order.
+
+    Every problem raises :class:`RuleError` naming the rule id and the key, because an
+    operator fixing a rule file must find the line at once. ``ids`` restricts the id
+    range (defaults and user rules have separate ranges).
+    """
+    try:
+        data = tomllib.loads(document)
+    except tomllib.TOMLDecodeError as error:
+        raise RuleError(f"{source}: not valid TOML: {error}") from None
+    extra = sorted(set(data) - {"rule"})
+    if extra:
+        raise RuleError(f"{source}: unknown top-level key {extra[0]!r} (expected [[rule]])")
+    tables = data.get("rule", [])
+    if not isinstance(tables, list):
+        raise RuleError(f"{source}: 'rule' must be an array of tables ([[rule]])")
+    rules: list[Rule] = []
+    seen: set[int] = set()
+    for index, raw in enumerate(tables):
+        rule = _rule_from_table(raw, source, index)
+        if rule.id in seen:
+            raise _fail(source, rule.id, "id", "duplicate id")
+        if ids is not None and rule.id not in ids:
+            raise _fail(source, rule.id, "id", f"must be in {ids.start}..{ids.stop - 1}")
+        seen.add(rule.id)
+        rules.append(rule)
+    return order_rules(rules)
+
+
+def order_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
+    """Rules in the order they are tried: priority (lower first), then id."""
+    return tuple(sorted(rules, key=lambda rule: (rule.priority, rule.id)))
+
+
+def combine_rules(*rule_sets: Iterable[Rule]) -> tuple[Rule, ...]:
+    """Merge rule sets (defaults and an operator's) into one ordered set.
+
+    Two rules with the same id would make ``rule:<id>`` ambiguous in the delivery log,
+    so that is an error.
+    """
+    merged: dict[int, Rule] = {}
+    for rules in rule_sets:
+        for rule in rules:
+            if rule.id in merged:
+                raise RuleError(f"rule {rule.id}: key 'id': defined twice")
+            merged[rule.id] = rule
+    return order_rules(merged.values())
+
+
+_DEFAULT_RULES: tuple[Rule, ...] | None = None
 
 
 def load_default_rules() -> tuple[Rule, ...]:
-    return ()
+    """The shipped default rules (``bounced/data/rules.toml``), read once."""
+    global _DEFAULT_RULES
+    if _DEFAULT_RULES is None:
+        document = resources.files("bounced").joinpath("data/rules.toml").read_text("utf-8")
+        _DEFAULT_RULES = parse_rules(document, source="bounced/data/rules.toml", ids=DEFAULT_IDS)
+    return _DEFAULT_RULES
+
+
+def load_rules(path: str | Path) -> tuple[Rule, ...]:
+    """An operator's rule file, same format as the defaults, ids from 10000 on."""
+    path = Path(path)
+    return parse_rules(
+        path.read_text(encoding="utf-8"), source=str(path), ids=range(USER_IDS_START, 2**63)
+    )
+
+
+# -------------------------------------------------------------------------- matching
+
+
+@dataclass(slots=True)
+class _Matcher:
+    """A rule set compiled once, with the rule search cached per normalized text.
+
+    The cache only memoizes a pure function of the text, so it never changes a verdict.
+    """
+
+    source: Sequence[Rule]
+    rules: tuple[Rule, ...]
+    patterns: tuple[re.Pattern[str], ...]
+    cache: dict[str, Rule | None] = field(default_factory=dict)
+
+    def first(self, text: str) -> Rule | None:
+        try:
+            return self.cache[text]
+        except KeyError:
+            pass
+        found = None
+        for rule, pattern in zip(self.rules, self.patterns, strict=True):
+            if pattern.search(text) is not None:
+                found = rule
+                break
+        if len(self.cache) >= _TEXT_CACHE_SIZE:
+            self.cache.clear()
+        self.cache[text] = found
+        return found
+
+
+_MATCHERS: dict[int, _Matcher] = {}
+
+
+def _matcher(rules: Sequence[Rule]) -> _Matcher:
+    """The compiled form of ``rules``, kept for tuples (immutable, so safe to reuse)."""
+    cached = _MATCHERS.get(id(rules))
+    if cached is not None and cached.source is rules:
+        return cached
+    ordered = order_rules(rule for rule in rules if rule.enabled)
+    matcher = _Matcher(
+        rules, ordered, tuple(re.compile(rule.pattern, re.IGNORECASE) for rule in ordered)
+    )
+    if isinstance(rules, tuple):
+        if len(_MATCHERS) >= 16:
+            _MATCHERS.clear()
+        _MATCHERS[id(rules)] = matcher
+    return matcher
+
+
+def match_rule(text: str, rules: Sequence[Rule]) -> Rule | None:
+    """The first enabled rule (by priority, then id) whose pattern is found in ``text``."""
+    if not text or not rules:
+        return None
+    return _matcher(rules).first(text)
+
+
+# ------------------------------------------------------------------------ qualifying
+
+
+def _expired_code(recipient: RecipientReport) -> str | None:
+    """The transient code of a failure report, i.e. of an MTA that gave up retrying.
+
+    Only for failures (``Action: failed``, or a vendor bounce with no action): a delayed
+    DSN with the same code is a warning, the MTA is still trying.
+    """
+    if recipient.kind is not Kind.FAILURE or recipient.action not in (None, Action.FAILED):
+        return None
+    status = statuscodes.parse_enhanced(recipient.status)
+    if status is not None:
+        return recipient.status.strip() if status[0] == 4 else None  # type: ignore[union-attr]
+    reply = (recipient.reply_code or "").strip()
+    if len(reply) == 3 and reply.startswith("4") and reply.isdigit():
+        return reply
+    return None
+
+
+def _qualify_failure(
+    recipient: RecipientReport, text: str, entry: TableEntry | None, rules: Sequence[Rule]
+) -> Qualification:
+    """Steps 1 to 5 of the order for a failure or a delay (before the delay's override)."""
+    if entry is not None:
+        by_table = QualifiedBy(QualifiedBySource.TABLE, str(entry.id))
+        if entry.status is QualificationStatus.KEEP:
+            return Qualification(entry.failure_type, entry.reason, by_table)
+        if entry.status is QualificationStatus.IGNORE:
+            return Qualification(FailureType.IGNORED, entry.reason, by_table)
+    rule = match_rule(text, rules)
+    if rule is not None:
+        return Qualification(rule.failure_type, rule.reason, rule.qualified_by)
+    expired = _expired_code(recipient)
+    if expired is not None:
+        return Qualification(
+            FailureType.SOFT, Reason.UNREACHABLE, QualifiedBy(QualifiedBySource.STATUS, expired)
+        )
+    code = statuscodes.from_codes(recipient.status, recipient.reply_code)
+    if code is not None:
+        return Qualification(
+            code.failure_type, code.reason, QualifiedBy(QualifiedBySource.STATUS, code.code)
+        )
+    return Qualification(FailureType.UNDEFINED, Reason.NOT_DEFINED)
+
+
+_FEEDBACK = Qualification(
+    FailureType.HARD, Reason.DENYLISTED, QualifiedBy(QualifiedBySource.KIND)
+)
+_AUTOREPLY = Qualification(
+    FailureType.IGNORED, Reason.NOT_DEFINED, QualifiedBy(QualifiedBySource.KIND)
+)
 
 
 def qualify(
@@ -53,6 +349,21 @@ def qualify(
     entry: TableEntry | None = None,
     rules: Sequence[Rule] = (),
 ) -> Qualification | None:
-    if recipient.kind in (Kind.DELIVERED, Kind.NOT_BOUNCE):
+    """Judge one recipient's failure (see the module docstring for the order).
+
+    ``text`` is the normalized diagnostic (:func:`bounced.normalize.normalize`), ``entry``
+    its qualification-table row if the caller has one, ``rules`` the processing rules
+    (pass a tuple, e.g. :func:`load_default_rules`, to benefit from the compiled cache).
+    Returns ``None`` for kinds that are no failure (delivered, not_bounce).
+    """
+    kind = recipient.kind
+    if kind in (Kind.DELIVERED, Kind.NOT_BOUNCE):
         return None
-    return Qualification(FailureType.UNDEFINED, Reason.NOT_DEFINED, QualifiedBy(QualifiedBySource.NONE))
+    if kind is Kind.FEEDBACK:
+        return _FEEDBACK
+    if kind is Kind.AUTOREPLY:
+        return _AUTOREPLY
+    verdict = _qualify_failure(recipient, text, entry, rules)
+    if kind is Kind.DELAY and verdict.failure_type is not FailureType.IGNORED:
+        verdict = replace(verdict, failure_type=FailureType.IGNORED)
+    return verdict
