@@ -215,14 +215,14 @@ def apply(
         cause = f"hard bounce: {_describe(facts)}"
         return PolicyOutcome(new, _event(state, new, at, cause), qualification)
 
-    kind_word = "soft"
+    counted_as = "soft error"
     if facts.failure_type is FailureType.UNDEFINED:
         seen = current.undefined_count + 1
         if seen <= config.undefined_grace:
             new = replace(current, undefined_count=seen, last_error_at=at, updated_at=at)
             return PolicyOutcome(new, None, qualification)
         current = replace(current, undefined_count=seen)
-        kind_word = "undefined"
+        counted_as = f"soft error ({ordinal(seen)} undefined)"
 
     # Soft (or undefined past its grace): count it if far enough from the last counted.
     current = _reset_stale_counter(current, at, config)
@@ -243,7 +243,7 @@ def apply(
         updated_at=at,
         state=QuarantineState.ERRONEOUS,
     )
-    cause = f"{ordinal(count)} {kind_word} error: {_describe(facts)}"
+    cause = f"{ordinal(count)} {counted_as}: {_describe(facts)}"
     if count >= config.soft_error_threshold:
         new = _quarantine(new, facts.reason, at, config)
     return PolicyOutcome(new, _event(state, new, at, cause), qualification)

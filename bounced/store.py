@@ -540,7 +540,7 @@ class Store:
         ).fetchall()
         return tuple(
             Rule(
-                id=str(row[0]),  # type: ignore[arg-type]
+                id=int(row[0]),
                 pattern=row[1],
                 failure_type=FailureType(row[2]),
                 reason=Reason(row[3]),
