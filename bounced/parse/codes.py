@@ -11,20 +11,26 @@ number (an IP address or a version)."""
 _REPLY_AT_START = re.compile(r"^\s*([245]\d\d)(?=[\s\-.,;:)\]]|$)")
 _REPLY_NEAR_STATUS = re.compile(r"(?<![\d.#])([245]\d\d)[\s\-]+[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)")
 _REPLY_SAID = re.compile(
-    r"(?:said|says|replied|response(?: was)?|returned|reply(?: was)?|error|code|status)"
+    r"(?:said|says|replied|response(?: was)?|returned|reply(?: was)?|error|code|status|reason)"
     r"\s*(?:[:=]\s*)?\(?([245]\d\d)(?=[\s\-.,;:)\]]|$)",
     re.IGNORECASE,
 )
 _QMAIL_STATUS = re.compile(r"\(#([245])\.(\d{1,3})\.(\d{1,3})\)")
 
-GENERIC_DETAIL = "0.0"
-
 
 def find_status(text: str) -> str | None:
-    """The first plausible enhanced status code in ``text`` (``"5.1.1"``)."""
+    """The first plausible enhanced status code in ``text`` (``"5.1.1"``).
+
+    A transcript shows the successful replies before the failing one (``250 2.1.5
+    Ok`` ... ``451 4.3.0 Error``): a 4.x.x or 5.x.x code wins over earlier 2.x.x ones.
+    """
     if not text:
         return None
-    match = _QMAIL_STATUS.search(text) or STATUS.search(text)
+    match = _QMAIL_STATUS.search(text)
+    if match is None:
+        matches = list(STATUS.finditer(text)) if "2." in text else [STATUS.search(text)]
+        failing = [m for m in matches if m is not None and m.group(1) != "2"]
+        match = failing[0] if failing else (matches[0] if matches else None)
     if match is None:
         return None
     return f"{match.group(1)}.{int(match.group(2))}.{int(match.group(3))}"
@@ -50,22 +56,22 @@ def is_generic(status: str | None) -> bool:
 def prefer_status(field: str | None, diagnostic_status: str | None) -> str | None:
     """Choose between a DSN ``Status`` field and the code inside the diagnostic text.
 
-    The field wins, except when it is generic (``X.0.0``, as Exim always writes) and the
-    diagnostic carries a specific code of a compatible class: then the specific one says
-    what really happened (Sisimai does the same).
+    The diagnostic's code wins: it is what the server that refused the mail said,
+    while the field is the reporting MTA's summary of it, often generic (Exim always
+    writes ``5.0.0``) or about the retry outcome rather than the cause (Sendmail's
+    ``4.4.7`` for an expired message whose last error was ``4.7.1``). Sisimai, whose
+    labels the corpus uses, makes the same choice.
     """
-    if field is None:
-        return diagnostic_status
-    if diagnostic_status is None or diagnostic_status == field:
-        return field
-    if is_generic(field) and not is_generic(diagnostic_status):
-        if field[0] == diagnostic_status[0] or field[0] == "5":
-            return diagnostic_status
-    return field
+    return diagnostic_status or field
 
 
 def status_from_reply(reply_code: str | None) -> str | None:
-    """The class-only status a bare reply code implies (``550`` -> ``5.0.0``)."""
+    """The class-only status a bare reply code implies (``550`` -> ``5.0.0``).
+
+    RFC 3463 ``X.0.0`` means "other or undefined" in the class the reply code gives,
+    so this claims no more than the reply code itself says; used when a text has a
+    reply code but no enhanced status code at all.
+    """
     if reply_code and reply_code[0] in "245":
         return f"{reply_code[0]}.0.0"
     return None

@@ -87,6 +87,7 @@ class _View:
     status_parts: list[Part] = field(default_factory=list)
     feedback_parts: list[Part] = field(default_factory=list)
     returned: Headers | None = None
+    returned_message: Part | None = None
     text_parts: list[Part] = field(default_factory=list)
     html_parts: list[Part] = field(default_factory=list)
     _text: str | None = None
@@ -155,6 +156,7 @@ def _view(loaded: Loaded) -> _View:
         elif ctype in RETURNED_MESSAGE_TYPES:
             if view.returned is None and part.children:
                 view.returned = part.children[0].headers
+                view.returned_message = part.children[0]
         elif ctype in RETURNED_HEADERS_TYPES:
             if view.returned is None:
                 view.returned = _headers_of_text(part, loaded.problems)
@@ -319,8 +321,10 @@ def _recipient_from_dsn(
 ) -> RecipientReport:
     field_status = codes.find_status(block.get("status") or "")
     text_status = codes.find_status(diagnostic)
-    status = codes.prefer_status(field_status, text_status)
     reply_code = codes.find_reply_code(diagnostic)
+    status = codes.prefer_status(field_status, text_status) or codes.status_from_reply(
+        reply_code
+    )
     action = dsn.action_of(block.get("action")) or _action_from_status(status)
     remote = block.get("remote-mta")
     return RecipientReport(
@@ -347,6 +351,10 @@ def _action_from_status(status: str | None) -> Action:
 def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
     text = vendors.human_text(view.text())
     found = _listed_recipients(view, vendors.scan_recipients(text))
+    if not found:
+        forwarded = _forwarded_bounce(view)
+        if forwarded:
+            return forwarded
     if not found and signal is _Signal.STRONG and view.returned is not None:
         found = [vendors.TextRecipient(a, "") for a in arf.returned_recipients(view.returned)]
     if not found:
@@ -361,6 +369,8 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
         status = codes.find_status(diagnostic)
         if status is None and item.diagnostic and len(found) == 1:
             status = codes.find_status(whole)
+        reply_code = codes.find_reply_code(diagnostic)
+        status = status or codes.status_from_reply(reply_code)
         action = Action.DELAYED if delayed else Action.FAILED
         recipients.append(
             RecipientReport(
@@ -368,13 +378,25 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
                 kind=action.kind,
                 action=action,
                 status=status,
-                reply_code=codes.find_reply_code(diagnostic),
+                reply_code=reply_code,
                 diagnostic=diagnostic,
                 remote_mta=_remote_host(diagnostic),
                 smtp_command=smtp_command_of(diagnostic),
             )
         )
     return _dedupe(recipients)
+
+
+def _forwarded_bounce(view: _View) -> list[RecipientReport]:
+    """A bounce that returns another bounce (a relay forwarding the DSN it got) names
+    its recipients only in the returned one: read that one's delivery status."""
+    inner = view.returned_message
+    if inner is None or not any(
+        part.content_type in DELIVERY_STATUS_TYPES for part in _top_parts(inner)
+    ):
+        return []
+    nested = _view(Loaded(root=inner, problems=view.problems))
+    return _dsn_recipients(nested)
 
 
 def _listed_recipients(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 _ADDR = r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]"
 ADDRESS = re.compile(_ADDR)
-_QUOTED_ADDR = rf"(?:\"[^\"]*\"\s*)?<?({_ADDR})>?"
+_QUOTED_ADDR = rf"(?:\"[^\"]*\"\s*)?[\"']?<?({_ADDR})>?[\"']?"
 
 _ADDRESS_LINE = re.compile(
     rf"^(?P<indent>[ \t]*)(?:>+\s*|[*\u2022-]\s+|[245]\d\d[ -]+)?"
