@@ -69,7 +69,9 @@ USER_IDS_START = 10_000
 
 DEFAULT_PRIORITY = 100
 
-_RULE_KEYS = frozenset({"id", "pattern", "type", "reason", "priority", "comment", "enabled"})
+_RULE_KEYS = frozenset(
+    {"id", "pattern", "type", "reason", "priority", "comment", "enabled", "status", "command"}
+)
 _REQUIRED_KEYS = ("id", "pattern", "type", "reason")
 _TEXT_CACHE_SIZE = 8192
 
@@ -96,6 +98,12 @@ class Rule:
     Rules run by ``priority`` (lower first) then ``id``. ``comment`` says what the MTA or
     provider means by the text and why it maps there, for the operator reading the
     ``rules`` table.
+
+    ``status`` and ``command`` are optional extra conditions, regular expressions that
+    must match the whole enhanced status code (``"5.2.0"``) or SMTP command (``"DATA"``)
+    of the recipient. They exist because the same words mean different things depending
+    on where they were said: "User unknown" answered to RCPT TO is an unknown address,
+    answered to DATA (after RCPT TO accepted the address) it is a content filter.
     """
 
     id: int
@@ -105,6 +113,8 @@ class Rule:
     priority: int = DEFAULT_PRIORITY
     comment: str = ""
     enabled: bool = True
+    status: str | None = None
+    command: str | None = None
 
     @property
     def qualified_by(self) -> QualifiedBy:
@@ -156,7 +166,21 @@ def _rule_from_table(raw: Mapping[str, Any], source: str, index: int) -> Rule:
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise _fail(source, rule_id, "enabled", "must be true or false")
-    return Rule(rule_id, pattern, failure_type, reason, priority, comment.strip(), enabled)
+    conditions: dict[str, str | None] = {}
+    for key in ("status", "command"):
+        value = raw.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not value.strip():
+                raise _fail(source, rule_id, key, "must be a non-empty string")
+            try:
+                re.compile(value, re.IGNORECASE)
+            except re.error as error:
+                raise _fail(source, rule_id, key, f"invalid regular expression: {error}") from None
+        conditions[key] = value
+    return Rule(
+        rule_id, pattern, failure_type, reason, priority, comment.strip(), enabled,
+        conditions["status"], conditions["command"],
+    )
 
 
 def parse_rules(document: str, *, source: str = "<rules>", ids: range | None = None) -> tuple[
@@ -234,31 +258,50 @@ def load_rules(path: str | Path) -> tuple[Rule, ...]:
 # -------------------------------------------------------------------------- matching
 
 
+def _condition(pattern: str | None) -> re.Pattern[str] | None:
+    return None if pattern is None else re.compile(pattern, re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    rule: Rule
+    pattern: re.Pattern[str]
+    status: re.Pattern[str] | None
+    command: re.Pattern[str] | None
+
+    def matches(self, text: str, status: str | None, command: str | None) -> bool:
+        if self.status is not None and (status is None or not self.status.fullmatch(status)):
+            return False
+        if self.command is not None and (
+            command is None or not self.command.fullmatch(command)
+        ):
+            return False
+        return self.pattern.search(text) is not None
+
+
 @dataclass(slots=True)
 class _Matcher:
-    """A rule set compiled once, with the rule search cached per normalized text.
+    """A rule set compiled once, with the rule search cached per (text, status, command).
 
-    The cache only memoizes a pure function of the text, so it never changes a verdict.
+    The cache only memoizes a pure function of its key, so it never changes a verdict.
     """
 
     source: Sequence[Rule]
-    rules: tuple[Rule, ...]
-    patterns: tuple[re.Pattern[str], ...]
-    cache: dict[str, Rule | None] = field(default_factory=dict)
+    rules: tuple[_CompiledRule, ...]
+    cache: dict[tuple[str, str | None, str | None], Rule | None] = field(default_factory=dict)
 
-    def first(self, text: str) -> Rule | None:
+    def first(self, text: str, status: str | None, command: str | None) -> Rule | None:
+        key = (text, status, command)
         try:
-            return self.cache[text]
+            return self.cache[key]
         except KeyError:
             pass
-        found = None
-        for rule, pattern in zip(self.rules, self.patterns, strict=True):
-            if pattern.search(text) is not None:
-                found = rule
-                break
+        found = next(
+            (each.rule for each in self.rules if each.matches(text, status, command)), None
+        )
         if len(self.cache) >= _TEXT_CACHE_SIZE:
             self.cache.clear()
-        self.cache[text] = found
+        self.cache[key] = found
         return found
 
 
@@ -270,10 +313,16 @@ def _matcher(rules: Sequence[Rule]) -> _Matcher:
     cached = _MATCHERS.get(id(rules))
     if cached is not None and cached.source is rules:
         return cached
-    ordered = order_rules(rule for rule in rules if rule.enabled)
-    matcher = _Matcher(
-        rules, ordered, tuple(re.compile(rule.pattern, re.IGNORECASE) for rule in ordered)
+    compiled = tuple(
+        _CompiledRule(
+            rule,
+            re.compile(rule.pattern, re.IGNORECASE),
+            _condition(rule.status),
+            _condition(rule.command),
+        )
+        for rule in order_rules(rule for rule in rules if rule.enabled)
     )
+    matcher = _Matcher(rules, compiled)
     if isinstance(rules, tuple):
         if len(_MATCHERS) >= 16:
             _MATCHERS.clear()
@@ -281,11 +330,14 @@ def _matcher(rules: Sequence[Rule]) -> _Matcher:
     return matcher
 
 
-def match_rule(text: str, rules: Sequence[Rule]) -> Rule | None:
-    """The first enabled rule (by priority, then id) whose pattern is found in ``text``."""
+def match_rule(
+    text: str, rules: Sequence[Rule], *, status: str | None = None, command: str | None = None
+) -> Rule | None:
+    """The first enabled rule (by priority, then id) whose pattern is found in ``text``
+    and whose ``status``/``command`` conditions, if any, hold."""
     if not text or not rules:
         return None
-    return _matcher(rules).first(text)
+    return _matcher(rules).first(text, status, command)
 
 
 # ------------------------------------------------------------------------ qualifying
@@ -318,7 +370,9 @@ def _qualify_failure(
             return Qualification(entry.failure_type, entry.reason, by_table)
         if entry.status is QualificationStatus.IGNORE:
             return Qualification(FailureType.IGNORED, entry.reason, by_table)
-    rule = match_rule(text, rules)
+    rule = match_rule(
+        text, rules, status=recipient.status, command=recipient.smtp_command
+    )
     if rule is not None:
         return Qualification(rule.failure_type, rule.reason, rule.qualified_by)
     expired = _expired_code(recipient)
