@@ -16,6 +16,7 @@ from bounced.parse.mime import (
     Part,
     decode_bytes,
     decode_text,
+    expand,
     load,
     parse_headers,
     split_header_block,
@@ -390,10 +391,10 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
 def _forwarded_bounce(view: _View) -> list[RecipientReport]:
     """A bounce that returns another bounce (a relay forwarding the DSN it got) names
     its recipients only in the returned one: read that one's delivery status."""
-    inner = view.returned_message
-    if inner is None or not any(
-        part.content_type in DELIVERY_STATUS_TYPES for part in _top_parts(inner)
-    ):
+    if view.returned_message is None or b"delivery-status" not in view.returned_message.body:
+        return []
+    inner = expand(view.returned_message, view.problems)
+    if not any(part.content_type in DELIVERY_STATUS_TYPES for part in _top_parts(inner)):
         return []
     nested = _view(Loaded(root=inner, problems=view.problems))
     return _dsn_recipients(nested)
@@ -559,6 +560,8 @@ def verp_token(headers: Headers) -> str | None:
     """The token of the bounce's own ``local+TOKEN@domain`` address (SPEC §7)."""
     for name in VERP_HEADERS:
         for value in headers.get_all(name):
+            if "+" not in value:
+                continue
             for _, address in getaddresses([value]):
                 local, at, _ = address.rpartition("@")
                 if at and "+" in local:

@@ -36,6 +36,7 @@ _PARAM = re.compile(
     r""";\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)""",
 )
 _ENCODED_WORD = "=?"
+MESSAGE_TYPES = frozenset({"message/rfc822", "message/global", "message/news"})
 
 
 class Headers:
@@ -71,13 +72,15 @@ class Headers:
 class Part:
     """One MIME entity. ``content_type`` is lowercased ``type/subtype``; ``body`` is the
     transfer-decoded payload of a leaf; ``children`` are the sub-parts of a multipart or
-    the embedded message of a ``message/rfc822``-like part."""
+    the embedded message of a ``message/rfc822``-like part. An embedded message is left
+    ``unparsed`` (headers read, ``body`` = the whole entity) until :func:`expand`."""
 
     headers: Headers
     content_type: str
     params: dict[str, str]
     body: bytes = b""
     children: tuple[Part, ...] = ()
+    unparsed: bool = False
 
     @property
     def charset(self) -> str | None:
@@ -125,33 +128,32 @@ def load(raw: bytes) -> Loaded:
     return loaded
 
 
+_NOT_A_HEADER_LINE = re.compile(rb"^(?![ \t]|[!-9;-~]+[ \t]*:)", re.MULTILINE)
+
+
 def split_header_block(data: bytes) -> tuple[bytes, bytes, bool]:
     """Split an entity into its header section and body.
 
     Returns ``(headers, body, clean)``: ``clean`` is False when the header section ended
     on a line that is no header (no blank line separator), as broken mailers write.
     """
+    if data.startswith(b"\n"):
+        return b"", data[1:], True
     end = data.find(b"\n\n")
     head = data if end < 0 else data[: end + 1]
     body = b"" if end < 0 else data[end + 2 :]
-    if data.startswith(b"\n"):
-        return b"", data[1:], True
+    limit = len(head.rstrip(b"\n"))
     position = 0
-    limit = len(head)
-    while position < limit:
-        line_end = head.find(b"\n", position)
-        if line_end < 0:
-            line_end = limit
-        first = head[position : position + 1]
-        if (
-            first not in (b" ", b"\t")
-            and not _HEADER_LINE.match(head, position)
-            and not _is_unindented_parameter(head, position)
-        ):
-            rest = data[position:]
-            return data[:position], rest, False
-        position = line_end + 1
-    return head, body, True
+    while True:
+        match = _NOT_A_HEADER_LINE.search(head, position, limit)
+        if match is None or match.start() >= limit:
+            return head, body, True
+        start = match.start()
+        if not _is_unindented_parameter(head, start):
+            return data[:start], data[start:], False
+        position = head.find(b"\n", start) + 1
+        if position <= 0:
+            return head, body, True
 
 
 _PARAMETER_LINE = re.compile(rb"[A-Za-z0-9*-]+=")
@@ -234,13 +236,23 @@ def _parse_entity(data: bytes, depth: int, loaded: Loaded, default_type: str) ->
     if ctype.startswith("multipart/"):
         return _parse_multipart(headers, ctype, params, body, depth, loaded)
     payload = transfer_decode(body, headers.get("content-transfer-encoding"), loaded.problems)
-    if ctype in ("message/rfc822", "message/global", "message/news"):
-        if depth >= MAX_DEPTH or loaded.parts >= MAX_PARTS:
-            _too_deep(loaded)
-            return Part(headers, ctype, params, payload)
-        inner = _parse_entity(payload, depth + 1, loaded, "text/plain")
+    if ctype in MESSAGE_TYPES:
+        inner_head, _, _ = split_header_block(payload)
+        inner_headers = parse_headers(inner_head)
+        inner_type, inner_params = content_type_of(inner_headers.get("content-type"), "text/plain")
+        inner = Part(inner_headers, inner_type, inner_params, payload, unparsed=True)
         return Part(headers, ctype, params, b"", (inner,))
     return Part(headers, ctype, params, payload)
+
+
+def expand(part: Part, problems: list[str]) -> Part:
+    """The full MIME tree of an embedded message, which :func:`load` leaves unparsed:
+    only its headers are needed to correlate, and returned messages are most of a
+    bounce's bytes (and the place MIME bombs hide)."""
+    if not part.unparsed:
+        return part
+    loaded = Loaded(root=part, problems=problems, raw=part.body)
+    return _parse_entity(part.body, 1, loaded, "text/plain")
 
 
 def _too_deep(loaded: Loaded) -> None:
