@@ -283,8 +283,33 @@ def _migration_1(db: sqlite_utils.Database) -> None:
     )
 
 
+def _migration_2(db: sqlite_utils.Database) -> None:
+    """DNS evidence and report indexes (issue 4, items 8 and 9).
+
+    ``dns_cache``: one row per recipient domain looked up (``bounced.dns``), so that
+    reports grouping by provider and the evidence on ``Invalid domain`` bounces do not
+    query DNS again for every row; ``expires_at`` bounds how long an answer is trusted.
+    ``bounces.dns_status`` / ``dns_detail``: the evidence recorded on the bounce itself
+    (``mx``, ``null_mx``, ``no_mx``, ``no_mail``, ``nxdomain``, ``unknown``), so an audit
+    does not depend on a cache that expires. ``address_events(at)``: quarantines per day
+    over a time window without scanning the whole history.
+    """
+    db.execute(
+        "CREATE TABLE dns_cache (domain TEXT PRIMARY KEY, status TEXT NOT NULL, "
+        "mx TEXT NOT NULL DEFAULT '', provider TEXT NOT NULL DEFAULT 'other', "
+        "detail TEXT NOT NULL DEFAULT '', checked_at TEXT NOT NULL, "
+        "expires_at TEXT NOT NULL)"
+    )
+    db.execute("ALTER TABLE bounces ADD COLUMN dns_status TEXT")
+    db.execute("ALTER TABLE bounces ADD COLUMN dns_detail TEXT")
+    db.execute("CREATE INDEX idx_address_events_at ON address_events (at)")
+
+
 #: Numbered schema steps: step N brings ``user_version`` from N-1 to N. Append only.
-MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (_migration_1,)
+MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
+    _migration_1,
+    _migration_2,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
