@@ -305,10 +305,34 @@ def _migration_2(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_address_events_at ON address_events (at)")
 
 
+def _migration_3(db: sqlite_utils.Database) -> None:
+    """Re-qualification history for ``bounced reprocess`` and ``quarantine rollback``
+    (issue 4, items 5 and 6).
+
+    ``verdict_changes``: one row each time an operator command changed a stored verdict
+    (``action`` = ``reprocess``: today's rules qualify the bounce differently;
+    ``rollback``: the bounce no longer counts, e.g. an ISP outage). The ``bounces`` row
+    carries the verdict in force; this table keeps what it was, when and why, so the
+    delivery log stays auditable, and a rolled-back bounce is never counted again by a
+    later reprocess. ``bounces(qualification_id)``: rollback and explain by text.
+    """
+    db.execute(
+        "CREATE TABLE verdict_changes (id INTEGER PRIMARY KEY, "
+        "bounce_id INTEGER NOT NULL REFERENCES bounces(id) ON DELETE CASCADE, "
+        "at TEXT NOT NULL, action TEXT NOT NULL, "
+        "old_failure_type TEXT, old_reason_code INTEGER, old_qualified_by TEXT, "
+        "new_failure_type TEXT, new_reason_code INTEGER, new_qualified_by TEXT, "
+        "cause TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_verdict_changes_bounce_id ON verdict_changes (bounce_id)")
+    db.execute("CREATE INDEX idx_bounces_qualification_id ON bounces (qualification_id)")
+
+
 #: Numbered schema steps: step N brings ``user_version`` from N-1 to N. Append only.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
     _migration_2,
+    _migration_3,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
