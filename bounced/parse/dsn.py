@@ -33,6 +33,7 @@ _ACTIONS: dict[str, Action] = {
     "deliverable": Action.DELIVERED,
 }
 
+_CONTROL = dict.fromkeys([*range(0, 32), *range(127, 160)], " ")
 RECIPIENT_FIELDS = frozenset({"final-recipient", "original-recipient"})
 
 
@@ -199,4 +200,4 @@ def diagnostic_of(value: str | None) -> str:
     """``Diagnostic-Code`` text without its ``smtp;`` / ``X-Postfix;`` type."""
     if not value:
         return ""
-    return " ".join(strip_type(value).split())
+    return " ".join(strip_type(value).translate(_CONTROL).split())

@@ -76,6 +76,8 @@ _NOISY_X_HEADERS = (
 )
 MAX_ORIGINAL_HEADERS = 20
 MAX_HEADER_VALUE = 300
+MAX_TEXT_BYTES = 256 * 1024
+LARGE_MESSAGE = 10 * 1024 * 1024
 VERP_HEADERS = ("delivered-to", "x-original-to", "to", "envelope-to", "x-envelope-to")
 
 
@@ -101,12 +103,22 @@ class _View:
         """The human-readable notification (first text/plain parts, else HTML as text)."""
         if self._text is None:
             parts = self.text_parts or self.html_parts
-            chunks = [decode_text(part, self.problems) for part in parts[:3]]
+            chunks = [_bounded_text(part, self.problems) for part in parts[:3]]
             text = "\n".join(chunks)
             if not self.text_parts and self.html_parts:
                 text = html_to_text(text)
             self._text = text
         return self._text
+
+
+def _bounded_text(part: Part, problems: list[str]) -> str:
+    """A text part, cut at :data:`MAX_TEXT_BYTES`: what a mail system writes about a
+    failure is at the top, and regexes over megabytes of pasted data only cost time."""
+    if len(part.body) <= MAX_TEXT_BYTES:
+        return decode_text(part, problems)
+    problems.append(f"text part of {len(part.body) // 1024} KB: only its first "
+                    f"{MAX_TEXT_BYTES // 1024} KB read")
+    return decode_bytes(part.body[:MAX_TEXT_BYTES], part.charset, problems)
 
 
 def parse_message(raw: bytes) -> BounceReport:
@@ -125,6 +137,8 @@ def _parse(raw: bytes) -> BounceReport:
     if not raw.strip():
         return BounceReport(kind=Kind.NOT_BOUNCE, problems=("empty message (no content)",))
     loaded = load(raw)
+    if len(raw) > LARGE_MESSAGE:
+        loaded.problems.append(f"unusually large message ({len(raw) / 1048576:.1f} MB)")
     headers = loaded.root.headers
     if len(headers) == 0:
         note = (

@@ -359,7 +359,12 @@ def transfer_decode(body: bytes, encoding: str | None, problems: list[str]) -> b
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 
 
+_BASE64_NOISE = re.compile(rb"[^A-Za-z0-9+/=\s]")
+
+
 def _base64(body: bytes, problems: list[str]) -> bytes:
+    if _BASE64_NOISE.search(body):
+        problems.append("base64 body with characters outside base64 (damaged?)")
     try:
         return binascii.a2b_base64(body)
     except (binascii.Error, ValueError):
@@ -390,7 +395,21 @@ def decode_text(part: Part, problems: list[str]) -> str:
     return decode_bytes(part.body, part.charset, problems)
 
 
+def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
+    """Decode handler: bytes invalid in UTF-8 are read as Latin-1, one at a time, so a
+    mostly UTF-8 text with a few 8-bit Latin-1 words keeps both readable."""
+    if not isinstance(error, UnicodeDecodeError):
+        raise error
+    return error.object[error.start : error.end].decode("latin-1"), error.end
+
+
+codecs.register_error("bounced-latin1-fallback", _latin1_fallback)
+
+
 def decode_bytes(data: bytes, charset: str | None, problems: list[str]) -> str:
+    """Bytes -> text in ``charset``; an unknown charset, or bytes that are not valid in
+    it, fall back to UTF-8 with Latin-1 for the invalid bytes (noted in ``problems``)."""
+    codec = None
     if charset:
         codec = _codec(charset)
         if codec is None:
@@ -400,12 +419,12 @@ def decode_bytes(data: bytes, charset: str | None, problems: list[str]) -> str:
                 return data.decode(codec)
             except UnicodeDecodeError:
                 pass
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                problems.append(f"text not valid in its charset {charset!r}")
-                return data.decode(codec, "replace")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
-        return data.decode("latin-1")
+        if codec not in (None, "ascii", "utf-8"):
+            problems.append(f"text not valid in its charset {charset!r}")
+            return data.decode(codec, "replace")
+        if charset:
+            problems.append(f"text not valid in its charset {charset!r} (mixed 8-bit bytes)")
+        return data.decode("utf-8", "bounced-latin1-fallback")

@@ -153,7 +153,7 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
     for address, _, parts in blocks:
         if _BOILERPLATE_ADDRESS.match(address):
             continue
-        item = TextRecipient(address, " ".join(" ".join(parts).split()))
+        item = TextRecipient(address, collapse(" ".join(parts)))
         known = merged.get(address.lower())
         if known is None or (not _has_code(known.diagnostic) and _has_code(item.diagnostic)):
             merged[address.lower()] = TextRecipient(known.address if known else address,
@@ -183,6 +183,10 @@ def _sentence_recipients(text: str) -> list[TextRecipient]:
     return list(seen.values())
 
 
+_CONTROL = dict.fromkeys([*range(0, 32), *range(127, 160)], " ")
+
+
 def collapse(text: str, limit: int = 2000) -> str:
-    """Whitespace collapsed, length bounded: diagnostics are stored and grouped on."""
-    return " ".join(text.split())[:limit]
+    """Whitespace collapsed, control characters dropped, length bounded: diagnostics
+    are stored, shown and grouped on."""
+    return " ".join(text.translate(_CONTROL).split())[:limit]
