@@ -369,16 +369,18 @@ def process_messages(
     for chunk in _chunks(list(ids), max(1, config.processing.batch_size)):
         batch = _Batch(store)
         chunk_results: list[ProcessResult] = []
-        with store.transaction():
-            for message_id in chunk:
-                row = store.get_message(message_id)
+        with store.relaxed_sync(), store.transaction():
+            # Read inside the write transaction: another process cannot process them
+            # between this read and our commit, so nothing is counted twice.
+            done: set[int] = set()
+            for message_id, row in store.iter_messages(chunk):
                 if row is None:
                     chunk_results.append(
                         ProcessResult(message_id, MessageState.FAILED, error="no such message",
                                       skipped=True)
                     )
                     continue
-                if row.state is MessageState.PROCESSED:
+                if row.state is MessageState.PROCESSED or message_id in done:
                     chunk_results.append(
                         ProcessResult(message_id, MessageState.PROCESSED, skipped=True)
                     )
@@ -395,6 +397,7 @@ def process_messages(
                     message = _describe_error(error)
                     store.mark_failed(row.id, message, moment)
                     result = ProcessResult(row.id, MessageState.FAILED, error=message)
+                done.add(message_id)
                 chunk_results.append(result)
         results.extend(chunk_results)
     return results

@@ -328,11 +328,21 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX idx_bounces_qualification_id ON bounces (qualification_id)")
 
 
+def _migration_4(db: sqlite_utils.Database) -> None:
+    """Rule conditions: ``rules.status`` and ``rules.command``, regular expressions the
+    recipient's enhanced status code / SMTP command must match for the rule to apply
+    (the same words mean an unknown user at RCPT TO and a content filter at DATA).
+    Without them a rule read back from the table would match more than it ships for."""
+    db.execute("ALTER TABLE rules ADD COLUMN status TEXT")
+    db.execute("ALTER TABLE rules ADD COLUMN command TEXT")
+
+
 #: Numbered schema steps: step N brings ``user_version`` from N-1 to N. Append only.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
     _migration_2,
     _migration_3,
+    _migration_4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -387,15 +397,16 @@ def _seed(conn: sqlite3.Connection) -> None:
     shipped = load_default_rules()
     rows = [
         (int(rule.id), rule.pattern, rule.failure_type.value, int(rule.reason),
-         rule.priority, rule.comment)
+         rule.priority, int(rule.enabled), rule.comment, rule.status, rule.command)
         for rule in shipped
     ]
     conn.executemany(
         "INSERT INTO rules (id, pattern, failure_type, reason_code, priority, origin, "
-        "enabled, comment) VALUES (?, ?, ?, ?, ?, 'default', 1, ?) "
+        "enabled, comment, status, command) VALUES (?, ?, ?, ?, ?, 'default', ?, ?, ?, ?) "
         "ON CONFLICT(id) DO UPDATE SET pattern = excluded.pattern, "
         "failure_type = excluded.failure_type, reason_code = excluded.reason_code, "
-        "priority = excluded.priority, comment = excluded.comment "
+        "priority = excluded.priority, comment = excluded.comment, "
+        "status = excluded.status, command = excluded.command "
         "WHERE rules.origin = 'default'",
         rows,
     )
@@ -553,13 +564,34 @@ class Store:
             ).rowcount
 
     def get_message(self, message_id: int) -> MessageRow | None:
-        row = self.conn.execute(
-            "SELECT id, received_at, mail_from, rcpt_to, raw, state, peer, error "
-            "FROM messages WHERE id = ?",
-            (message_id,),
-        ).fetchone()
-        if row is None:
-            return None
+        return self.get_messages([message_id]).get(message_id)
+
+    def get_messages(self, message_ids: Sequence[int]) -> dict[int, MessageRow]:
+        """The stored messages among ``message_ids``, by id."""
+        found: dict[int, MessageRow] = {}
+        for message_id in dict.fromkeys(int(i) for i in message_ids):
+            row = self.conn.execute(
+                "SELECT id, received_at, mail_from, rcpt_to, raw, state, peer, error "
+                "FROM messages WHERE id = ?",
+                (message_id,),
+            ).fetchone()
+            if row is not None:
+                found[message_id] = self._row(row)
+        return found
+
+    def iter_messages(self, message_ids: Sequence[int]) -> Iterator[tuple[int, MessageRow | None]]:
+        """``(id, row or None)`` for each id in order, read one at a time (a batch of
+        large messages never sits in memory whole)."""
+        for message_id in message_ids:
+            row = self.conn.execute(
+                "SELECT id, received_at, mail_from, rcpt_to, raw, state, peer, error "
+                "FROM messages WHERE id = ?",
+                (message_id,),
+            ).fetchone()
+            yield message_id, (self._row(row) if row is not None else None)
+
+    @staticmethod
+    def _row(row: tuple) -> MessageRow:
         return MessageRow(
             id=int(row[0]),
             received_at=parse_time(row[1]) or datetime.now(UTC),
@@ -570,6 +602,18 @@ class Store:
             peer=row[6],
             error=row[7],
         )
+
+    @contextmanager
+    def relaxed_sync(self) -> Iterator[None]:
+        """``synchronous = NORMAL`` for work that may be lost on power failure without
+        harm: processing. A lost processing commit leaves its messages ``pending``, and
+        they are processed again from scratch; the raw messages themselves were committed
+        with ``FULL`` by :meth:`insert_messages`. WAL + NORMAL never corrupts."""
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            self.conn.execute("PRAGMA synchronous = FULL")
 
     def mark_failed(self, message_id: int, error: str, at: datetime) -> None:
         """Record a processing failure; the raw message stays for a later retry."""
@@ -584,8 +628,8 @@ class Store:
     def load_rules(self) -> tuple[Rule, ...]:
         """The enabled rules (defaults and operators'), in priority order then id."""
         rows = self.conn.execute(
-            "SELECT id, pattern, failure_type, reason_code, priority, comment FROM rules "
-            "WHERE enabled = 1 ORDER BY priority, id"
+            "SELECT id, pattern, failure_type, reason_code, priority, comment, status, "
+            "command FROM rules WHERE enabled = 1 ORDER BY priority, id"
         ).fetchall()
         return tuple(
             Rule(
@@ -595,6 +639,8 @@ class Store:
                 reason=Reason(row[3]),
                 priority=int(row[4]),
                 comment=row[5] or "",
+                status=row[6] or None,
+                command=row[7] or None,
             )
             for row in rows
         )

@@ -39,6 +39,7 @@ from bounced.model import MessageState
 from bounced.pipeline import ProcessResult, process_messages
 from bounced.sources import read_messages
 from bounced.store import IncomingMessage, Store, StoredMessage
+from bounced.verp import trust_check
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _ENVELOPE_HEADER = re.compile(
@@ -204,7 +205,7 @@ def _ingest_batch(
     at = args.at if isinstance(args.at, datetime) else None
     results = process_messages(
         store, to_process, config=config, rules=rules, at=at,
-        at_from_header=args.at is AT_HEADER,
+        at_from_header=args.at is AT_HEADER, trust=trust_check(config.verp.secret),
     )
     by_id = {result.message_id: result for result in results}
     failures = 0

@@ -1,0 +1,211 @@
+"""The SQLite store: public schema names (SPEC §8), migrations, seeding, durability."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bounced.model import Reason
+from bounced.qualify import load_default_rules
+from bounced.store import (
+    SCHEMA_VERSION,
+    IncomingMessage,
+    Store,
+    StoreError,
+    format_time,
+    verp_token_of,
+)
+
+PUBLIC_COLUMNS = {
+    "messages": {"id", "received_at", "mail_from", "rcpt_to", "size", "sha256", "raw", "state",
+                 "error"},
+    "bounces": {"id", "message_id", "recipient", "kind", "action", "status", "reply_code",
+                "diagnostic", "qualification_id", "failure_type", "reason_code",
+                "qualified_by", "original_message_id", "received_at"},
+    "qualification": {"id", "text", "first_text", "failure_type", "reason_code", "status",
+                      "occurrences", "first_seen", "last_seen"},
+    "rules": {"id", "pattern", "failure_type", "reason_code", "priority", "origin", "enabled"},
+    "reasons": {"code", "label", "default_type"},
+    "addresses": {"address", "state", "error_count", "last_error_at", "last_counted_error_at",
+                  "reason_code", "quarantined_at", "release_at", "updated_at"},
+    "address_events": {"id", "address", "at", "old_state", "new_state", "cause", "bounce_id"},
+    "suppression_list": {"address", "state", "reason", "since"},
+    "daily_summary": {"day", "failure_type", "reason", "domain", "bounces", "addresses"},
+    "to_qualify": {"id", "text", "first_text", "occurrences", "last_seen"},
+}
+T0 = datetime(2026, 11, 22, 13, 5, tzinfo=UTC)
+
+
+def message(raw: bytes, rcpt: tuple[str, ...] = ("bounces@bounce.example",)) -> IncomingMessage:
+    return IncomingMessage(received_at=T0, mail_from="", rcpt_to=rcpt, raw=raw, peer="192.0.2.1")
+
+
+@pytest.fixture
+def store(db: Path):
+    with Store.open(db) as opened:
+        yield opened
+
+
+def columns(conn: sqlite3.Connection, name: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
+
+
+def test_public_tables_and_views_have_the_spec_names_and_columns(store: Store):
+    for name, expected in PUBLIC_COLUMNS.items():
+        assert expected <= columns(store.conn, name), name
+    views = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master "
+                                                   "WHERE type = 'view'")}
+    assert {"suppression_list", "daily_summary", "to_qualify"} <= views
+
+
+def test_database_is_in_wal_mode_with_the_current_schema_version(db: Path, store: Store):
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_reasons_are_seeded_from_the_enum(store: Store):
+    rows = store.conn.execute("SELECT code, label, default_type FROM reasons").fetchall()
+    assert sorted(rows) == sorted((int(r), r.label, r.default_type.value) for r in Reason)
+
+
+def test_default_rules_are_seeded_and_reseeding_keeps_user_rules_and_choices(db: Path):
+    shipped = load_default_rules()
+    with Store.open(db) as store:
+        rows = store.conn.execute("SELECT id, origin FROM rules ORDER BY id").fetchall()
+        assert rows == sorted((int(rule.id), "default") for rule in shipped)
+        store.conn.execute(
+            "INSERT INTO rules (id, pattern, failure_type, reason_code, priority, origin) "
+            "VALUES (10000, 'my pattern', 'hard', 1, 5, 'user')"
+        )
+        if shipped:
+            store.conn.execute("UPDATE rules SET enabled = 0 WHERE id = ?", (int(shipped[0].id),))
+    with Store.open(db) as store:
+        assert store.conn.execute(
+            "SELECT pattern, origin FROM rules WHERE id = 10000").fetchall() == [
+            ("my pattern", "user")]
+        assert store.conn.execute(
+            "SELECT count(*) FROM rules WHERE origin = 'default'").fetchone()[0] == len(shipped)
+        if shipped:
+            assert store.conn.execute("SELECT enabled FROM rules WHERE id = ?",
+                                      (int(shipped[0].id),)).fetchone()[0] == 0
+        assert any(rule.id == 10000 for rule in store.load_rules())
+
+
+def test_reopening_is_idempotent(db: Path):
+    Store.open(db).close()
+    Store.open(db).close()
+    conn = sqlite3.connect(db)
+    assert conn.execute("SELECT count(*) FROM reasons").fetchone()[0] == len(Reason)
+
+
+def test_a_database_newer_than_the_code_is_refused(db: Path):
+    Store.open(db).close()
+    conn = sqlite3.connect(db)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store.open(db)
+
+
+def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path):
+    path = tmp_path / "garbage.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError):
+        Store.open(path)
+
+
+def test_inserted_messages_are_committed_and_visible_to_another_connection(db: Path, store):
+    stored = store.insert_messages([message(b"one"), message(b"two")])
+    assert [s.duplicate for s in stored] == [False, False]
+    other = sqlite3.connect(db)
+    rows = other.execute("SELECT id, state, size, rcpt_to, received_at, peer FROM messages "
+                         "ORDER BY id").fetchall()
+    assert rows == [
+        (stored[0].id, "pending", 3, '["bounces@bounce.example"]', "2026-11-22T13:05:00Z",
+         "192.0.2.1"),
+        (stored[1].id, "pending", 3, '["bounces@bounce.example"]', "2026-11-22T13:05:00Z",
+         "192.0.2.1"),
+    ]
+    assert store.pending_count() == 2
+    assert store.pending_message_ids(10) == [stored[0].id, stored[1].id]
+    assert store.pending_message_ids(1) == [stored[0].id]
+
+
+def test_identical_bytes_are_stored_once_and_reported_as_duplicate(store: Store):
+    first = store.insert_messages([message(b"same"), message(b"same")])
+    again = store.insert_messages([message(b"same", rcpt=("other@bounce.example",))])
+    assert first[0].duplicate is False
+    assert first[1].duplicate is True and first[1].id == first[0].id
+    assert again[0].duplicate is True and again[0].id == first[0].id
+    assert store.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+
+
+def test_raw_bytes_are_kept_untouched(store: Store):
+    raw = b"\x00\xff binary \r\n\r\n garbage \x1b"
+    stored = store.insert_messages([message(raw)])
+    row = store.get_message(stored[0].id)
+    assert row is not None and row.raw == raw
+
+
+def test_verp_token_of_the_envelope_is_recorded_at_insert(store: Store):
+    stored = store.insert_messages([message(b"x", rcpt=("bounces+abc123@bounce.example",))])
+    assert store.conn.execute("SELECT verp_token FROM messages WHERE id = ?",
+                              (stored[0].id,)).fetchone() == ("abc123",)
+    assert verp_token_of(["<bounces+t=o=k@b.example>"]) == "t=o=k"
+    assert verp_token_of(["bounces@b.example"]) is None
+
+
+def test_times_are_utc_iso_with_z():
+    from datetime import timedelta, timezone
+
+    paris = timezone(timedelta(hours=1))
+    assert format_time(datetime(2026, 11, 22, 14, 5, tzinfo=paris)) == "2026-11-22T13:05:00Z"
+    assert format_time(datetime(2026, 11, 22, 13, 5)) == "2026-11-22T13:05:00Z"
+
+
+def test_address_events_are_append_only(store: Store):
+    store.conn.execute("INSERT INTO address_events (address, at, new_state, cause) "
+                       "VALUES ('a@b.example', '2026-11-22T13:05:00Z', 'quarantine', 'test')")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store.conn.execute("UPDATE address_events SET cause = 'edited'")
+    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+        store.conn.execute("DELETE FROM address_events")
+
+
+_WRITER = """
+import sys
+from datetime import datetime, UTC
+from bounced.store import IncomingMessage, Store
+store = Store.open(sys.argv[1])
+for i in range(40):
+    store.insert_messages([IncomingMessage(datetime.now(UTC), "", ("b@x",),
+                                           f"{sys.argv[2]}-{i}".encode())])
+store.close()
+"""
+
+
+def test_two_processes_can_write_at_the_same_time(db: Path):
+    Store.open(db).close()
+    writers = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, str(db), name],
+                         stderr=subprocess.PIPE)
+        for name in ("a", "b")
+    ]
+    for writer in writers:
+        _, err = writer.communicate(timeout=120)
+        assert writer.returncode == 0, err.decode()
+    assert sqlite3.connect(db).execute("SELECT count(*) FROM messages").fetchone()[0] == 80
+
+
+def test_rules_read_back_from_the_table_are_the_shipped_rules_exactly(store: Store):
+    """The table is what qualifies ingested mail: a rule losing a condition on the way
+    (status, command) would match more than it ships for."""
+    shipped = {rule for rule in load_default_rules() if rule.enabled}
+    assert set(store.load_rules()) == shipped
