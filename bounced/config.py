@@ -111,6 +111,37 @@ class MaintenanceConfig:
 
 
 @dataclass(frozen=True)
+class AddressesConfig:
+    """Canonical address keys (:mod:`bounced.addresses`): which spellings are one mailbox.
+
+    Addresses are always compared lowercased with the domain in IDNA form. Folding
+    ``+tags`` or dots is only true of some providers, so it is off unless listed here.
+    """
+
+    #: Domains where ``local+tag@`` is ``local@`` (``"*"``: every domain).
+    plus_tag_domains: tuple[str, ...] = ()
+    #: Domains where dots in the local part do not matter (Gmail: ``j.doe@`` = ``jdoe@``).
+    dot_insensitive_domains: tuple[str, ...] = ()
+    #: ``"alias=domain"`` pairs naming one mail system twice (``"googlemail.com=gmail.com"``).
+    domain_aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DnsConfig:
+    """DNS evidence and provider look-ups (:mod:`bounced.dns`). DNS never blocks
+    processing: a look-up that times out is recorded as ``unknown``."""
+
+    #: Resolvers as ``"IP"`` or ``"IP:PORT"``; empty means the system's (/etc/resolv.conf).
+    nameservers: tuple[str, ...] = ()
+    #: Total time allowed for one name's look-ups before the answer is ``unknown``.
+    timeout: timedelta = timedelta(seconds=2)
+    #: How long a definite answer (MX, NXDOMAIN, null MX) is reused from ``dns_cache``.
+    cache_ttl: timedelta = timedelta(days=1)
+    #: How long an ``unknown`` answer (timeout, SERVFAIL) is reused before trying again.
+    failure_ttl: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     #: ``auto`` (readable on a terminal, JSON otherwise), ``json`` or ``console``.
     format: str = "auto"
@@ -127,6 +158,8 @@ class Config:
     processing: ProcessingConfig = field(default_factory=ProcessingConfig)
     maintenance: MaintenanceConfig = field(default_factory=MaintenanceConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    addresses: AddressesConfig = field(default_factory=AddressesConfig)
+    dns: DnsConfig = field(default_factory=DnsConfig)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
@@ -200,6 +233,15 @@ def _check(name: str, section: Any) -> None:
         raise ConfigError(f"{name}.separator", f"expected one character, got {section.separator!r}")
     if isinstance(section, ProcessingConfig) and section.batch_size < 1:
         raise ConfigError(f"{name}.batch_size", "expected an integer >= 1, got 0")
+    if isinstance(section, AddressesConfig):
+        for pair in section.domain_aliases:
+            alias, equals, target = pair.partition("=")
+            if not equals or not alias.strip() or not target.strip():
+                raise ConfigError(
+                    f"{name}.domain_aliases", f"expected \"alias=domain\" pairs, got {pair!r}"
+                )
+    if isinstance(section, DnsConfig) and section.timeout.total_seconds() <= 0:
+        raise ConfigError(f"{name}.timeout", "expected a duration > 0")
 
 
 def config_from_mapping(data: dict[str, Any]) -> Config:
