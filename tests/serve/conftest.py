@@ -1,0 +1,31 @@
+"""Fixtures running ``bounced serve`` as a real process (signals, kill -9, systemd)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the harness modules next to this file
+
+from process_harness import ServerProcess
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
+    """``serve(*args, env=..., wrapper=..., pass_fds=...)``: a started server process."""
+    started: list[ServerProcess] = []
+
+    def start(*args: str, **kwargs: Any) -> ServerProcess:
+        server = ServerProcess(
+            args, cwd=tmp_path, log=tmp_path / f"serve-{len(started)}.log", **kwargs
+        )
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
