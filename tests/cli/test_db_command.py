@@ -1,0 +1,68 @@
+"""``bounced db init / check / retry / cleanup``."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from bounced.store import SCHEMA_VERSION
+
+
+def test_init_creates_a_database_that_check_finds_healthy(db, bounced):
+    init = bounced(["db", "init", "--db", str(db)])
+    assert init.status == 0 and f"schema version {SCHEMA_VERSION}" in init.out
+    check = bounced(["db", "check", "--db", str(db)])
+    assert check.status == 0, check.out
+    assert "integrity: ok" in check.out
+    assert f"schema version: {SCHEMA_VERSION}" in check.out
+    assert "messages pending: 0" in check.out and "messages failed: 0" in check.out
+    assert check.out.rstrip().endswith(": ok")
+
+
+def test_check_reports_pending_messages_without_failing(db, bounced):
+    bounced(["db", "init", "--db", str(db)])
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, raw) "
+                     "VALUES ('2026-11-22T13:05:00Z', '', '[]', 1, 'x', x'00')")
+    check = bounced(["db", "check", "--db", str(db)])
+    assert check.status == 0
+    assert "messages pending: 1" in check.out
+
+
+def test_check_fails_on_an_old_schema_and_init_migrates_it(db, bounced):
+    bounced(["db", "init", "--db", str(db)])
+    with sqlite3.connect(db) as conn:
+        conn.execute("PRAGMA user_version = 0")
+        conn.execute("DROP VIEW to_qualify")
+    check = bounced(["db", "check", "--db", str(db)])
+    assert check.status == 1
+    assert "schema version: 0" in check.out and "to_qualify" in check.out
+
+
+def test_check_of_a_missing_file_is_a_usage_error_and_creates_nothing(tmp_path, bounced):
+    missing = tmp_path / "missing.db"
+    check = bounced(["db", "check", "--db", str(missing)])
+    assert check.status == 2 and "missing.db" in check.err
+    assert not missing.exists()
+
+
+def test_check_of_a_file_that_is_not_a_database(tmp_path, bounced):
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 200)
+    check = bounced(["db", "check", "--db", str(junk)])
+    assert check.status == 2 and "junk.db" in check.err
+    assert "Traceback" not in check.err
+
+
+def test_retry_processes_failed_messages_again(db, bounced, sql, mail_file):
+    bounced(["db", "init", "--db", str(db)])
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON bounces "
+                     "BEGIN SELECT RAISE(ABORT, 'disk says no'); END")
+    assert bounced(["ingest", "--db", str(db), str(mail_file("hard-user-unknown"))]).status == 1
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP TRIGGER refuse")
+    retry = bounced(["db", "retry", "--db", str(db)])
+    assert retry.status == 0, retry.out
+    assert "retried 1, still failed 0" in retry.out
+    assert sql("SELECT state FROM messages") == [("processed",)]
+    assert sql("SELECT count(*) FROM bounces") == [(1,)]
