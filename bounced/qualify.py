@@ -40,6 +40,7 @@ repeat a lot.
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping, Sequence
@@ -258,6 +259,76 @@ def load_rules(path: str | Path) -> tuple[Rule, ...]:
 # -------------------------------------------------------------------------- matching
 
 
+# A rule's pattern is only searched when one of its *required literals* occurs in the
+# lowercased text: a cheap substring test rules out most of the ~40 regexes, each of
+# which would otherwise scan the text with dozens of alternatives. The literals come
+# from Python's own regex parser and are conservative: a rule gets none (always
+# searched) whenever its pattern is not a plain composition of literals, groups,
+# alternatives and repeats.
+try:
+    _SRE_PARSER: Any = importlib.import_module("re._parser")
+except ImportError:  # pragma: no cover - other Python implementations
+    _SRE_PARSER = None
+
+_MIN_LITERAL = 3
+
+
+def required_literals(pattern: str) -> frozenset[str] | None:
+    """Lowercase ASCII strings one of which occurs in every match of ``pattern``, or
+    ``None`` when no such set can be proved."""
+    if _SRE_PARSER is None:
+        return None
+    try:
+        parsed = _SRE_PARSER.parse(pattern, re.IGNORECASE)
+    except Exception:  # an invalid pattern is reported by the loader, not here
+        return None
+    return _sequence_literals(list(parsed))
+
+
+def _sequence_literals(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
+    """All items of a sequence must match, so the best required set of any one is
+    required: take the one whose shortest string is longest (the most selective)."""
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, arg in items:
+        if str(op) == "LITERAL":
+            run.append(chr(arg))
+            continue
+        if run:
+            candidates.append(frozenset({"".join(run).lower()}))
+            run = []
+        found = _item_literals(str(op), arg)
+        if found is not None:
+            candidates.append(found)
+    if run:
+        candidates.append(frozenset({"".join(run).lower()}))
+    usable = [
+        each for each in candidates
+        if each and min(map(len, each)) >= _MIN_LITERAL and all(s.isascii() for s in each)
+    ]
+    if not usable:
+        return None
+    return max(usable, key=lambda each: (min(map(len, each)), -len(each)))
+
+
+def _item_literals(op: str, arg: Any) -> frozenset[str] | None:
+    if op == "SUBPATTERN":
+        return _sequence_literals(list(arg[-1]))
+    if op == "ATOMIC_GROUP":
+        return _sequence_literals(list(arg))
+    if op == "BRANCH":
+        union: set[str] = set()
+        for branch in arg[1]:
+            found = _sequence_literals(list(branch))
+            if found is None:
+                return None
+            union |= found
+        return frozenset(union)
+    if op in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and arg[0] >= 1:
+        return _sequence_literals(list(arg[2]))
+    return None
+
+
 def _condition(pattern: str | None) -> re.Pattern[str] | None:
     return None if pattern is None else re.compile(pattern, re.IGNORECASE)
 
@@ -268,8 +339,18 @@ class _CompiledRule:
     pattern: re.Pattern[str]
     status: re.Pattern[str] | None
     command: re.Pattern[str] | None
+    literals: frozenset[str] | None
 
-    def matches(self, text: str, status: str | None, command: str | None) -> bool:
+    def matches(self, text: str, lowered: str | None, status: str | None,
+                command: str | None) -> bool:
+        """``lowered`` is the lowercased text when it is ASCII (so that lowercasing is
+        exactly what case-insensitive matching does), else ``None``: no prefilter."""
+        if lowered is not None and self.literals is not None:
+            for literal in self.literals:
+                if literal in lowered:
+                    break
+            else:
+                return False
         if self.status is not None and (status is None or not self.status.fullmatch(status)):
             return False
         if self.command is not None and (
@@ -296,8 +377,10 @@ class _Matcher:
             return self.cache[key]
         except KeyError:
             pass
+        lowered = text.lower() if text.isascii() else None
         found = next(
-            (each.rule for each in self.rules if each.matches(text, status, command)), None
+            (each.rule for each in self.rules if each.matches(text, lowered, status, command)),
+            None,
         )
         if len(self.cache) >= _TEXT_CACHE_SIZE:
             self.cache.clear()
@@ -319,6 +402,7 @@ def _matcher(rules: Sequence[Rule]) -> _Matcher:
             re.compile(rule.pattern, re.IGNORECASE),
             _condition(rule.status),
             _condition(rule.command),
+            required_literals(rule.pattern),
         )
         for rule in order_rules(rule for rule in rules if rule.enabled)
     )
@@ -353,7 +437,7 @@ def _expired_code(recipient: RecipientReport) -> str | None:
         return None
     status = statuscodes.parse_enhanced(recipient.status)
     if status is not None:
-        return recipient.status.strip() if status[0] == 4 else None  # type: ignore[union-attr]
+        return "{}.{}.{}".format(*status) if status[0] == 4 else None
     reply = (recipient.reply_code or "").strip()
     if len(reply) == 3 and reply.startswith("4") and reply.isdigit():
         return reply

@@ -171,11 +171,6 @@ def parse_enhanced(code: str | None) -> tuple[int, int, int] | None:
     return klass, subject, detail
 
 
-def is_transient(code: str | None) -> bool:
-    """Whether ``code`` (enhanced or reply code) is of the transient class 4."""
-    return bool(code) and code.strip().startswith("4")  # type: ignore[union-attr]
-
-
 def from_enhanced(code: str | None) -> CodeVerdict | None:
     """The verdict of an RFC 3463 enhanced status code, ``None`` if it says nothing.
 
