@@ -9,7 +9,6 @@ file carries that file's name, so reports group under it.
 
 from __future__ import annotations
 
-import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -75,7 +74,8 @@ def _walk_files(directory: Path) -> Iterator[Path]:
     try:
         entries = sorted(directory.iterdir())
     except OSError as error:
-        raise OSError(error.errno, f"cannot list directory ({error.strerror})", str(directory)) from error
+        reason = f"cannot list directory ({error.strerror})"
+        raise OSError(error.errno, reason, str(directory)) from error
     for entry in entries:
         if entry.is_dir() and not entry.is_symlink():
             yield from _walk_files(entry)
@@ -129,12 +129,3 @@ def split_mbox(lines: Iterable[bytes]) -> Iterator[bytes]:
         previous_blank = line in (b"\n", b"\r\n", b"\r")
     if current:
         yield b"".join(current)
-
-
-def describe(path: str) -> str:
-    """A short description of what ``path`` is, for messages to the operator."""
-    if path == STDIN_NAME:
-        return "standard input"
-    if os.path.isdir(path):  # noqa: PTH112 - plain string path from the command line
-        return "maildir" if is_maildir(Path(path)) else "directory"
-    return "file"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import Enum
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
+from enum import Enum
 
 from bounced.model import Action, BounceReport, Kind, RecipientReport
 from bounced.parse import arf, autoreply, codes, dsn, fallback, ses, vendors
