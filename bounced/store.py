@@ -118,10 +118,10 @@ _ADDRESS_STATES = ", ".join(f"'{state.value}'" for state in QuarantineState)
 
 def _migration_1(db: sqlite_utils.Database) -> None:
     """The initial public schema (SPEC §8) plus the extra columns documented in README."""
-    db["reasons"].create(
+    db.table("reasons").create(
         {"code": int, "label": str, "default_type": str}, pk="code", not_null={"label"}
     )
-    db["rules"].create(
+    db.table("rules").create(
         {
             "id": int,
             "pattern": str,
@@ -137,7 +137,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         defaults={"priority": 100, "origin": "user", "enabled": 1, "comment": ""},
         foreign_keys=[("reason_code", "reasons", "code")],
     )
-    db["messages"].create(
+    db.table("messages").create(
         {
             "id": int,
             "received_at": str,
@@ -159,9 +159,9 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         not_null={"received_at", "mail_from", "rcpt_to", "size", "sha256", "raw", "state"},
         defaults={"state": MessageState.PENDING.value, "attempts": 0},
     )
-    db["messages"].create_index(["sha256"], unique=True)
-    db["messages"].create_index(["state"])
-    db["qualification"].create(
+    db.table("messages").create_index(["sha256"], unique=True)
+    db.table("messages").create_index(["state"])
+    db.table("qualification").create(
         {
             "id": int,
             "text": str,
@@ -179,8 +179,8 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         defaults={"status": QualificationStatus.TO_QUALIFY.value, "occurrences": 0},
         foreign_keys=[("reason_code", "reasons", "code")],
     )
-    db["qualification"].create_index(["text"], unique=True)
-    db["bounces"].create(
+    db.table("qualification").create_index(["text"], unique=True)
+    db.table("bounces").create(
         {
             "id": int,
             "message_id": int,
@@ -211,11 +211,11 @@ def _migration_1(db: sqlite_utils.Database) -> None:
             ("reason_code", "reasons", "code"),
         ],
     )
-    db["bounces"].create_index(["message_id"])
-    db["bounces"].create_index(["recipient"])
-    db["bounces"].create_index(["at"])
-    db["bounces"].create_index(["original_message_id"])
-    db["addresses"].create(
+    db.table("bounces").create_index(["message_id"])
+    db.table("bounces").create_index(["recipient"])
+    db.table("bounces").create_index(["at"])
+    db.table("bounces").create_index(["original_message_id"])
+    db.table("addresses").create(
         {
             "address": str,
             "state": str,
@@ -233,8 +233,8 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         defaults={"error_count": 0, "undefined_count": 0},
         foreign_keys=[("reason_code", "reasons", "code")],
     )
-    db["addresses"].create_index(["state"])
-    db["address_events"].create(
+    db.table("addresses").create_index(["state"])
+    db.table("address_events").create(
         {
             "id": int,
             "address": str,
@@ -248,7 +248,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         not_null={"address", "at", "new_state", "cause"},
         foreign_keys=[("bounce_id", "bounces", "id")],
     )
-    db["address_events"].create_index(["address"])
+    db.table("address_events").create_index(["address"])
     # The history is append-only (SPEC §6): refuse edits at the database level.
     db.execute(
         "CREATE TRIGGER address_events_no_update BEFORE UPDATE ON address_events "

@@ -242,8 +242,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 batch = []
         if batch:
             failures += _ingest_batch(store, batch, args, config, rules, out)
-    for error in errors:
-        print(f"bounced ingest: {error}", file=sys.stderr)
+    for problem in errors:
+        print(f"bounced ingest: {problem}", file=sys.stderr)
     if errors:
         return USAGE_ERROR
     return 1 if failures else 0
