@@ -11,9 +11,17 @@ import sys
 from collections.abc import Sequence
 
 from bounced import __version__
-from bounced.cli import db_cmd, ingest_cmd, parse_cmd, serve_cmd, verp_cmd
+from bounced.cli import (
+    db_cmd,
+    ingest_cmd,
+    parse_cmd,
+    report_cmd,
+    rules_cmd,
+    serve_cmd,
+    verp_cmd,
+)
 
-COMMANDS = (parse_cmd, ingest_cmd, db_cmd, serve_cmd, verp_cmd)
+COMMANDS = (parse_cmd, ingest_cmd, db_cmd, serve_cmd, verp_cmd, rules_cmd, report_cmd)
 
 
 def build_parser() -> argparse.ArgumentParser:
