@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from bounced.analyse import judge
@@ -243,6 +243,7 @@ def _process_one(
     store: Store,
     batch: _Batch,
     row: MessageRow,
+    report: BounceReport,
     *,
     config: Config,
     rules: Sequence[Rule],
@@ -252,7 +253,6 @@ def _process_one(
     now: datetime,
 ) -> ProcessResult:
     conn = store.conn
-    report = parse_message(row.raw)
     verdicts = judge(report, rules, batch.lookup)
     moment = _message_time(row, report, at, at_from_header)
     at_text = format_time(moment)
@@ -367,40 +367,65 @@ def process_messages(
     clock = now or utc_now
     results: list[ProcessResult] = []
     for chunk in _chunks(list(ids), max(1, config.processing.batch_size)):
+        parsed = _parse_chunk(store, chunk)
         batch = _Batch(store)
-        chunk_results: list[ProcessResult] = []
         with store.relaxed_sync(), store.transaction():
-            # Read inside the write transaction: another process cannot process them
-            # between this read and our commit, so nothing is counted twice.
             done: set[int] = set()
-            for message_id, row in store.iter_messages(chunk):
+            for message_id, row, report, parse_error in parsed:
                 if row is None:
-                    chunk_results.append(
-                        ProcessResult(message_id, MessageState.FAILED, error="no such message",
-                                      skipped=True)
-                    )
+                    results.append(ProcessResult(message_id, MessageState.FAILED,
+                                                 error="no such message", skipped=True))
                     continue
-                if row.state is MessageState.PROCESSED or message_id in done:
-                    chunk_results.append(
-                        ProcessResult(message_id, MessageState.PROCESSED, skipped=True)
-                    )
+                # Re-read under the write lock: another process may have processed it
+                # since it was parsed; it must not be counted twice.
+                if message_id in done or store.message_state(message_id) in (
+                    None, MessageState.PROCESSED
+                ):
+                    results.append(ProcessResult(message_id, MessageState.PROCESSED,
+                                                 skipped=True))
                     continue
+                done.add(message_id)
                 moment = clock()
                 try:
+                    if report is None:
+                        raise _ParseError(parse_error or "parse failed")
                     with store.savepoint("message"):
                         result = _process_one(
-                            store, batch, row, config=config, rules=rules, at=at,
+                            store, batch, row, report, config=config, rules=rules, at=at,
                             at_from_header=at_from_header, trust=trust, now=moment,
                         )
                 except Exception as error:  # one bad message must not stop the others
                     batch.entries.clear()
-                    message = _describe_error(error)
+                    message = str(error) if isinstance(error, _ParseError) else (
+                        _describe_error(error))
                     store.mark_failed(row.id, message, moment)
                     result = ProcessResult(row.id, MessageState.FAILED, error=message)
-                done.add(message_id)
-                chunk_results.append(result)
-        results.extend(chunk_results)
+                results.append(result)
     return results
+
+
+class _ParseError(Exception):
+    """The parser raised (it should not): the message fails, the others go on."""
+
+
+def _parse_chunk(
+    store: Store, chunk: Sequence[int]
+) -> list[tuple[int, MessageRow | None, BounceReport | None, str | None]]:
+    """Parse a batch BEFORE taking the write lock: parsing is pure and is most of the
+    work, so a concurrent writer (the SMTP daemon storing new mail) waits only for the
+    database part. Raw bytes are dropped once parsed, to bound a batch's memory."""
+    parsed: list[tuple[int, MessageRow | None, BounceReport | None, str | None]] = []
+    for message_id, row in store.iter_messages(chunk):
+        if row is None or row.state is MessageState.PROCESSED:
+            parsed.append((message_id, row, None, None))
+            continue
+        try:
+            report: BounceReport | None = parse_message(row.raw)
+            error = None
+        except Exception as failure:  # the parser promises not to raise; if it does...
+            report, error = None, _describe_error(failure)
+        parsed.append((message_id, replace(row, raw=b""), report, error))
+    return parsed
 
 
 def process_pending(

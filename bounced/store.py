@@ -603,6 +603,12 @@ class Store:
             error=row[7],
         )
 
+    def message_state(self, message_id: int) -> MessageState | None:
+        row = self.conn.execute(
+            "SELECT state FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return MessageState(row[0]) if row is not None else None
+
     @contextmanager
     def relaxed_sync(self) -> Iterator[None]:
         """``synchronous = NORMAL`` for work that may be lost on power failure without
