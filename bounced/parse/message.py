@@ -422,7 +422,7 @@ def _listed_recipients(
     header = view.headers.get("x-failed-recipients")
     if not header:
         return found
-    listed = [a for _, a in getaddresses([header]) if "@" in a]
+    listed = [vendors.unescape_octal(a) for _, a in getaddresses([header]) if "@" in a]
     if not found:
         return [vendors.TextRecipient(a, "") for a in listed]
     wanted = {a.lower() for a in listed}

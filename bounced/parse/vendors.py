@@ -35,7 +35,8 @@ _ADDRESS_LINE = re.compile(
 _SENTENCE_RECIPIENT = re.compile(
     rf"(?:\b(?:to|for|recipient(?:s)?|address(?:es)?|RCPT TO:?|Original-Recipient:|user|"
     rf"Final-Recipient:(?:\s*rfc822;)?|mailbox)\s*[:;]?\s*)<({_ADDR})>"
-    rf"|(?:\b(?:RCPT TO|Final-Recipient|Original-Recipient)\s*:\s*(?:rfc822;\s*)?)({_ADDR})",
+    rf"|(?:\b(?:RCPT TO|Final-Recipient|Original-Recipient)\s*:\s*(?:rfc822;\s*)?)({_ADDR})"
+    rf"|\b(?:message|mail|e-?mail)\s+(?:sent\s+)?(?:to|for)\s*:?\s*({_ADDR})\b",
     re.IGNORECASE,
 )
 _HEADER_NAMES = (
@@ -51,8 +52,7 @@ _SEPARATOR = re.compile(
     r"below this line is a copy|a copy of the original message|"
     r"enclosed is a copy|this is a copy of the message|original message headers?|"
     r"headers of the original message|the header of the original message|"
-    r"the first \d+ lines of the original message)(?![^\n]*\breceived\b)[^\n]{0,40}$"
-    r"|[-=_*]{5,}\s*$)",
+    r"the first \d+ lines of the original message)(?![^\n]*\breceived\b)[^\n]{0,40}$)",
     re.IGNORECASE,
 )
 _ORIGINAL_HEADER = re.compile(
@@ -153,10 +153,10 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
     for address, _, parts in blocks:
         if _BOILERPLATE_ADDRESS.match(address):
             continue
-        item = TextRecipient(address, collapse(" ".join(parts)))
+        item = TextRecipient(unescape_octal(address), collapse(" ".join(parts)))
         known = merged.get(address.lower())
         if known is None or (not _has_code(known.diagnostic) and _has_code(item.diagnostic)):
-            merged[address.lower()] = TextRecipient(known.address if known else address,
+            merged[address.lower()] = TextRecipient(known.address if known else item.address,
                                                     item.diagnostic)
     return list(merged.values())
 
@@ -176,14 +176,33 @@ def _starts_block(current: tuple[str, int, list[str]] | None, indent: int) -> bo
 def _sentence_recipients(text: str) -> list[TextRecipient]:
     seen: dict[str, TextRecipient] = {}
     for match in _SENTENCE_RECIPIENT.finditer(text):
-        address = match.group(1) or match.group(2)
+        address = match.group(1) or match.group(2) or match.group(3)
         if _BOILERPLATE_ADDRESS.match(address) or address.lower() in seen:
             continue
-        seen[address.lower()] = TextRecipient(address, "")
+        seen[address.lower()] = TextRecipient(unescape_octal(address), "")
     return list(seen.values())
 
 
 _CONTROL = dict.fromkeys([*range(0, 32), *range(127, 160)], " ")
+
+
+_OCTAL = re.compile(r"(?:\\[0-3][0-7]{2})+")
+
+
+def unescape_octal(address: str) -> str:
+    """Exim writes non-ASCII bytes of addresses as octal escapes (``m\\303\\274ller``):
+    turn runs of them back into UTF-8 text when they decode as such."""
+    if "\\" not in address:
+        return address
+
+    def decode(match: re.Match[str]) -> str:
+        octets = bytes(int(code, 8) for code in match.group(0).split("\\")[1:])
+        try:
+            return octets.decode("utf-8")
+        except UnicodeDecodeError:
+            return match.group(0)
+
+    return _OCTAL.sub(decode, address)
 
 
 def collapse(text: str, limit: int = 2000) -> str:
