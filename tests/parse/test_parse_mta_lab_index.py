@@ -151,3 +151,17 @@ def test_headers_only_return_still_correlates() -> None:
     names = {name.lower() for name, _ in report.original_headers}
     assert {"message-id", "subject", "to"} <= names
     assert "x-lab-token" in names
+
+
+DSN_PART = re.compile(rb"(?i)(content-type:\s*)message/(global-)?delivery-status")
+
+
+@pytest.mark.parametrize("name", sorted(INDEX))
+def test_prose_alone_names_the_same_recipients(name: str) -> None:
+    """Without its delivery-status part and X-Failed-Recipients, each lab bounce still
+    gives its recipients from the human-readable text (how non-DSN vendors are read)."""
+    raw = DSN_PART.sub(rb"\1application/x-removed", (LAB / name).read_bytes())
+    raw = re.sub(rb"(?im)^X-Failed-Recipients:", b"X-Removed:", raw)
+    report = parse_message(raw)
+    assert {r.address for r in report.recipients} == {row.recipient for row in INDEX[name]}
+    assert all(r.diagnostic for r in report.recipients)
