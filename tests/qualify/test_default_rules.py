@@ -67,7 +67,14 @@ WORDINGS = [
     # unknown user after DATA: a content filter, not a missing mailbox
     ("host mx.example.org[192.0.2.1] said: 550 Unknown user jane@example.org (in reply to "
      "end of DATA command)", SOFT, Reason.REFUSED),
-    # network, system, TLS
+    # ... unless an X.1.Z code in the text says the address itself is bad
+    ("host mx.example.org[192.0.2.1] said: 550 5.1.1 <jane@example.org>: User unknown (in "
+     "reply to end of DATA command)", HARD, Reason.USER_UNKNOWN),
+    # network, system, TLS, greylisting
+    ("450 4.7.1 <jane@example.org>: Recipient address rejected: Greylisted, see "
+     "http://postgrey.schweikert.ch/help/example.org.html", SOFT, Reason.UNREACHABLE),
+    ("Host or domain name not found. Name service error for name=example.org type=MX: "
+     "Host not found, try again", SOFT, Reason.UNREACHABLE),
     ("connect to mx.example.org[192.0.2.1]:25: Connection timed out", SOFT, Reason.UNREACHABLE),
     ("connect to mx.example.org[192.0.2.1]:25: Connection refused", SOFT, Reason.UNREACHABLE),
     ("554 5.4.6 Too many hops", SOFT, Reason.UNREACHABLE),
