@@ -46,6 +46,10 @@ FIRST_USER_RULE_ID = 10_000
 BUSY_TIMEOUT_MS = 30_000
 
 
+#: The rule set :meth:`Store.load_rules` returned last (see there why).
+_last_rules: tuple[Rule, ...] = ()
+
+
 class StoreError(Exception):
     """The database cannot be used (unreadable, not a bounced database, too new)."""
 
@@ -632,12 +636,17 @@ class Store:
     # ---- rules and qualification table
 
     def load_rules(self) -> tuple[Rule, ...]:
-        """The enabled rules (defaults and operators'), in priority order then id."""
+        """The enabled rules (defaults and operators'), in priority order then id.
+
+        An unchanged rule set comes back as the very same tuple as last time: qualify
+        keeps its compiled form per tuple, so a daemon reloading its rules, or a process
+        opening several databases, does not compile the regular expressions again."""
+        global _last_rules
         rows = self.conn.execute(
             "SELECT id, pattern, failure_type, reason_code, priority, comment, status, "
             "command FROM rules WHERE enabled = 1 ORDER BY priority, id"
         ).fetchall()
-        return tuple(
+        rules = tuple(
             Rule(
                 id=int(row[0]),
                 pattern=row[1],
@@ -650,6 +659,9 @@ class Store:
             )
             for row in rows
         )
+        if rules != _last_rules:
+            _last_rules = rules
+        return _last_rules
 
     def lookup_text(self, text: str) -> TableEntry | None:
         """The qualification-table row of a normalized text, as qualify needs it."""
