@@ -12,16 +12,24 @@ from collections.abc import Sequence
 
 from bounced import __version__
 from bounced.cli import (
+    check_cmd,
+    cleanup_cmd,
     db_cmd,
+    explain_cmd,
     ingest_cmd,
     parse_cmd,
+    quarantine_cmd,
     report_cmd,
+    reprocess_cmd,
     rules_cmd,
     serve_cmd,
     verp_cmd,
 )
 
-COMMANDS = (parse_cmd, ingest_cmd, db_cmd, serve_cmd, verp_cmd, rules_cmd, report_cmd)
+COMMANDS = (
+    parse_cmd, ingest_cmd, db_cmd, serve_cmd, verp_cmd, rules_cmd, report_cmd,
+    check_cmd, quarantine_cmd, explain_cmd, reprocess_cmd, cleanup_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

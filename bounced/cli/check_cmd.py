@@ -1,0 +1,67 @@
+"""``bounced check ADDRESS...``: the sender's question (issue 4, item 1).
+
+For each address: its state and why (reason, since when, counted errors, the last
+bounce's text). The exit status answers the question for scripts: 0 when every address
+may be sent to, 1 when at least one may not (quarantine, denylisted), 2 for a usage
+problem. An address never seen is ``valid`` and says so ("never seen"), since that is
+also what a typo looks like.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, TextIO
+
+from bounced.audit import AddressReport, check_address, render_table
+from bounced.cli.quarantine_cmd import add_db, guarded, iso, open_existing
+
+#: Longest last-bounce text shown in the table (``--json`` has it whole).
+TEXT_WIDTH = 70
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "check",
+        help="may these addresses be sent to? (exit 0 yes, 1 no)",
+        description="Print each address's state and why; exit 0 when every address may "
+        "be sent to, 1 when one may not (quarantine, denylisted).",
+    )
+    add_db(parser)
+    parser.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    parser.add_argument("--json", action="store_true", help="one JSON object per address")
+    parser.set_defaults(handler=run)
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= TEXT_WIDTH else text[: TEXT_WIDTH - 3] + "..."
+
+
+def _row(report: AddressReport) -> tuple[object, ...]:
+    last = report.last_bounce
+    return (
+        report.address,
+        report.state.value if report.known else "valid (never seen)",
+        "yes" if report.deliverable else "NO",
+        report.reason.label if report.reason is not None else None,
+        iso(report.since),
+        report.error_count,
+        _short(last.diagnostic) if last is not None and last.diagnostic else None,
+    )
+
+
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    def body(args: argparse.Namespace, out: TextIO) -> int:
+        with open_existing(args.db) as store:
+            reports = [check_address(store.conn, address) for address in args.addresses]
+        if args.json:
+            for report in reports:
+                print(json.dumps(report.to_json()), file=out)
+        else:
+            print(render_table(
+                ("ADDRESS", "STATE", "SEND", "REASON", "SINCE", "ERRORS", "LAST BOUNCE"),
+                [_row(report) for report in reports]), file=out)
+        return 0 if all(report.deliverable for report in reports) else 1
+
+    return guarded("check", body, args, out)
