@@ -29,18 +29,18 @@ _SEVERITY = (Kind.FAILURE, Kind.DELAY, Kind.DELIVERED, Kind.FEEDBACK, Kind.AUTOR
 
 _DAEMON_LOCAL = re.compile(
     r"^(?:mailer[-_]?daemon|mail[-_]?daemon|postmaster|mail[-_]?delivery|"
-    r"mailerdaemon|post[-_]?master|bounce[sd]?|mdaemon|mmdf|nobody|root|daemon)(?:@|$)",
+    r"mailerdaemon|post[-_]?master|bounces?|mdaemon|mmdf)(?:@|$)",
     re.IGNORECASE,
 )
 _DAEMON_NAME = re.compile(
     r"mail delivery|mailer[- ]daemon|postmaster|delivery subsystem|mail administrator|"
-    r"system administrator|mail system|delivery status|notification|mail gateway",
+    r"system administrator|mail system|delivery status|mail gateway",
     re.IGNORECASE,
 )
 _BOUNCE_SUBJECT = re.compile(
     r"undeliver|undelivered|delivery fail|delivery failure|failure notice|returned mail|"
     r"mail delivery|delivery status|non[- ]?delivery|nondeliver|could not be delivered|"
-    r"not delivered|\bbounce|rejected|delivery problem|could not send|delivery report|"
+    r"not delivered|\bbounced?\b|delivery problem|could not send|delivery report|"
     r"message not delivered|unable to deliver|delivery notification|mail system error|"
     r"warning: could not|returned to sender|failed delivery|delivery error|"
     r"permanent error|temporary error|\bNDN\b|\bDSN\b|delayed mail|mail error|"
@@ -93,7 +93,16 @@ class _View:
     returned_message: Part | None = None
     text_parts: list[Part] = field(default_factory=list)
     html_parts: list[Part] = field(default_factory=list)
+    original_message_id: str | None = None
     _text: str | None = None
+    _sender: tuple[str, str] | None = None
+
+    @property
+    def sender(self) -> tuple[str, str]:
+        """``(display name, address)`` of the message's own ``From``."""
+        if self._sender is None:
+            self._sender = parseaddr(self.headers.get("from") or "")
+        return self._sender
 
     @property
     def problems(self) -> list[str]:
@@ -243,9 +252,8 @@ def _sender_as(
     view: _View, kind: Kind, feedback_type: str | None = None
 ) -> tuple[Kind, list[RecipientReport]]:
     """The message's own sender as its one recipient (auto-replies, unsubscribes)."""
-    sender = parseaddr(view.headers.get("from") or "")[1]
     report = RecipientReport(
-        sender or None, kind, feedback_type=feedback_type,
+        view.sender[1] or None, kind, feedback_type=feedback_type,
         diagnostic=vendors.collapse(view.text(), 500),
     )
     return kind, [report]
@@ -271,7 +279,7 @@ def _bounce_signal(view: _View) -> _Signal:
     headers = view.headers
     if "x-failed-recipients" in headers:
         return _Signal.STRONG
-    name, address = parseaddr(headers.get("from") or "")
+    name, address = view.sender
     if _DAEMON_LOCAL.match(address) or (name and _DAEMON_NAME.search(name)):
         return _Signal.STRONG
     if "multipart/report" in (headers.get("content-type") or "").lower():
@@ -458,6 +466,7 @@ def _ses_recipients(view: _View) -> list[RecipientReport]:
     notification = ses.read_notification(view.text())
     if notification is None:
         return []
+    view.original_message_id = notification.message_id
     return [
         RecipientReport(
             address=item.address,
@@ -519,12 +528,12 @@ def _report(view: _View, kind: Kind, recipients: list[RecipientReport]) -> Bounc
     return BounceReport(
         kind=kind,
         recipients=tuple(recipients),
-        original_message_id=_original_message_id(headers, returned),
+        original_message_id=view.original_message_id or _original_message_id(headers, returned),
         original_headers=_original_headers(returned),
         verp_token=verp_token(headers),
         subject=headers.get("subject"),
         date=parse_date(headers.get("date")),
-        sender=parseaddr(headers.get("from") or "")[1] or None,
+        sender=view.sender[1] or None,
         problems=tuple(dict.fromkeys(view.problems)),
     )
 

@@ -58,8 +58,8 @@ def read_notification(text: str) -> SesNotification | None:
         if inner is not None:
             document = inner
     kind_name = str(document.get("notificationType") or document.get("eventType") or "")
-    mail = document.get("mail") if isinstance(document.get("mail"), dict) else {}
-    message_id = _common_message_id(mail)
+    mail = document.get("mail")
+    message_id = _common_message_id(mail if isinstance(mail, dict) else {})
     readers = {"bounce": _bounces, "complaint": _complaints, "delivery": _deliveries}
     reader = readers.get(kind_name.lower())
     if reader is None:

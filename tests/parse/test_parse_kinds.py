@@ -165,7 +165,10 @@ def test_bounce_forwarded_inside_a_bounce_reads_the_inner_dsn() -> None:
 
 # --- not bounces ------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["not-a-bounce-human-reply.eml", "not-a-bounce-spam.eml"])
+@pytest.mark.parametrize(
+    "name",
+    ["not-a-bounce-human-reply.eml", "not-a-bounce-spam.eml", "not-a-bounce-cron-output.eml"],
+)
 def test_anything_else_is_not_a_bounce(name: str) -> None:
     report = parse_message((BAD / name).read_bytes())
     assert report.kind is Kind.NOT_BOUNCE
