@@ -34,6 +34,10 @@ WORDINGS = [
      HARD, Reason.USER_UNKNOWN),
     ("550 sorry, no mailbox here by that name (#5.1.1)", HARD, Reason.USER_UNKNOWN),
     ("550 Requested action not taken: mailbox unavailable", HARD, Reason.USER_UNKNOWN),
+    ("550 User <jane@example.org> unknown", HARD, Reason.USER_UNKNOWN),
+    # the sending service's own suppression list (SPEC §11: suppressed)
+    ("Amazon SES has suppressed sending to this address because it has a recent history "
+     "of bouncing as an invalid address.", HARD, Reason.QUARANTINED),
     # full mailboxes and disabled accounts
     ("552 5.2.2 <jane@example.org>: Recipient address rejected: Mailbox full",
      SOFT, Reason.MAILBOX_FULL),
