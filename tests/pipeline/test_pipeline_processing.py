@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -161,3 +163,40 @@ def test_batches_commit_separately(store: Store, mail_file):
 def test_an_unknown_message_id_is_reported_not_raised(store: Store):
     [result] = process_messages(store, [999], config=CONFIG, rules=())
     assert result.skipped and result.error == "no such message"
+
+
+_CRASHING_WORKER = """
+import os, sys
+from bounced.config import Config
+from bounced.pipeline import process_messages
+from bounced.store import Store
+
+store = Store.open(sys.argv[1])
+ids = store.pending_message_ids(100)
+seen = []
+
+def crash_on_third(message, report, token):
+    seen.append(message.id)
+    if len(seen) == 3:
+        os._exit(9)  # a kill -9 in the middle of a batch: no cleanup, no rollback
+    return True
+
+process_messages(store, ids, config=Config(), rules=store.load_rules(), trust=crash_on_third)
+"""
+
+
+def test_a_crash_in_the_middle_of_a_batch_leaves_no_half_work_and_nothing_counted_twice(
+        db: Path, mail_file):
+    with Store.open(db) as store:
+        raws = [variant(mail_file, "soft-mailbox-full", f"c{i}@example.org") for i in range(5)]
+        stored = store.insert_messages([incoming(raw) for raw in raws])
+    crashed = subprocess.run([sys.executable, "-c", _CRASHING_WORKER, str(db)],
+                             capture_output=True, timeout=120, check=False)
+    assert crashed.returncode == 9, crashed.stderr.decode()
+    with Store.open(db) as store:
+        assert store.pending_message_ids(10) == [s.id for s in stored]
+        assert counts(store.conn) == (0, 0, 0, 0)
+        process_messages(store, [s.id for s in stored], config=CONFIG, rules=())
+        assert counts(store.conn) == (5, 5, 5, 1)
+        assert store.conn.execute("SELECT sum(error_count) FROM addresses").fetchone() == (5,)
+        assert store.conn.execute("SELECT occurrences FROM qualification").fetchone() == (5,)
