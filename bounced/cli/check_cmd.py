@@ -16,9 +16,6 @@ from typing import Any, TextIO
 from bounced.audit import AddressReport, check_address, render_table
 from bounced.cli.quarantine_cmd import add_db, guarded, iso, open_existing
 
-#: Longest last-bounce text shown in the table (``--json`` has it whole).
-TEXT_WIDTH = 70
-
 
 def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
@@ -33,11 +30,6 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= TEXT_WIDTH else text[: TEXT_WIDTH - 3] + "..."
-
-
 def _row(report: AddressReport) -> tuple[object, ...]:
     last = report.last_bounce
     return (
@@ -47,7 +39,7 @@ def _row(report: AddressReport) -> tuple[object, ...]:
         report.reason.label if report.reason is not None else None,
         iso(report.since),
         report.error_count,
-        _short(last.diagnostic) if last is not None and last.diagnostic else None,
+        iso(last.at) if last is not None else None,
     )
 
 
@@ -62,6 +54,12 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             print(render_table(
                 ("ADDRESS", "STATE", "SEND", "REASON", "SINCE", "ERRORS", "LAST BOUNCE"),
                 [_row(report) for report in reports]), file=out)
+            # The last bounce's text in full, under the table: it is the "why", and
+            # diagnostics are too long for a column.
+            for report in reports:
+                last = report.last_bounce
+                if last is not None and last.diagnostic:
+                    print(f"{report.address}: {' '.join(last.diagnostic.split())}", file=out)
         return 0 if all(report.deliverable for report in reports) else 1
 
     return guarded("check", body, args, out)
