@@ -323,7 +323,10 @@ def _dsn_recipients(view: _View) -> list[RecipientReport]:
                 if text_blocks is None:
                     text_blocks = _text_blocks(view)
                 found = text_blocks.get((address or "").lower())
-                diagnostic = found.diagnostic if found else ""
+                diagnostic = (
+                    found.diagnostic if found
+                    else vendors.collapse(vendors.human_text(view.text()), 1000)
+                )
             recipients.append(
                 _recipient_from_dsn(block, address, original, diagnostic, status.message_fields)
             )
@@ -388,7 +391,10 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
     whole = vendors.collapse(text)
     recipients = []
     for item in found:
-        diagnostic = item.diagnostic or whole
+        diagnostic = item.diagnostic
+        if not diagnostic or (len(found) == 1 and not vendors.has_code(diagnostic)
+                              and vendors.has_code(whole)):
+            diagnostic = whole
         status = codes.find_status(diagnostic)
         if status is None and item.diagnostic and len(found) == 1:
             status = codes.find_status(whole)

@@ -410,6 +410,8 @@ def decode_bytes(data: bytes, charset: str | None, problems: list[str]) -> str:
     """Bytes -> text in ``charset``; an unknown charset, or bytes that are not valid in
     it, fall back to UTF-8 with Latin-1 for the invalid bytes (noted in ``problems``)."""
     codec = None
+    if not charset and b"\x1b$" in data:
+        charset = "iso-2022-jp"  # its escape sequences are unmistakable (Japanese MTAs)
     if charset:
         codec = _codec(charset)
         if codec is None:

@@ -60,6 +60,8 @@ _ORIGINAL_HEADER = re.compile(
     r"X-[A-Za-z0-9-]+)\s*:",
     re.IGNORECASE,
 )
+_RULE_LINE = re.compile(r"^[-=_*]{3,}")
+_TRANSCRIPT_LINE = re.compile(r"^(?:[245]\d\d[ -]|>>>|<<<|while talking to)", re.IGNORECASE)
 _CODE = re.compile(r"(?<![\d.])(?:[245]\.\d{1,3}\.\d{1,3}|[245]\d\d)(?![\d.]*\d)")
 _BOILERPLATE_ADDRESS = re.compile(r"^(?:mailer-daemon|mailer_daemon)@", re.I)
 
@@ -128,58 +130,104 @@ def scan_recipients(text: str) -> list[TextRecipient]:
     return _sentence_recipients(text)
 
 
+@dataclass(slots=True)
+class _Block:
+    address: str
+    indent: int
+    line: int
+    parts: list[str]
+    same_line: bool = False
+
+
 def _address_blocks(lines: list[str]) -> list[TextRecipient]:
-    blocks: list[tuple[str, int, list[str]]] = []
-    current: tuple[str, int, list[str]] | None = None
-    for line in lines:
+    """Address lines and the error text under each.
+
+    A block ends at a blank line once it has text, unless that text is only a label
+    ("because:", "For the following reason:") whose content follows the blank line;
+    at a dashed section rule; at a line less indented than its address; and, for an
+    address with its error on the same line, at the next line of an SMTP transcript
+    (Sendmail lists one ``554 <a>... reason`` line per recipient).
+    """
+    blocks: list[_Block] = []
+    current: _Block | None = None
+    for number, line in enumerate(lines):
         stripped = line.strip()
         if not stripped:
-            if current is not None and current[2]:
+            if current is not None and current.parts and not current.parts[-1].endswith(":"):
                 current = None
+            continue
+        if _RULE_LINE.match(stripped):
+            current = None
             continue
         indent = len(line) - len(line.lstrip())
         match = _ADDRESS_LINE.match(line)
         if match is not None and _starts_block(current, indent):
-            current = (match.group(2), indent, [])
-            blocks.append(current)
             rest = match.group("rest").strip()
-            if rest:
-                current[2].append(rest)
-        elif current is not None and indent >= current[1]:
-            current[2].append(stripped)
+            current = _Block(match.group(2), indent, number, [rest] if rest else [], bool(rest))
+            blocks.append(current)
+        elif current is not None and (
+            indent > current.indent
+            or (indent == current.indent
+                and not (current.same_line and _TRANSCRIPT_LINE.match(stripped)))
+        ):
+            current.parts.append(stripped)
         else:
             current = None
-    merged: dict[str, TextRecipient] = {}
-    for address, _, parts in blocks:
-        if _BOILERPLATE_ADDRESS.match(address):
+    merged: dict[str, tuple[TextRecipient, int]] = {}
+    for block in blocks:
+        if _BOILERPLATE_ADDRESS.match(block.address):
             continue
-        item = TextRecipient(unescape_octal(address), collapse(" ".join(parts)))
-        known = merged.get(address.lower())
-        if known is None or (not _has_code(known.diagnostic) and _has_code(item.diagnostic)):
-            merged[address.lower()] = TextRecipient(known.address if known else item.address,
-                                                    item.diagnostic)
-    return list(merged.values())
+        own = collapse(" ".join(block.parts))
+        diagnostic = own if own and not own.endswith(":") else _following(own, lines, block)
+        rank = 2 if has_code(diagnostic) else 1 if own else 0
+        key = block.address.lower()
+        known = merged.get(key)
+        if known is None or rank > known[1]:
+            address = known[0].address if known else unescape_octal(block.address)
+            merged[key] = (TextRecipient(address, diagnostic), rank)
+    return [item for item, _ in merged.values()]
 
 
-def _has_code(text: str) -> bool:
+def _following(label: str, lines: list[str], block: _Block) -> str:
+    """When a block says nothing but a label, the prose after its address line, up to
+    the next address line, without section rules."""
+    taken: list[str] = []
+    for line in lines[block.line + 1 : block.line + 1 + FOLLOWING_LINES]:
+        stripped = line.strip()
+        if _RULE_LINE.match(stripped):
+            continue
+        if _ADDRESS_LINE.match(line) and len(line) - len(line.lstrip()) <= block.indent:
+            break
+        taken.append(stripped)
+    return collapse(" ".join([label, *taken]))
+
+
+FOLLOWING_LINES = 25
+
+
+def has_code(text: str) -> bool:
     """Whether an error text carries an SMTP reply or enhanced status code: of two
     blocks about one address (a summary and the details), the one with codes wins."""
     return bool(_CODE.search(text))
 
 
-def _starts_block(current: tuple[str, int, list[str]] | None, indent: int) -> bool:
+def _starts_block(current: _Block | None, indent: int) -> bool:
     """An address line starts a recipient unless it is the more indented continuation
     of the recipient above (Exim repeats the address inside its error text)."""
-    return current is None or indent <= current[1] or not current[2]
+    return current is None or indent <= current.indent or not current.parts
 
 
 def _sentence_recipients(text: str) -> list[TextRecipient]:
+    """Addresses a sentence names as recipients, with the prose after the mention."""
     seen: dict[str, TextRecipient] = {}
     for match in _SENTENCE_RECIPIENT.finditer(text):
         address = match.group(1) or match.group(2) or match.group(3)
         if _BOILERPLATE_ADDRESS.match(address) or address.lower() in seen:
             continue
-        seen[address.lower()] = TextRecipient(unescape_octal(address), "")
+        line_end = text.find("\n", match.end())
+        rest = text[line_end + 1 :] if line_end >= 0 else ""
+        following = collapse("\n".join(rest.split("\n")[:FOLLOWING_LINES]))
+        seen[address.lower()] = TextRecipient(unescape_octal(address), following)
     return list(seen.values())
 
 
