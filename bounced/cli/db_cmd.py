@@ -3,9 +3,10 @@
 - ``init``: create (or migrate) the database, seed reasons and default rules;
 - ``check``: integrity, schema version, WAL mode, pending and failed messages; exits 1
   when something needs an operator (corruption, a failed message, an old schema);
-- ``retry``: put failed messages back to pending and process them again (after a fix);
-- ``cleanup``: the periodic job by hand: release due Mailbox-full quarantines, reset
-  stale soft-error counters.
+- ``retry``: process failed messages again (after a fix).
+
+The periodic job (release due quarantines, reset stale counters, retention) is
+``bounced cleanup``.
 
 Errors an operator can fix (bad config value, unusable path) print one line naming the
 culprit and exit 2, never a traceback.
@@ -82,17 +83,12 @@ def register(subparsers: Any) -> None:
     init = actions.add_parser("init", help="create or migrate the database")
     check = actions.add_parser("check", help="integrity, schema version, stuck messages")
     retry = actions.add_parser("retry", help="process failed messages again")
-    clean = actions.add_parser("cleanup", help="release due quarantines, reset counters")
-    for sub in (init, check, retry, clean):
+    for sub in (init, check, retry):
         sub.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
-    for sub in (retry, clean):
-        sub.add_argument("--config", metavar="FILE", help="TOML configuration file")
-    clean.add_argument("--at", type=parse_at, metavar="ISO-8601",
-                       help="time to run the cleanup as of (default: now)")
+    retry.add_argument("--config", metavar="FILE", help="TOML configuration file")
     init.set_defaults(handler=run_init)
     check.set_defaults(handler=run_check)
     retry.set_defaults(handler=run_retry)
-    clean.set_defaults(handler=run_cleanup)
 
 
 def _guarded(function: Any, args: argparse.Namespace, out: TextIO) -> int:
@@ -196,23 +192,5 @@ def run_retry(args: argparse.Namespace, out: TextIO | None = None) -> int:
             failed += result.state is MessageState.FAILED
         print(f"retried {len(results)}, still failed {failed}", file=out)
         return 1 if failed else 0
-
-    return _guarded(body, args, out)
-
-
-def run_cleanup(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    from bounced.pipeline import run_cleanup as cleanup
-
-    def body(args: argparse.Namespace, out: TextIO) -> int:
-        config = load_config_or_fail(args.config)
-        at = args.at or datetime.now(UTC)
-        with open_store_or_fail(args.db) as store:
-            events = cleanup(store, config=config, at=at)
-        for event in events:
-            print(f"{event.address}: {event.old_state} -> {event.new_state} ({event.cause})",
-                  file=out)
-        print(f"{len(events)} address(es) changed", file=out)
-        return 0
 
     return _guarded(body, args, out)

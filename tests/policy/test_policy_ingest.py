@@ -99,7 +99,7 @@ def test_soft_counter_starts_again_after_ten_days(db: Path, mail_file, ingest):
 def test_cleanup_resets_a_stale_counter_to_valid(db: Path, mail_file, ingest, bounced):
     address = "stale@example.org"
     ingest(db, mail_file("soft-mailbox-full", address=address), T0)
-    result = bounced(["db", "cleanup", "--db", str(db), "--at", iso(T0 + timedelta(days=11))])
+    result = bounced(["cleanup", "--db", str(db), "--at", iso(T0 + timedelta(days=11))])
     assert result.status == 0, result.err
     assert address_row(db, address)[:2] == ("valid", 0)
     assert history(db, address)[-1][:2] == ("erroneous", "valid")
@@ -111,9 +111,9 @@ def test_cleanup_releases_a_mailbox_full_quarantine_after_30_days(
     for day in range(5):
         ingest(db, mail_file("soft-mailbox-full", address=address), T0 + timedelta(days=day))
     due = T0 + timedelta(days=4 + 30)
-    bounced(["db", "cleanup", "--db", str(db), "--at", iso(due - timedelta(minutes=1))])
+    bounced(["cleanup", "--db", str(db), "--at", iso(due - timedelta(minutes=1))])
     assert address_row(db, address)[0] == "quarantine"
-    result = bounced(["db", "cleanup", "--db", str(db), "--at", iso(due)])
+    result = bounced(["cleanup", "--db", str(db), "--at", iso(due)])
     assert result.status == 0 and address in result.out
     assert address_row(db, address)[:2] == ("valid", 0)
     assert history(db, address)[-1][:2] == ("quarantine", "valid")
