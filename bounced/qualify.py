@@ -102,9 +102,11 @@ class Rule:
 
     ``status`` and ``command`` are optional extra conditions, regular expressions that
     must match the whole enhanced status code (``"5.2.0"``) or SMTP command (``"DATA"``)
-    of the recipient. They exist because the same words mean different things depending
-    on where they were said: "User unknown" answered to RCPT TO is an unknown address,
-    answered to DATA (after RCPT TO accepted the address) it is a content filter.
+    of the recipient; a missing one counts as the empty string (so a condition that
+    accepts the empty string also holds when the report has no code). They exist
+    because the same words mean different things depending on where they were said:
+    "User unknown" answered to RCPT TO is an unknown address, answered to DATA (after
+    RCPT TO accepted the address) it is a content filter.
     """
 
     id: int
@@ -351,11 +353,9 @@ class _CompiledRule:
                     break
             else:
                 return False
-        if self.status is not None and (status is None or not self.status.fullmatch(status)):
+        if self.status is not None and not self.status.fullmatch(status or ""):
             return False
-        if self.command is not None and (
-            command is None or not self.command.fullmatch(command)
-        ):
+        if self.command is not None and not self.command.fullmatch(command or ""):
             return False
         return self.pattern.search(text) is not None
 

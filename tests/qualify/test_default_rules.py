@@ -12,6 +12,7 @@ import pytest
 from bounced.model import Action, FailureType, Kind, Reason, RecipientReport
 from bounced.normalize import normalize
 from bounced.qualify import (
+    Rule,
     _matcher,
     load_default_rules,
     match_rule,
@@ -109,11 +110,20 @@ def _corpus_texts() -> list[str]:
 
 
 def test_the_literal_prefilter_never_changes_the_first_matching_rule() -> None:
-    plain = [(rule, re.compile(rule.pattern, re.IGNORECASE)) for rule in DEFAULTS
-             if rule.status is None and rule.command is None]
+    plain = [(rule, re.compile(rule.pattern, re.IGNORECASE)) for rule in DEFAULTS]
+
+    def holds(rule: Rule, status: str) -> bool:
+        return rule.command is None and (
+            rule.status is None or re.fullmatch(rule.status, status, re.IGNORECASE) is not None
+        )
+
     for text in _corpus_texts():
-        expected = next((rule for rule, pattern in plain if pattern.search(text)), None)
-        assert match_rule(text, DEFAULTS) is expected, text
+        for status in ("", "5.0.0", "5.1.1"):
+            expected = next(
+                (rule for rule, pattern in plain if holds(rule, status) and pattern.search(text)),
+                None,
+            )
+            assert match_rule(text, DEFAULTS, status=status or None) is expected, text
 
 
 @pytest.mark.parametrize(
