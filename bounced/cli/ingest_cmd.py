@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -232,16 +233,22 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return USAGE_ERROR
     errors: list[str] = []
     failures = 0
-    with store:
-        rules = store.load_rules()
-        batch: list[_Named] = []
-        for item in _messages(args.paths, args, errors):
-            batch.append(item)
-            if len(batch) >= config.processing.batch_size:
+    try:
+        with store:
+            rules = store.load_rules()
+            batch: list[_Named] = []
+            for item in _messages(args.paths, args, errors):
+                batch.append(item)
+                if len(batch) >= config.processing.batch_size:
+                    failures += _ingest_batch(store, batch, args, config, rules, out)
+                    batch = []
+            if batch:
                 failures += _ingest_batch(store, batch, args, config, rules, out)
-                batch = []
-        if batch:
-            failures += _ingest_batch(store, batch, args, config, rules, out)
+    except sqlite3.Error as error:
+        # The database itself failed (locked beyond busy_timeout, disk full, ...): what
+        # was committed stays (stored messages are pending and will be processed later).
+        print(f"bounced ingest: database {args.db}: {error}", file=sys.stderr)
+        return 1
     for problem in errors:
         print(f"bounced ingest: {problem}", file=sys.stderr)
     if errors:
