@@ -77,6 +77,8 @@ def test_reasons_are_seeded_from_the_enum(store: Store):
 
 def test_default_rules_are_seeded_and_reseeding_keeps_user_rules_and_choices(db: Path):
     shipped = load_default_rules()
+    assert shipped, "the shipped default rules are missing"
+    first = int(shipped[0].id)
     with Store.open(db) as store:
         rows = store.conn.execute("SELECT id, origin FROM rules ORDER BY id").fetchall()
         assert rows == sorted((int(rule.id), "default") for rule in shipped)
@@ -84,18 +86,24 @@ def test_default_rules_are_seeded_and_reseeding_keeps_user_rules_and_choices(db:
             "INSERT INTO rules (id, pattern, failure_type, reason_code, priority, origin) "
             "VALUES (10000, 'my pattern', 'hard', 1, 5, 'user')"
         )
-        if shipped:
-            store.conn.execute("UPDATE rules SET enabled = 0 WHERE id = ?", (int(shipped[0].id),))
+        store.conn.execute("UPDATE rules SET enabled = 0 WHERE id = ?", (first,))
+        store.conn.execute("UPDATE rules SET pattern = 'tampered' WHERE id = ?", (first,))
+        store.conn.execute("INSERT INTO rules (id, pattern, failure_type, reason_code, origin) "
+                           "VALUES (9999, 'withdrawn default', 'soft', 20, 'default')")
     with Store.open(db) as store:
         assert store.conn.execute(
             "SELECT pattern, origin FROM rules WHERE id = 10000").fetchall() == [
             ("my pattern", "user")]
+        # The shipped definition comes back, the operator's choice to disable it stays.
+        assert store.conn.execute("SELECT pattern, enabled FROM rules WHERE id = ?",
+                                  (first,)).fetchone() == (shipped[0].pattern, 0)
+        # A default no longer shipped is removed.
+        assert store.conn.execute("SELECT count(*) FROM rules WHERE id = 9999"
+                                  ).fetchone() == (0,)
         assert store.conn.execute(
             "SELECT count(*) FROM rules WHERE origin = 'default'").fetchone()[0] == len(shipped)
-        if shipped:
-            assert store.conn.execute("SELECT enabled FROM rules WHERE id = ?",
-                                      (int(shipped[0].id),)).fetchone()[0] == 0
         assert any(rule.id == 10000 for rule in store.load_rules())
+        assert all(rule.id != first for rule in store.load_rules())
 
 
 def test_reopening_is_idempotent(db: Path):
