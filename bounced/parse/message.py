@@ -95,13 +95,14 @@ class _View:
     html_parts: list[Part] = field(default_factory=list)
     original_message_id: str | None = None
     _text: str | None = None
+    _human: str | None = None
     _sender: tuple[str, str] | None = None
 
     @property
     def sender(self) -> tuple[str, str]:
         """``(display name, address)`` of the message's own ``From``."""
         if self._sender is None:
-            self._sender = parseaddr(self.headers.get("from") or "")
+            self._sender = split_address(self.headers.get("from") or "")
         return self._sender
 
     @property
@@ -118,6 +119,12 @@ class _View:
                 text = html_to_text(text)
             self._text = text
         return self._text
+
+    def human(self) -> str:
+        """:meth:`text` without the returned message quoted after it."""
+        if self._human is None:
+            self._human = vendors.human_text(self.text())
+        return self._human
 
 
 def _bounded_text(part: Part, problems: list[str]) -> str:
@@ -325,7 +332,7 @@ def _dsn_recipients(view: _View) -> list[RecipientReport]:
                 found = text_blocks.get((address or "").lower())
                 diagnostic = (
                     found.diagnostic if found
-                    else vendors.collapse(vendors.human_text(view.text()), 1000)
+                    else vendors.collapse(view.human(), 1000)
                 )
             recipients.append(
                 _recipient_from_dsn(block, address, original, diagnostic, status.message_fields)
@@ -334,7 +341,7 @@ def _dsn_recipients(view: _View) -> list[RecipientReport]:
 
 
 def _text_blocks(view: _View) -> dict[str, vendors.TextRecipient]:
-    found = vendors.scan_recipients(vendors.human_text(view.text()))
+    found = vendors.scan_recipients(view.human())
     return {item.address.lower(): item for item in found}
 
 
@@ -375,7 +382,7 @@ def _action_from_status(status: str | None) -> Action:
 
 
 def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
-    text = vendors.human_text(view.text())
+    text = view.human()
     found = _listed_recipients(view, vendors.scan_recipients(text))
     if not found:
         forwarded = _forwarded_bounce(view)
@@ -530,7 +537,7 @@ def _report(view: _View, kind: Kind, recipients: list[RecipientReport]) -> Bounc
     headers = view.headers
     returned = view.returned
     if returned is None and kind in (Kind.FAILURE, Kind.DELAY, Kind.DELIVERED):
-        returned = _inline_returned_headers(view.text())
+        returned = _inline_returned_headers(view)
     return BounceReport(
         kind=kind,
         recipients=tuple(recipients),
@@ -544,10 +551,9 @@ def _report(view: _View, kind: Kind, recipients: list[RecipientReport]) -> Bounc
     )
 
 
-def _inline_returned_headers(text: str) -> Headers | None:
+def _inline_returned_headers(view: _View) -> Headers | None:
     """Headers of an original message quoted in the prose (non-MIME bounces)."""
-    cut = len(vendors.human_text(text))
-    rest = text[cut:]
+    rest = view.text()[len(view.human()) :]
     start = vendors.header_start(rest)
     if start is None:
         return None
@@ -583,6 +589,24 @@ def _original_headers(returned: Headers | None) -> tuple[tuple[str, str], ...]:
             if len(kept) >= MAX_ORIGINAL_HEADERS:
                 break
     return tuple(kept)
+
+
+_ANGLE_ADDRESS = re.compile(r"<([^<>\s]*)>")
+_BARE_ADDRESS = re.compile(r"[^\s<>()\[\]\",;:]+@[^\s<>()\[\]\",;:]+|[^\s<>()\[\]\",;:@]+")
+
+
+def split_address(value: str) -> tuple[str, str]:
+    """``'"Name" <a@b>'`` -> ``("Name", "a@b")``: the cheap common cases by pattern
+    (this runs on every message), the odd ones through :func:`email.utils.parseaddr`."""
+    value = value.strip()
+    angle = _ANGLE_ADDRESS.search(value)
+    if angle is not None and value.count("<") == 1:
+        name = value[: angle.start()].strip().strip('"').strip()
+        return name, angle.group(1)
+    if "<" not in value and "(" not in value and '"' not in value:
+        bare = _BARE_ADDRESS.search(value)
+        return "", bare.group(0) if bare else ""
+    return parseaddr(value)
 
 
 def verp_token(headers: Headers) -> str | None:

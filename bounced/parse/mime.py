@@ -46,20 +46,29 @@ class Headers:
     decoded, so callers never see MIME header syntax.
     """
 
-    __slots__ = ("_first", "items")
+    __slots__ = ("_all", "_first", "items")
 
     def __init__(self, items: list[tuple[str, str]]) -> None:
         self.items = items
         first: dict[str, str] = {}
+        every: dict[str, list[str]] = {}
         for name, value in items:
-            first.setdefault(name.lower(), value)
+            key = name.lower()
+            if key in first:
+                every[key].append(value)
+            else:
+                first[key] = value
+                every[key] = [value]
         self._first = first
+        self._all = every
 
     def get(self, name: str, default: str | None = None) -> str | None:
+        """The first value of the (lowercase) ``name``."""
         return self._first.get(name, default)
 
     def get_all(self, name: str) -> list[str]:
-        return [value for key, value in self.items if key.lower() == name]
+        """Every value of the (lowercase) ``name``, in order."""
+        return self._all.get(name, [])
 
     def __contains__(self, name: str) -> bool:
         return name in self._first
