@@ -153,7 +153,7 @@ def _reason(code: object) -> Reason | None:
 
 
 def _failure_type(value: object) -> FailureType | None:
-    return FailureType(value) if value else None
+    return FailureType(str(value)) if value else None
 
 
 def last_bounce(conn: sqlite3.Connection, address: str) -> LastBounce | None:
