@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bounced.model import Action, FailureType, Kind, Reason, RecipientReport
-from bounced.normalize import normalize
+from bounced.normalize import normalize, normalize_sms
 from bounced.qualify import (
     Rule,
     _matcher,
@@ -151,3 +151,33 @@ def test_the_rule_search_is_cached_per_text() -> None:
     first = match_rule(text, DEFAULTS)
     assert (text, None, None) in matcher.cache
     assert match_rule(text, DEFAULTS) is first
+
+
+@pytest.mark.parametrize(
+    ("text", "failure_type", "reason"),
+    [
+        ("Unregistered", HARD, Reason.USER_UNKNOWN),  # APNs
+        ("UNREGISTERED", HARD, Reason.USER_UNKNOWN),  # FCM v1
+        ("SENDER_ID_MISMATCH", SOFT, Reason.USER_UNKNOWN),
+        ("INVALID_ARGUMENT", FailureType.IGNORED, Reason.NOT_DEFINED),
+        ("THIRD_PARTY_AUTH_ERROR", FailureType.IGNORED, Reason.REFUSED),
+        ("UNAVAILABLE", FailureType.IGNORED, Reason.REFUSED),
+        ("Payload too long", SOFT, Reason.REFUSED),
+    ],
+)
+def test_push_error_names_map_as_the_reference_tables_say(
+    text: str, failure_type: FailureType, reason: Reason
+) -> None:
+    verdict = qualify(RecipientReport("token", Kind.FAILURE), text, rules=DEFAULTS)
+    assert verdict is not None
+    assert (verdict.failure_type, verdict.reason) == (failure_type, reason)
+
+
+def test_an_undelivered_sms_status_report_is_hard_refused() -> None:
+    text, _first = normalize_sms("id:42 sub:001 dlvrd:000 submit date:2611221305 "
+                                 "done date:2611221306 stat:UNDELIV err:001 text:Hello")
+    verdict = qualify(RecipientReport("+33600000000", Kind.FAILURE), text, rules=DEFAULTS)
+    assert verdict is not None
+    assert (verdict.failure_type, verdict.reason) == (HARD, Reason.REFUSED)
+    delivered, _first = normalize_sms("id:42 stat:DELIVRD err:000 text:Hello")
+    assert match_rule(delivered, DEFAULTS) is None
