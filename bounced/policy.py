@@ -129,6 +129,11 @@ def _event(
     return AddressEvent(new.address, at, old_state, new.state, cause)
 
 
+def _latest(known: datetime | None, at: datetime) -> datetime:
+    """The later of two times: bounces replayed out of order never move "last" back."""
+    return at if known is None or at > known else known
+
+
 def _reset_stale_counter(
     current: AddressState, at: datetime, config: PolicyConfig
 ) -> AddressState:
@@ -170,6 +175,7 @@ def apply(
     if name is None:
         raise ValueError("apply() needs an address when there is no state yet")
     current = state if state is not None else AddressState(name)
+    last_error = _latest(current.last_error_at, at)
 
     if current.state is QuarantineState.ALLOWLISTED:
         rewritten = (
@@ -188,7 +194,7 @@ def apply(
             reason=Reason.DENYLISTED,
             quarantined_at=at,
             release_at=None,
-            last_error_at=at,
+            last_error_at=last_error,
             updated_at=at,
         )
         kind = f" ({facts.feedback_type})" if facts.feedback_type else ""
@@ -200,7 +206,7 @@ def apply(
     if current.state is QuarantineState.QUARANTINE:
         # Already quarantined: remember the error, and let a hard error replace a
         # Mailbox-full quarantine so that it is not released by the cleanup job.
-        new = replace(current, last_error_at=at, updated_at=at)
+        new = replace(current, last_error_at=last_error, updated_at=at)
         if facts.failure_type is FailureType.HARD and current.reason is Reason.MAILBOX_FULL \
                 and facts.reason is not Reason.MAILBOX_FULL:
             new = replace(new, reason=facts.reason, release_at=None)
@@ -208,7 +214,7 @@ def apply(
 
     if facts.failure_type is FailureType.HARD:
         new = _quarantine(
-            replace(current, error_count=current.error_count + 1, last_error_at=at,
+            replace(current, error_count=current.error_count + 1, last_error_at=last_error,
                     last_counted_error_at=at, updated_at=at),
             facts.reason, at, config,
         )
@@ -219,7 +225,7 @@ def apply(
     if facts.failure_type is FailureType.UNDEFINED:
         seen = current.undefined_count + 1
         if seen <= config.undefined_grace:
-            new = replace(current, undefined_count=seen, last_error_at=at, updated_at=at)
+            new = replace(current, undefined_count=seen, last_error_at=last_error, updated_at=at)
             return PolicyOutcome(new, None, qualification)
         current = replace(current, undefined_count=seen)
         counted_as = f"soft error ({ordinal(seen)} undefined)"
@@ -231,13 +237,13 @@ def apply(
     if not counts:
         # Too close to the last counted error (or older than it, when replaying out of
         # order): remembered as the last error, not counted, state unchanged.
-        return PolicyOutcome(replace(current, last_error_at=at, updated_at=at), None,
+        return PolicyOutcome(replace(current, last_error_at=last_error, updated_at=at), None,
                              qualification)
     count = current.error_count + 1
     new = replace(
         current,
         error_count=count,
-        last_error_at=at,
+        last_error_at=last_error,
         last_counted_error_at=at,
         reason=facts.reason,
         updated_at=at,

@@ -228,3 +228,9 @@ def test_policy_is_pure_same_input_same_output():
                                               (11, "11th"), (12, "12th"), (21, "21st")])
 def test_ordinals_read_naturally(number: int, text: str):
     assert ordinal(number) == text
+
+
+def test_a_bounce_replayed_out_of_order_does_not_move_the_last_error_back():
+    state, _ = run([(SOFT, T0 + timedelta(days=3)), (SOFT, T0)])
+    assert state.last_error_at == T0 + timedelta(days=3)
+    assert state.error_count == 1
