@@ -33,9 +33,10 @@ Why the expiry check sits where it does:
   the last attempt before giving up (4.7.1 "try again later" on the last try): what
   counts for the address is that the validity period ran out, not that last hiccup.
 
-Everything is pure: same inputs, same verdict. Rule sets are compiled once and the
-result of the (costly) rule search is cached per normalized text, since bounce texts
-repeat a lot.
+Everything is pure: same inputs, same verdict. Rule sets are compiled once; a rule's
+regex only runs when one of the literal strings every match of it must contain occurs
+in the text (see :func:`required_literals`); and the result of the rule search is
+cached per (text, status code, SMTP command), since bounce texts repeat a lot.
 """
 
 from __future__ import annotations

@@ -39,8 +39,8 @@ EXPECTED = (
 )
 INVENTED_STATUS = re.compile(r"^\d\.0\.9\d\d$")
 
-TYPE_FLOOR = 95.0
-REASON_FLOOR = 93.0
+TYPE_FLOOR = 95.5
+REASON_FLOOR = 95.0
 
 
 @dataclass
