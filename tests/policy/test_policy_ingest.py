@@ -209,3 +209,24 @@ def test_addresses_are_stored_lowercased(db: Path, mail_file, ingest):
     ingest(db, mail_file("hard-user-unknown", address="Mixed.Case@Example.ORG"), T0)
     assert query(db, "SELECT address FROM addresses") == [("mixed.case@example.org",)]
     assert query(db, "SELECT recipient FROM bounces") == [("mixed.case@example.org",)]
+
+
+def test_a_text_an_operator_marked_ignore_never_quarantines(db: Path, mail_file, ingest):
+    ingest(db, mail_file("hard-user-unknown", address="first@example.org"), T0)
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE qualification SET status = 'ignore'")
+    address = "spared@example.org"
+    ingest(db, mail_file("hard-user-unknown", address=address), T0 + timedelta(days=1))
+    assert address_row(db, address) is None
+    assert query(db, "SELECT failure_type FROM bounces WHERE recipient = ?",
+                 (address,)) == [("ignored",)]
+
+
+def test_a_denylisted_address_stays_denylisted(db: Path, mail_file, ingest):
+    address = "blocked@example.org"
+    ingest(db, mail_file("arf", address=address), T0)
+    ingest(db, mail_file("hard-user-unknown", address=address), T0 + timedelta(days=1))
+    for day in range(2, 8):
+        ingest(db, mail_file("soft-mailbox-full", address=address), T0 + timedelta(days=day))
+    assert address_row(db, address)[0] == "denylisted"
+    assert [(old, new) for old, new, _, _ in history(db, address)] == [(None, "denylisted")]
