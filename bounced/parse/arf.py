@@ -32,11 +32,9 @@ class Complaint:
 
     recipients: tuple[str, ...]
     feedback_type: str
-    text: str = ""
-    original_message_id: str | None = None
 
 
-def read_feedback_report(text: str, returned: Headers | None, human: str) -> Complaint:
+def read_feedback_report(text: str, returned: Headers | None) -> Complaint:
     """The complaint of an RFC 5965 ``message/feedback-report`` body."""
     fields = _fields(text)
     feedback_type = (fields.get("feedback-type", [""])[0] or "abuse").strip().lower()
@@ -45,10 +43,7 @@ def read_feedback_report(text: str, returned: Headers | None, human: str) -> Com
         recipients = [a for v in fields.get("removal-recipient", []) if (a := address_of(v))]
     if not recipients and returned is not None:
         recipients = returned_recipients(returned)
-    message_id = None
-    if returned is not None:
-        message_id = returned.get("message-id")
-    return Complaint(tuple(_unique(recipients)), feedback_type, human, message_id)
+    return Complaint(tuple(_unique(recipients)), feedback_type)
 
 
 def returned_recipients(headers: Headers) -> list[str]:

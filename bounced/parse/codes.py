@@ -48,11 +48,6 @@ def find_reply_code(text: str) -> str | None:
     return None
 
 
-def is_generic(status: str | None) -> bool:
-    """``X.0.0`` says only "failed" or "delayed": a diagnostic's code says more."""
-    return status is not None and status.endswith(".0.0")
-
-
 def prefer_status(field: str | None, diagnostic_status: str | None) -> str | None:
     """Choose between a DSN ``Status`` field and the code inside the diagnostic text.
 

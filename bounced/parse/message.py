@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
@@ -303,7 +304,7 @@ def _bounce_signal(view: _View) -> _Signal:
 def _feedback(view: _View) -> tuple[Kind, list[RecipientReport]]:
     text = "\n".join(decode_text(part, view.problems) for part in view.feedback_parts)
     human = vendors.collapse(view.text(), 500)
-    complaint = arf.read_feedback_report(text, view.returned, human)
+    complaint = arf.read_feedback_report(text, view.returned)
     recipients = [
         RecipientReport(address, Kind.FEEDBACK, diagnostic=human,
                         feedback_type=complaint.feedback_type)
@@ -315,42 +316,38 @@ def _feedback(view: _View) -> tuple[Kind, list[RecipientReport]]:
 
 
 def _dsn_recipients(view: _View) -> list[RecipientReport]:
+    """The recipients of the message's delivery-status part(s)."""
     recipients: list[RecipientReport] = []
-    text_blocks: dict[str, vendors.TextRecipient] | None = None
     for part in view.status_parts:
         charset = part.charset or (
             "utf-8" if part.content_type == "message/global-delivery-status" else None
         )
         status = dsn.parse_delivery_status(decode_bytes(part.body, charset, view.problems))
-        for block in status.recipients:
-            original = dsn.address_of(block.get("original-recipient"))
-            address = dsn.recipient_address(block)
-            diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
-            if not diagnostic:
-                if text_blocks is None:
-                    text_blocks = _text_blocks(view)
-                found = text_blocks.get((address or "").lower())
-                diagnostic = (
-                    found.diagnostic if found
-                    else vendors.collapse(view.human(), 1000)
-                )
-            recipients.append(
-                _recipient_from_dsn(block, address, original, diagnostic, status.message_fields)
-            )
+        recipients.extend(_reports_of(status, view.human))
     return _dedupe(recipients)
 
 
-def _text_blocks(view: _View) -> dict[str, vendors.TextRecipient]:
-    found = vendors.scan_recipients(view.human())
-    return {item.address.lower(): item for item in found}
+def _reports_of(
+    status: dsn.DeliveryStatus, prose: Callable[[], str]
+) -> list[RecipientReport]:
+    """One report per DSN recipient block. A block without ``Diagnostic-Code`` (Exim's
+    local failures) takes its error text from the prose, read only when needed."""
+    blocks: dict[str, vendors.TextRecipient] | None = None
+    reports = []
+    for block in status.recipients:
+        address = dsn.recipient_address(block)
+        diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
+        if not diagnostic:
+            if blocks is None:
+                blocks = {i.address.lower(): i for i in vendors.scan_recipients(prose())}
+            found = blocks.get((address or "").lower())
+            diagnostic = found.diagnostic if found else vendors.collapse(prose(), 1000)
+        reports.append(_recipient_from_dsn(block, address, diagnostic))
+    return reports
 
 
 def _recipient_from_dsn(
-    block: dsn.DsnRecipient,
-    address: str | None,
-    original: str | None,
-    diagnostic: str,
-    message_fields: dict[str, str],
+    block: dsn.DsnRecipient, address: str | None, diagnostic: str
 ) -> RecipientReport:
     field_status = codes.find_status(block.get("status") or "")
     text_status = codes.find_status(diagnostic)
@@ -359,7 +356,7 @@ def _recipient_from_dsn(
         reply_code
     )
     action = dsn.action_of(block.get("action")) or _action_from_status(status)
-    remote = block.get("remote-mta")
+    remote = dsn.strip_type(block.get("remote-mta") or "").strip()
     return RecipientReport(
         address=address,
         kind=action.kind,
@@ -367,8 +364,8 @@ def _recipient_from_dsn(
         status=status,
         reply_code=reply_code,
         diagnostic=diagnostic,
-        remote_mta=dsn.strip_type(remote).strip() or None if remote else None,
-        original_recipient=original,
+        remote_mta=remote or None,
+        original_recipient=dsn.address_of(block.get("original-recipient")),
         smtp_command=smtp_command_of(diagnostic),
     )
 
@@ -458,21 +455,9 @@ def _embedded_dsn_recipients(view: _View) -> list[RecipientReport]:
     start = _EMBEDDED_DSN.search(text)
     if start is None:
         return []
-    status = dsn.parse_delivery_status(text[start.start():])
+    status = dsn.parse_delivery_status(text[start.start() :])
     human = vendors.human_text(text[: start.start()])
-    blocks = {item.address.lower(): item for item in vendors.scan_recipients(human)}
-    recipients = []
-    for block in status.recipients:
-        original = dsn.address_of(block.get("original-recipient"))
-        address = dsn.recipient_address(block)
-        diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
-        if not diagnostic:
-            found = blocks.get((address or "").lower())
-            diagnostic = found.diagnostic if found else vendors.collapse(human)
-        recipients.append(
-            _recipient_from_dsn(block, address, original, diagnostic, status.message_fields)
-        )
-    return _dedupe(recipients)
+    return _dedupe(_reports_of(status, lambda: human))
 
 
 def _ses_recipients(view: _View) -> list[RecipientReport]:
