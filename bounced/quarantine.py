@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from bounced.audit import normalize_address
 from bounced.config import Config, PolicyConfig
 from bounced.model import FailureType, Kind, QuarantineState, Reason
 from bounced.pipeline import write_event, write_state
@@ -153,7 +154,7 @@ def act(store: Store, decide: Decision, addresses: Iterable[str], at: datetime,
         note: str | None = None) -> list[ActionResult]:
     """Apply one decision to many addresses, :data:`BATCH` per transaction."""
     results: list[ActionResult] = []
-    keys = [address.strip().strip("<>").strip().lower() for address in addresses]
+    keys = [normalize_address(address) for address in addresses]
     for start in range(0, len(keys), BATCH):
         with store.transaction() as conn:
             for key in keys[start:start + BATCH]:
@@ -222,7 +223,7 @@ def parse_import(text: str) -> ImportPlan:
         if column >= len(row):
             bad.append(BadLine(index, raw, f"no column {column + 1}"))
             continue
-        candidate = row[column].strip().strip("<>").strip().lower()
+        candidate = normalize_address(row[column])
         if not candidate:
             bad.append(BadLine(index, raw, "empty address"))
         elif not _ADDRESS.match(candidate):
