@@ -3,8 +3,8 @@
 They are not failures; the recipient reported is the person whose mailbox replied,
 i.e. the auto-reply's own ``From``. Recognised by the standard ``Auto-Submitted:
 auto-replied`` and by the de-facto markers mail systems add (``X-Autoreply``,
-``X-Autorespond``, ``X-Auto-Response-Suppress`` on replies, ``Precedence:
-auto_reply``) or, failing those, by a vacation subject.
+``X-Autorespond``, ``Precedence: auto_reply``) or, failing those, by a vacation or
+out-of-office subject in the usual languages.
 """
 
 from __future__ import annotations
@@ -17,10 +17,13 @@ _SUBJECT = re.compile(
     r"^\s*(?:auto(?:matic)?[\s-]*(?:reply|response|antwort|réponse)|out of (?:the )?office|"
     r"away from (?:the|my) office|on vacation|vacation|abwesenheit|absence|r[ée]ponse automatique|"
     r"autoreply|auto:|away until|i am away|i'm away|respuesta autom[aá]tica|"
-    r"risposta automatica|automatisch antwoord)",
+    r"risposta automatica|automatisch antwoord|autosvar|automatisk svar|"
+    r"fuera de (?:la )?oficina|ausente|absent(?:e)?\b|congés|out of the office)",
     re.IGNORECASE,
 )
 _PRECEDENCE = frozenset({"auto_reply", "auto-reply"})
+_AUTOREPLY_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-mail-autoreply",
+                      "x-vacation")
 
 
 def is_autoreply(headers: Headers) -> bool:
@@ -28,11 +31,8 @@ def is_autoreply(headers: Headers) -> bool:
     submitted = (headers.get("auto-submitted") or "").strip().lower()
     if submitted.startswith("auto-replied"):
         return True
-    if "x-autoreply" in headers or "x-autorespond" in headers:
+    if any(name in headers for name in _AUTOREPLY_HEADERS):
         return True
     if (headers.get("precedence") or "").strip().lower() in _PRECEDENCE:
         return True
-    subject = headers.get("subject") or ""
-    if "x-auto-response-suppress" in headers and _SUBJECT.search(subject):
-        return True
-    return bool(_SUBJECT.search(subject))
+    return bool(_SUBJECT.search(headers.get("subject") or ""))
