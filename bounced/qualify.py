@@ -14,7 +14,8 @@ The order, first match wins, and what each verdict records in ``qualified_by``:
    reply with no enhanced code) means the MTA gave up retrying, soft/Unreachable
    (SPEC §10) (``status:<code>``);
 4. the **status codes**: RFC 3463 enhanced codes, else the SMTP reply code
-   (``status:<code>``, see :mod:`bounced.statuscodes`);
+   (``status:<code>``, see :mod:`bounced.statuscodes`); when the report carries no code
+   at all, the first ones written in the text;
 5. otherwise undefined/Not defined (``none``), and the text waits for an operator.
 
 A ``delay`` (DSN ``Action: delayed``) goes through the same steps for its reason, but its
@@ -465,7 +466,10 @@ def _qualify_failure(
         return Qualification(
             FailureType.SOFT, Reason.UNREACHABLE, QualifiedBy(QualifiedBySource.STATUS, expired)
         )
-    code = statuscodes.from_codes(recipient.status, recipient.reply_code)
+    status, reply_code = recipient.status, recipient.reply_code
+    if status is None and reply_code is None:
+        status, reply_code = statuscodes.codes_in_text(text)
+    code = statuscodes.from_codes(status, reply_code)
     if code is not None:
         return Qualification(
             code.failure_type, code.reason, QualifiedBy(QualifiedBySource.STATUS, code.code)

@@ -34,6 +34,8 @@ SOFT = FailureType.SOFT
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 _REPLY = re.compile(r"^([245])(\d)(\d)$")
+_ENHANCED_IN_TEXT = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+_REPLY_IN_TEXT = re.compile(r"(?:^|[\s'\"(\[:#])([45][0-5]\d)(?=[\s\-:;,.)\]'\"]|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +206,21 @@ def from_reply(code: str | None) -> CodeVerdict | None:
         return None
     reason, failure_type = mapped
     return CodeVerdict(failure_type, reason, code)
+
+
+def codes_in_text(text: str) -> tuple[str | None, str | None]:
+    """The first failure enhanced status code and SMTP reply code written in ``text``.
+
+    Used only when the report itself carries no code: a vendor bounce often has no DSN
+    fields, but its text still says ``550 5.1.1``. Success codes (2XX) are skipped, as
+    they only echo the accepted steps of the dialogue.
+    """
+    enhanced = _ENHANCED_IN_TEXT.search(text)
+    reply = _REPLY_IN_TEXT.search(text)
+    return (
+        ".".join(str(int(group)) for group in enhanced.groups()) if enhanced else None,
+        reply.group(1) if reply else None,
+    )
 
 
 def from_codes(status: str | None, reply_code: str | None) -> CodeVerdict | None:

@@ -103,6 +103,18 @@ def test_the_reply_code_decides_when_the_enhanced_code_is_generic() -> None:
     )
 
 
+def test_without_codes_in_the_report_the_codes_written_in_the_text_decide() -> None:
+    verdict = qualify(failure(), "550 5.1.1 #xxx#; not found", rules=RULES)
+    assert verdict == Qualification(
+        FailureType.HARD, Reason.USER_UNKNOWN, QualifiedBy(QualifiedBySource.STATUS, "5.1.1")
+    )
+
+
+def test_the_report_codes_win_over_codes_written_in_the_text() -> None:
+    verdict = qualify(failure("5.2.2"), "550 5.1.1 #xxx#; not found", rules=RULES)
+    assert verdict is not None and verdict.reason is Reason.MAILBOX_FULL
+
+
 def test_nothing_known_gives_undefined_not_defined_by_none() -> None:
     verdict = qualify(failure("5.0.0"), "something went wrong", rules=RULES)
     assert verdict == Qualification(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bounced.model import FailureType, Reason
-from bounced.statuscodes import from_codes, from_enhanced, from_reply
+from bounced.statuscodes import codes_in_text, from_codes, from_enhanced, from_reply
 
 HARD, SOFT = FailureType.HARD, FailureType.SOFT
 
@@ -91,3 +91,20 @@ def test_a_generic_enhanced_code_leaves_the_decision_to_the_reply_code() -> None
 
 def test_a_generic_enhanced_code_alone_decides_nothing() -> None:
     assert from_codes("5.0.0", None) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "codes"),
+    [
+        ("550 5.1.1 #xxx#; not found", ("5.1.1", "550")),
+        ("host #xxx# said: 550-5.1.1 The email account does not exist", ("5.1.1", "550")),
+        ("554 Sorry, no valid recipients", (None, "554")),
+        ("Remote Server returned '550 5.1.351 Remote server returned unknown recipient'",
+         ("5.1.351", "550")),
+        ("250 2.1.5 Ok", (None, None)),  # success codes are not failures
+        ("version 1.2.3 and 5.1.1.2", (None, None)),  # dotted numbers are no codes
+        ("Could not deliver for the last #xxx# seconds", (None, None)),
+    ],
+)
+def test_codes_written_in_the_text(text: str, codes: tuple[str | None, str | None]) -> None:
+    assert codes_in_text(text) == codes
