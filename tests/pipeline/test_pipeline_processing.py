@@ -12,7 +12,7 @@ import pytest
 
 from bounced.config import Config
 from bounced.model import FailureType, MessageState, Reason
-from bounced.pipeline import process_messages
+from bounced.pipeline import process_messages, process_pending
 from bounced.qualify import Rule
 from bounced.store import IncomingMessage, Store
 
@@ -168,7 +168,7 @@ def test_an_unknown_message_id_is_reported_not_raised(store: Store):
 _CRASHING_WORKER = """
 import os, sys
 from bounced.config import Config
-from bounced.pipeline import process_messages
+from bounced.pipeline import process_messages, process_pending
 from bounced.store import Store
 
 store = Store.open(sys.argv[1])
@@ -200,3 +200,42 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_no_half_work_and_nothing_counte
         assert counts(store.conn) == (5, 5, 5, 1)
         assert store.conn.execute("SELECT sum(error_count) FROM addresses").fetchone() == (5,)
         assert store.conn.execute("SELECT occurrences FROM qualification").fetchone() == (5,)
+
+
+_INSERTING_DAEMON = """
+import sys
+from datetime import datetime, UTC
+from pathlib import Path
+from bounced.store import IncomingMessage, Store
+
+store = Store.open(sys.argv[1])
+raws = [path.read_bytes() for path in sorted(Path(sys.argv[2]).iterdir())]
+for start in range(0, len(raws), 5):
+    store.insert_messages([IncomingMessage(datetime.now(UTC), "", ("b@bounce.example",), raw)
+                           for raw in raws[start:start + 5]])
+store.close()
+"""
+
+
+def test_a_writer_process_and_a_processing_process_work_at_the_same_time(
+        db: Path, mail_file, tmp_path: Path):
+    for index in range(60):
+        mail_file("hard-user-unknown", address=f"w{index}@example.org")
+    with Store.open(db) as store:
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _INSERTING_DAEMON, str(db), str(tmp_path / "mails")],
+            stderr=subprocess.PIPE)
+        reader = sqlite3.connect(db)  # an operator's sqlite3 reading all along
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM messages").fetchone()
+        processed = 0
+        while writer.poll() is None or store.pending_count():
+            processed += sum(not r.skipped for r in
+                             process_pending(store, config=CONFIG, rules=()))
+        reader.execute("COMMIT")
+        assert writer.returncode == 0, writer.stderr.read().decode() if writer.stderr else ""
+        assert processed == 60
+        assert store.conn.execute("SELECT count(*), count(DISTINCT message_id) FROM bounces"
+                                  ).fetchone() == (60, 60)
+        assert store.conn.execute("SELECT count(*) FROM addresses WHERE state = 'quarantine'"
+                                  ).fetchone() == (60,)
