@@ -31,13 +31,15 @@ a transient code never proves an address dead.
 Import policy: rules in the shipped-defaults id range (below ``FIRST_USER_RULE_ID``)
 are never written by an import (defaults belong to the bounced release and are reseeded
 on every open), so importing another instance's defaults cannot overwrite anything; a
-user rule equal to one already present (same pattern, type and reason) is left alone; a
+user rule equal to one already present (same pattern, conditions, type and reason) is
+left alone; a
 user rule whose id is taken by a *different* rule is added under a new id unless
 ``replace`` is asked for explicitly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sqlite3
@@ -347,8 +349,8 @@ class RuleRow:
 
 def list_rules(store: Store, origin: str | None = None) -> list[RuleRow]:
     """All rules (enabled or not) in the order they are tried; ``origin`` filters."""
-    sql = ("SELECT id, pattern, failure_type, reason_code, priority, comment, enabled, origin "
-           "FROM rules")
+    sql = ("SELECT id, pattern, failure_type, reason_code, priority, comment, enabled, origin, "
+           "status, command FROM rules")
     params: tuple[str, ...] = ()
     if origin is not None:
         sql += " WHERE origin = ?"
@@ -357,7 +359,7 @@ def list_rules(store: Store, origin: str | None = None) -> list[RuleRow]:
     return [
         RuleRow(
             Rule(int(r[0]), r[1], FailureType(r[2]), Reason(r[3]), int(r[4]), r[5] or "",
-                 bool(r[6])),
+                 bool(r[6]), r[8] or None, r[9] or None),
             r[7],
         )
         for r in rows
@@ -414,9 +416,9 @@ def _next_user_id(conn: sqlite3.Connection) -> int:
 def _insert(conn: sqlite3.Connection, rule: Rule) -> None:
     conn.execute(
         "INSERT INTO rules (id, pattern, failure_type, reason_code, priority, origin, "
-        "enabled, comment) VALUES (?, ?, ?, ?, ?, 'user', ?, ?)",
+        "enabled, comment, status, command) VALUES (?, ?, ?, ?, ?, 'user', ?, ?, ?, ?)",
         (rule.id, rule.pattern, rule.failure_type.value, int(rule.reason), rule.priority,
-         int(rule.enabled), rule.comment),
+         int(rule.enabled), rule.comment, rule.status, rule.command),
     )
 
 
@@ -428,11 +430,17 @@ def add_rule(
     *,
     priority: int = 100,
     comment: str = "",
+    status: str | None = None,
+    command: str | None = None,
 ) -> Rule:
-    """Add an operator's rule under the next free user id; returns it."""
+    """Add an operator's rule under the next free user id; returns it.
+
+    ``status`` / ``command`` are the optional conditions of :class:`bounced.qualify.Rule`
+    (regular expressions the enhanced code / SMTP command must match in full).
+    """
     with store.transaction() as conn:
         candidate = Rule(_next_user_id(conn), pattern, failure_type, reason, priority,
-                         comment.strip())
+                         comment.strip(), True, status or None, command or None)
         try:
             rule = _validated(candidate)
         except RuleError as error:
@@ -567,8 +575,9 @@ class ImportLine:
 
 
 def _same(left: Rule, right: Rule) -> bool:
-    return (left.pattern, left.failure_type, left.reason) == (
-        right.pattern, right.failure_type, right.reason)
+    """Same decision on the same texts (priority, comment and enabled aside)."""
+    return (left.pattern, left.failure_type, left.reason, left.status, left.command) == (
+        right.pattern, right.failure_type, right.reason, right.status, right.command)
 
 
 def import_rules(
@@ -577,9 +586,7 @@ def import_rules(
 ) -> list[ImportLine]:
     """Import a TOML rule file (policy in the module docstring), all or nothing.
 
-    Raises :class:`AdminError` for an invalid file (naming the rule and key) and for a
-    rule with ``status``/``command`` conditions, which the ``rules`` table cannot hold
-    (storing it without them would change what it matches).
+    Raises :class:`AdminError` for an invalid file, naming the rule and the key.
     """
     try:
         rules = parse_rules(document, source=source)
@@ -594,11 +601,6 @@ def import_rules(
             if rule.id < FIRST_USER_RULE_ID:
                 lines.append(ImportLine(rule.id, ImportAction.SKIPPED_DEFAULT, None))
                 continue
-            if rule.status is not None or rule.command is not None:
-                raise AdminError(
-                    f"{source}: rule {rule.id}: keys 'status'/'command' cannot be stored in "
-                    "the rules table; add this rule to a rule file instead"
-                )
             twin = next(
                 (row for row in existing.values()
                  if row.origin == "user" and _same(row.rule, rule)), None)
@@ -612,15 +614,15 @@ def import_rules(
             elif replace and holder.origin == "user":
                 conn.execute(
                     "UPDATE rules SET pattern = ?, failure_type = ?, reason_code = ?, "
-                    "priority = ?, enabled = ?, comment = ? WHERE id = ?",
+                    "priority = ?, enabled = ?, comment = ?, status = ?, command = ? "
+                    "WHERE id = ?",
                     (rule.pattern, rule.failure_type.value, int(rule.reason), rule.priority,
-                     int(rule.enabled), rule.comment, rule.id),
+                     int(rule.enabled), rule.comment, rule.status, rule.command, rule.id),
                 )
                 action, db_id, note = ImportAction.REPLACED, rule.id, ""
             else:
                 db_id = _next_user_id(conn)
-                _insert(conn, Rule(db_id, rule.pattern, rule.failure_type, rule.reason,
-                                   rule.priority, rule.comment, rule.enabled))
+                _insert(conn, dataclasses.replace(rule, id=db_id))
                 action = ImportAction.RENUMBERED
                 note = f"id {rule.id} is a different rule here"
             lines.append(ImportLine(rule.id, action, db_id, note))

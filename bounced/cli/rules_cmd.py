@@ -92,6 +92,10 @@ def register(subparsers: Any) -> None:
     add.add_argument("--reason", type=_reason, required=True, metavar="REASON")
     add.add_argument("--priority", type=int, default=100, help="lower runs first (default 100)")
     add.add_argument("--comment", default="", help="what the text means and why")
+    add.add_argument("--status", metavar="REGEX",
+                     help="only when the enhanced status code matches, e.g. '5\\.1\\.1'")
+    add.add_argument("--command", metavar="REGEX",
+                     help="only when answered to this SMTP command, e.g. 'RCPT'")
     add.set_defaults(handler=run_add)
 
     lst = actions.add_parser("list", help="processing rules in the order they are tried")
@@ -208,7 +212,8 @@ def run_qualify(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def run_add(args: argparse.Namespace, out: TextIO | None = None) -> int:
     def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
         rule = add_rule(store, args.pattern, args.failure_type, args.reason,
-                        priority=args.priority, comment=args.comment)
+                        priority=args.priority, comment=args.comment, status=args.status,
+                        command=args.command)
         print(f"rule {rule.id} added: {rule.failure_type.value}/{rule.reason.label} "
               f"priority {rule.priority} pattern {rule.pattern!r}", file=out)
         return 0
@@ -226,7 +231,7 @@ def run_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     "id": rule.id, "priority": rule.priority, "origin": row.origin,
                     "enabled": rule.enabled, "type": rule.failure_type.value,
                     "reason": int(rule.reason), "pattern": rule.pattern,
-                    "comment": rule.comment,
+                    "status": rule.status, "command": rule.command, "comment": rule.comment,
                 }, ensure_ascii=False), file=out)
             return 0
         table = [

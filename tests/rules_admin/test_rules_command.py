@@ -344,12 +344,27 @@ def test_an_invalid_rule_file_imports_nothing(bounced, tmp_path, db, sql):
     result = bounced(["rules", "import", "--db", str(db), str(bad)])
     assert result.status == 1
     assert "rule 10006: key 'pattern'" in result.err
-    conditional = tmp_path / "conditional.toml"
-    conditional.write_text(
-        "[[rule]]\nid = 10005\ntype = \"soft\"\nreason = 20\npattern = 'fine'\n\n"
-        "[[rule]]\nid = 10007\ntype = \"hard\"\nreason = 1\npattern = 'gone'\n"
-        "status = '5\\.1\\.1'\n", encoding="utf-8")
-    result = bounced(["rules", "import", "--db", str(db), str(conditional)])
-    assert result.status == 1
-    assert "rule 10007: keys 'status'/'command' cannot be stored" in result.err
     assert sql("SELECT count(*) FROM rules WHERE origin = 'user'") == [(0,)]
+
+
+def test_rule_conditions_survive_add_export_and_import(bounced, tmp_path, db, sql):
+    other = tmp_path / "other.db"
+    assert bounced(["rules", "add", "--db", str(db), "quantum frobnicator", "--type", "hard",
+                    "--reason", "1", "--status", r"5\.0\.0", "--command", "RCPT"]).status == 0
+    exported = tmp_path / "rules.toml"
+    bounced(["rules", "export", "--db", str(db), "-o", str(exported)])
+    assert "status = '''5\\.0\\.0'''" in exported.read_text()
+    assert bounced(["rules", "import", "--db", str(other), str(exported)]).status == 0
+    from tests.conftest import query
+
+    assert query(other, "SELECT id, status, command FROM rules WHERE origin = 'user'") == [
+        (10000, r"5\.0\.0", "RCPT")]
+    assert sql("SELECT status, command FROM rules WHERE id = 10000") == [(r"5\.0\.0", "RCPT")]
+
+
+def test_a_conditional_rule_decides_only_when_its_conditions_hold(rules):
+    rules("add", "quantum frobnicator", "--type", "hard", "--reason", "1", "--status",
+          r"5\.0\.0")
+    text = FROB.format(address="x@example.net")
+    assert "by rule:10000" in rules("test", text).out
+    assert "by rule:10000" not in rules("test", text, "--status", "5.7.1").out
