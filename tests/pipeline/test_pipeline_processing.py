@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -229,7 +230,9 @@ def test_a_writer_process_and_a_processing_process_work_at_the_same_time(
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM messages").fetchone()
         processed = 0
+        deadline = time.monotonic() + 120
         while writer.poll() is None or store.pending_count():
+            assert time.monotonic() < deadline, "writer or processing stuck"
             processed += sum(not r.skipped for r in
                              process_pending(store, config=CONFIG, rules=()))
         reader.execute("COMMIT")
