@@ -42,6 +42,7 @@ cached per (text, status code, SMTP command), since bounce texts repeat a lot.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 import tomllib
@@ -141,8 +142,8 @@ def _rule_from_table(raw: Mapping[str, Any], source: str, index: int) -> Rule:
     unknown = sorted(set(raw) - _RULE_KEYS)
     if unknown:
         raise _fail(source, rule_id, unknown[0], f"unknown key (allowed: {sorted(_RULE_KEYS)})")
-    if not isinstance(rule_id, int) or isinstance(rule_id, bool):
-        raise _fail(source, rule_id, "id", "must be an integer")
+    if not isinstance(rule_id, int) or isinstance(rule_id, bool) or rule_id < 1:
+        raise _fail(source, rule_id, "id", "must be a positive integer")
     pattern = raw["pattern"]
     if not isinstance(pattern, str) or not pattern.strip():
         raise _fail(source, rule_id, "pattern", "must be a non-empty string")
@@ -188,9 +189,9 @@ def _rule_from_table(raw: Mapping[str, Any], source: str, index: int) -> Rule:
     )
 
 
-def parse_rules(document: str, *, source: str = "<rules>", ids: range | None = None) -> tuple[
-    Rule, ...
-]:
+def parse_rules(
+    document: str, *, source: str = "<rules>", ids: range | None = None
+) -> tuple[Rule, ...]:
     """Read and validate a TOML rule document (``[[rule]]`` tables), in priority order.
 
     Every problem raises :class:`RuleError` naming the rule id and the key, because an
@@ -210,6 +211,8 @@ def parse_rules(document: str, *, source: str = "<rules>", ids: range | None = N
     rules: list[Rule] = []
     seen: set[int] = set()
     for index, raw in enumerate(tables):
+        if not isinstance(raw, dict):
+            raise RuleError(f"{source}: rule #{index + 1}: not a table ([[rule]])")
         rule = _rule_from_table(raw, source, index)
         if rule.id in seen:
             raise _fail(source, rule.id, "id", "duplicate id")
@@ -240,16 +243,12 @@ def combine_rules(*rule_sets: Iterable[Rule]) -> tuple[Rule, ...]:
     return order_rules(merged.values())
 
 
-_DEFAULT_RULES: tuple[Rule, ...] | None = None
-
-
+@functools.cache
 def load_default_rules() -> tuple[Rule, ...]:
-    """The shipped default rules (``bounced/data/rules.toml``), read once."""
-    global _DEFAULT_RULES
-    if _DEFAULT_RULES is None:
-        document = resources.files("bounced").joinpath("data/rules.toml").read_text("utf-8")
-        _DEFAULT_RULES = parse_rules(document, source="bounced/data/rules.toml", ids=DEFAULT_IDS)
-    return _DEFAULT_RULES
+    """The shipped default rules (``bounced/data/rules.toml``), read and validated once;
+    always the same tuple, so its compiled form is reused too."""
+    document = resources.files("bounced").joinpath("data/rules.toml").read_text("utf-8")
+    return parse_rules(document, source="bounced/data/rules.toml", ids=DEFAULT_IDS)
 
 
 def load_rules(path: str | Path) -> tuple[Rule, ...]:

@@ -84,7 +84,7 @@ def test_combining_two_rules_with_one_id_is_an_error() -> None:
         ("id = 10005\npattern = 'x'\ntype = 'hard'\nreason = 1\nstatus = '5.(1'",
          r"rule 10005: key 'status': invalid regular expression"),
         ("id = 'ten'\npattern = 'x'\ntype = 'hard'\nreason = 1",
-         r"rule ten: key 'id': must be an integer"),
+         r"rule ten: key 'id': must be a positive integer"),
         ("id = 42\npattern = 'x'\ntype = 'hard'\nreason = 1",
          r"rule 42: key 'id': must be in 10000\.\."),
     ],
