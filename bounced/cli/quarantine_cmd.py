@@ -206,7 +206,7 @@ def run_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
         print(f"{report.address}: {report.state.value}{reason}{known}, "
               f"{report.error_count} counted error(s)", file=out)
         if report.release_at is not None:
-            print(f"released automatically at {iso(report.release_at)}", file=out)
+            print(f"automatic release due at {iso(report.release_at)}", file=out)
         print(render_table(
             ("AT", "FROM", "TO", "CAUSE", "BOUNCE"),
             [(iso(e.at), e.old_state.value if e.old_state else None, e.new_state.value,
@@ -313,9 +313,10 @@ def run_rollback(args: argparse.Namespace, out: TextIO | None = None) -> int:
             else:
                 plan = rollback(store, since=since, until=until, text_id=args.text,
                                 rule_id=args.rule, config=config, at=now)
-        print(render_table(("ADDRESS", "FROM", "TO", "EFFECT"),
-                           [(c.address, c.old.value, c.new.value, c.direction)
-                            for c in plan.changes]), file=out)
+        if plan.changes:
+            print(render_table(("ADDRESS", "FROM", "TO", "EFFECT"),
+                               [(c.address, c.old.value, c.new.value, c.direction)
+                                for c in plan.changes]), file=out)
         if args.dry_run:
             summary = (f"{len(plan.bounces)} bounce(s) would no longer count, "
                        f"{len(plan.changes)} address(es) would change (dry run)")

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
             if planned.unmatched:
                 print(f"{planned.unmatched} stored bounce(s) no longer match the parsed "
                       "message: left as they are", file=out)
-            print(_table(planned.changes), file=out)
+            if planned.changes:
+                print(_table(planned.changes), file=out)
             leave = sum(c.direction == "leaves quarantine" for c in planned.changes)
             enter = sum(c.direction == "enters quarantine" for c in planned.changes)
             if args.dry_run:
