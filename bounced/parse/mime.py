@@ -176,6 +176,10 @@ def _is_unindented_parameter(head: bytes, position: int) -> bool:
     )
 
 
+_FOLD = re.compile(r"[ \t]*\n[ \t]+")
+_UNINDENTED_PARAMETER = re.compile(r";[ \t]*\n(?=[A-Za-z0-9*-]+=)")
+
+
 def parse_headers(block: bytes, problems: list[str] | None = None) -> Headers:
     """Unfold and decode a header section (bytes, LF line ends)."""
     if len(block) > MAX_HEADER_BLOCK:
@@ -188,20 +192,14 @@ def parse_headers(block: bytes, problems: list[str] | None = None) -> Headers:
         text = block.decode("latin-1")
         if problems is not None:
             problems.append("8-bit header bytes that are not UTF-8 (read as Latin-1)")
+    text = _UNINDENTED_PARAMETER.sub("; ", _FOLD.sub(" ", text.lstrip(" \t\n")))
     items: list[tuple[str, str]] = []
     for line in text.split("\n"):
-        if not line:
-            continue
-        if line[0] in " \t" or (items and items[-1][1].endswith(";") and "=" in line
-                                 and ":" not in line.split("=", 1)[0]):
-            if items:
-                name, value = items[-1]
-                items[-1] = (name, f"{value} {line.strip()}" if value else line.strip())
-            continue
         name, colon, value = line.partition(":")
         if colon:
-            items.append((name.strip(), value.strip()))
-    return Headers([(name, decode_words(value)) for name, value in items])
+            value = value.strip()
+            items.append((name.strip(), decode_words(value) if "=?" in value else value))
+    return Headers(items)
 
 
 def decode_words(value: str) -> str:
