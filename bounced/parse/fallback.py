@@ -11,8 +11,6 @@ import re
 from email import policy
 from email.utils import getaddresses
 
-from flufl.bounce import scan_message
-
 from bounced.parse.mime import Headers, Loaded
 
 _SYSTEM_LOCAL = re.compile(r"^(?:postmaster|mailer-daemon|abuse|root|hostmaster)@", re.I)
@@ -20,6 +18,8 @@ _SYSTEM_LOCAL = re.compile(r"^(?:postmaster|mailer-daemon|abuse|root|hostmaster)
 
 def scan(loaded: Loaded, headers: Headers) -> list[str]:
     """Addresses flufl.bounce reads as failed, minus the bounce's own addresses."""
+    from flufl.bounce import scan_message  # imported on first use: rarely needed, ~20 ms
+
     try:
         message = email.message_from_bytes(loaded.raw, policy=policy.compat32)
         found = scan_message(message)
