@@ -185,11 +185,15 @@ def check_address(conn: sqlite3.Connection, address: str) -> AddressReport:
     state = QuarantineState(row[0])
     since = parse_time(row[2]) if state is QuarantineState.QUARANTINE else None
     since = since or parse_time(row[3])
+    # A valid or allowlisted address keeps the reason of its last error in the row;
+    # shown as the answer to "why?" it would read as a reason not to send.
+    why = state in (QuarantineState.ERRONEOUS, QuarantineState.QUARANTINE,
+                    QuarantineState.DENYLISTED)
     return AddressReport(
         address=key,
         known=True,
         state=state,
-        reason=_reason(row[1]),
+        reason=_reason(row[1]) if why else None,
         since=since,
         error_count=int(row[4]),
         last_error_at=parse_time(row[5]),

@@ -55,6 +55,9 @@ def test_a_day_of_bounces_gives_each_address_the_state_the_policy_promises(ops: 
     assert ops.state("gone@example.org")[0] == "quarantine"
     assert ops.state("busy@example.org")[:2] == ("valid", 0)  # counter older than 10 days
     assert ops.history("full@example.org")[-1][:2] == ("quarantine", "valid")
+    released = check_states(ops, "full@example.org")["full@example.org"]
+    assert (released["state"], released["deliverable"], released["reason"]) == (
+        "valid", True, None)
     assert ops.run("check", "--db", str(ops.db), "full@example.org", "busy@example.org",
                    "vip@example.org").status == 0
     assert ops.run("check", "--db", str(ops.db), "gone@example.org").status == 1
