@@ -9,12 +9,16 @@ STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
 number (an IP address or a version)."""
 
 _REPLY_AT_START = re.compile(r"^\s*([245]\d\d)(?=[\s\-.,;:)\]]|$)")
-_REPLY_NEAR_STATUS = re.compile(r"(?<![\d.#])([245]\d\d)[\s\-]+[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)")
+_REPLY_NEAR_STATUS = re.compile(r"(?<![\d.])([245]\d\d)[\s\-]+[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)")
 _REPLY_SAID = re.compile(
     r"(?:said|says|replied|response(?: was)?|returned|reply(?: was)?|error|code|status|reason)"
     r"\s*(?:[:=]\s*)?\(?([245]\d\d)(?=[\s\-.,;:)\]]|$)",
     re.IGNORECASE,
 )
+_REPLY_AFTER_PUNCTUATION = re.compile(
+    r"(?:^|(?<=[:;'\"(\[<>#]))\s*([45][0-5]\d)(?=[ ,-]+(?:[245]\.\d|[A-Za-z<'\"(\[]))"
+)
+_REPLY_PATTERNS = (_REPLY_AT_START, _REPLY_NEAR_STATUS, _REPLY_SAID, _REPLY_AFTER_PUNCTUATION)
 _QMAIL_STATUS = re.compile(r"\(#([245])\.(\d{1,3})\.(\d{1,3})\)")
 
 
@@ -37,15 +41,23 @@ def find_status(text: str) -> str | None:
 
 
 def find_reply_code(text: str) -> str | None:
-    """The SMTP reply code of an error text: leading, next to an enhanced code, or after
-    a "said:"-like word."""
+    """The SMTP reply code of an error text, by the places MTAs put it, most telling
+    first: leading the text, before an enhanced code, after a "said:"-like word, or
+    right after punctuation (``Deferred: 421 ...``, ``<<< 550 ...``).
+
+    As for status codes, a failing (4xx/5xx) reply wins over a transcript's earlier
+    ``250`` ones; a lone ``2xx`` is returned only when nothing failed.
+    """
     if not text:
         return None
-    for pattern in (_REPLY_AT_START, _REPLY_NEAR_STATUS, _REPLY_SAID):
-        match = pattern.search(text)
-        if match is not None:
-            return match.group(1)
-    return None
+    success = None
+    for pattern in _REPLY_PATTERNS:
+        for match in pattern.finditer(text):
+            code = match.group(1)
+            if code[0] != "2":
+                return code
+            success = success or code
+    return success
 
 
 def prefer_status(field: str | None, diagnostic_status: str | None) -> str | None:
