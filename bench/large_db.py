@@ -1,0 +1,397 @@
+"""Performance on a large database: ``check``, ``report --since 1d`` and ingest speed.
+
+Builds a synthetic but realistically shaped database (default: 1 million addresses and
+5 million bounce rows over 90 days), then measures, through the real CLI entry point
+``bounced.cli.main`` (in-process, so interpreter start-up is not counted; it is printed
+separately for ``check``):
+
+- ``bounced check ADDRESS`` latency (target < 50 ms), median and worst of many calls;
+- ``bounced report --since 1d`` time (target < 2 s), by type, domain and provider;
+- ``bounced ingest`` speed on that database vs an empty one (target: drop <= 20%).
+
+Shapes: recipient domains follow a heavy head (gmail.com, outlook.com, yahoo.com, ...)
+and a long Zipf tail; bounces per address are Zipf-skewed; kinds, types and reasons
+follow typical proportions (most failures soft, ~20% hard, delays and auto-replies);
+normalized texts are a few thousand, most qualified (keep), some waiting. Rows are
+written with ``executemany`` in large transactions with ``synchronous = OFF`` (a bench
+database is disposable); the measurements then run with the product's own settings.
+
+Run small first: ``python bench/large_db.py --addresses 20000 --bounces 100000``.
+Full size needs ~5 GB of disk in the chosen directory and a few minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import itertools
+import os
+import random
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bounced.cli import main  # noqa: E402
+from bounced.store import Store, format_time  # noqa: E402
+
+POLICY_MAILS = ROOT / "tests" / "data" / "policy"
+TEMPLATE_ADDRESS = b"rcpt@example.org"
+CHUNK = 100_000
+
+#: (domain, share of addresses) for the head of the distribution.
+HEAD_DOMAINS = (
+    ("gmail.com", 0.28), ("outlook.com", 0.07), ("hotmail.com", 0.06), ("yahoo.com", 0.07),
+    ("icloud.com", 0.03), ("aol.com", 0.015), ("orange.fr", 0.02), ("gmx.de", 0.015),
+    ("web.de", 0.015), ("free.fr", 0.01), ("comcast.net", 0.01), ("proton.me", 0.005),
+)
+#: (text, type, reason) families; variants get a numbered suffix like real wordings.
+TEXTS = (
+    ("550 5.1.1 <*>: Recipient address rejected: User unknown in virtual mailbox table",
+     "hard", 1),
+    ("552 5.2.2 <*>: Mailbox full", "soft", 5),
+    ("554 5.7.1 Service unavailable; Client host [#xxx#] blocked using #xxx#", "soft", 20),
+    ("451 4.3.0 <*>: try again later", "soft", 3),
+    ("550 5.2.1 <*>: Mailbox disabled, not accepting messages", "soft", 4),
+    ("Host or domain name not found. Name service error for name=#xxx# type=MX", "soft", 2),
+    ("421 4.7.0 [#xxx#] Our system has detected an unusual rate of mail", "soft", 20),
+    ("550 5.7.1 Message rejected as spam by content filter", "soft", 20),
+    ("550 zorglub frobnicated the envelope of <*>", "undefined", 0),
+)
+KINDS = (("failure", 0.75), ("delay", 0.15), ("autoreply", 0.05), ("delivered", 0.045),
+         ("feedback", 0.005))
+STATES = (("valid", 0.60), ("erroneous", 0.20), ("quarantine", 0.17), ("denylisted", 0.02),
+          ("allowlisted", 0.01))
+INGEST_MIX = (("hard-user-unknown", 0.3), ("soft-mailbox-full", 0.35), ("delay", 0.15),
+              ("undefined", 0.1), ("autoreply", 0.05), ("arf", 0.05))
+
+
+@dataclass(frozen=True)
+class Shape:
+    addresses: int
+    bounces: int
+    days: int
+    texts: int
+    end: datetime
+    seed: int = 7
+
+
+def _weighted(rng: random.Random, table: Sequence[tuple[str, float]], k: int) -> list[str]:
+    names = [name for name, _ in table]
+    weights = [weight for _, weight in table]
+    return rng.choices(names, weights=weights, k=k)
+
+
+def _domains(shape: Shape) -> list[str]:
+    """One domain per address: the head's shares, then a Zipf tail of 50k domains."""
+    rng = random.Random(shape.seed)
+    tail = [f"corp{i}.example" for i in range(50_000)]
+    tail_weights = [1 / (i + 1) ** 1.1 for i in range(len(tail))]
+    head_share = sum(share for _, share in HEAD_DOMAINS)
+    n_head = int(shape.addresses * head_share)
+    head = _weighted(rng, HEAD_DOMAINS, n_head)
+    return head + rng.choices(tail, weights=tail_weights, k=shape.addresses - n_head)
+
+
+def address_of(index: int, domain: str) -> str:
+    return f"user{index}@{domain}"
+
+
+def _chunks(total: int) -> Iterator[range]:
+    for start in range(0, total, CHUNK):
+        yield range(start, min(start + CHUNK, total))
+
+
+def build(path: Path, shape: Shape, log: Callable[[str], None]) -> list[str]:
+    """Create the database at ``path``; returns the address list (for the probes)."""
+    rng = random.Random(shape.seed)
+    Store.open(path).close()  # the real schema, migrations, seeds
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA synchronous = OFF")
+    conn.execute("PRAGMA cache_size = -1000000")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    start_time = shape.end - timedelta(days=shape.days)
+    span = (shape.end - start_time).total_seconds()
+    domains = _domains(shape)
+    addresses = [address_of(i, domain) for i, domain in enumerate(domains)]
+
+    # qualification texts
+    t0 = time.perf_counter()
+    texts = []
+    for i in range(shape.texts):
+        base, ftype, reason = TEXTS[i % len(TEXTS)]
+        status = "to_qualify" if ftype == "undefined" or rng.random() < 0.15 else "keep"
+        text = base if i < len(TEXTS) else f"{base} (variant {i})"
+        texts.append((i + 1, text, text, ftype, reason, "rule:300", status,
+                      min(100_000, int(1000 / (i + 1)) + 1),
+                      format_time(start_time), format_time(shape.end)))
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO qualification (id, text, first_text, failure_type, reason_code, "
+        "qualified_by, status, occurrences, first_seen, last_seen) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", texts)
+    conn.execute("COMMIT")
+    text_weights = [1 / (i + 1) ** 0.9 for i in range(len(texts))]
+
+    # addresses
+    states = _weighted(rng, STATES, shape.addresses)
+    conn.execute("BEGIN")
+    for part in _chunks(shape.addresses):
+        rows = []
+        for i in part:
+            state = states[i]
+            moment = start_time + timedelta(seconds=rng.random() * span)
+            quarantined = format_time(moment) if state == "quarantine" else None
+            rows.append((addresses[i], state, 0 if state == "valid" else rng.randint(1, 5),
+                         format_time(moment), format_time(moment), 1 if state != "valid"
+                         else None, quarantined, None, format_time(moment), 0))
+        conn.executemany(
+            "INSERT INTO addresses (address, state, error_count, last_error_at, "
+            "last_counted_error_at, reason_code, quarantined_at, release_at, updated_at, "
+            "undefined_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.execute("COMMIT")
+    log(f"  addresses: {shape.addresses:,} in {time.perf_counter() - t0:.1f}s")
+
+    # messages + bounces, in time order (ids grow with time, as in production)
+    t0 = time.perf_counter()
+    n_messages = max(1, int(shape.bounces / 1.25))
+    hot = min(shape.addresses, 200_000)
+    hot_cumulative = list(itertools.accumulate(1 / (i + 1) ** 0.6 for i in range(hot)))
+    text_cumulative = list(itertools.accumulate(text_weights))
+    step = span / n_messages
+    message_id = 0
+    bounce_id = 0
+    for part in _chunks(shape.bounces):
+        conn.execute("BEGIN")
+        messages, bounces = [], []
+        kinds = _weighted(rng, KINDS, len(part))
+        text_ids = rng.choices(range(len(texts)), cum_weights=text_cumulative, k=len(part))
+        hot_picks = rng.choices(range(hot), cum_weights=hot_cumulative, k=len(part))
+        cold_picks = [rng.randrange(shape.addresses) for _ in part]
+        for offset, i in enumerate(part):
+            target = int(i / 1.25)
+            if target >= message_id:
+                message_id = target + 1
+                moment = format_time(start_time + timedelta(seconds=target * step))
+                raw = f"Synthetic bounce {message_id}\r\n".encode() + b"x" * 200
+                messages.append((message_id, moment, "", '["bounces@bounce.example"]',
+                                 len(raw), hashlib.sha256(raw).hexdigest(), raw, "processed",
+                                 "failure"))
+            # a third of the traffic goes to a hot set of addresses (repeat bouncers)
+            who = hot_picks[offset] if rng.random() < 0.33 else cold_picks[offset]
+            text_index = text_ids[offset]
+            _, text, _, ftype, reason, *_ = texts[text_index]
+            kind = kinds[offset]
+            if kind == "delay":
+                ftype = "ignored"
+            elif kind in ("autoreply", "delivered"):
+                ftype, reason = ("ignored", 0) if kind == "autoreply" else (None, None)
+            elif kind == "feedback":
+                ftype, reason = "hard", 8
+            bounce_id += 1
+            bounces.append((bounce_id, message_id, addresses[who], kind, text_index + 1,
+                            ftype, reason, "rule:300" if ftype else None, moment, moment,
+                            "5.0.0", text))
+        conn.executemany(
+            "INSERT INTO messages (id, received_at, mail_from, rcpt_to, size, sha256, raw, "
+            "state, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
+        conn.executemany(
+            "INSERT INTO bounces (id, message_id, recipient, kind, qualification_id, "
+            "failure_type, reason_code, qualified_by, received_at, at, status, diagnostic) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", bounces)
+        conn.execute("COMMIT")
+        if (part.stop // CHUNK) % 10 == 0 or part.stop == shape.bounces:
+            rate = part.stop / (time.perf_counter() - t0)
+            log(f"  bounces: {part.stop:,} ({rate:,.0f}/s)")
+
+    # history: one or two events per address that is not valid
+    t0 = time.perf_counter()
+    conn.execute("BEGIN")
+    events = []
+    for i, state in enumerate(states):
+        if state == "valid":
+            continue
+        moment = start_time + timedelta(seconds=rng.random() * span)
+        if state in ("quarantine", "denylisted"):
+            events.append((addresses[i], format_time(moment - timedelta(days=2)), None,
+                           "erroneous", "1st soft error"))
+            events.append((addresses[i], format_time(moment), "erroneous", state,
+                           "5th soft error" if state == "quarantine" else "complaint"))
+        else:
+            events.append((addresses[i], format_time(moment), None, state, "1st soft error"))
+        if len(events) >= CHUNK:
+            conn.executemany(
+                "INSERT INTO address_events (address, at, old_state, new_state, cause) "
+                "VALUES (?, ?, ?, ?, ?)", events)
+            events = []
+    conn.executemany(
+        "INSERT INTO address_events (address, at, old_state, new_state, cause) "
+        "VALUES (?, ?, ?, ?, ?)", events)
+    conn.execute("COMMIT")
+    count = conn.execute("SELECT count(*) FROM address_events").fetchone()[0]
+    log(f"  address_events: {count:,} in {time.perf_counter() - t0:.1f}s")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return addresses
+
+
+# --------------------------------------------------------------------------- measures
+
+
+def run_cli(args: Sequence[str]) -> tuple[int, float]:
+    """Run ``bounced ARGS`` in-process, output discarded; (status, seconds)."""
+    sink = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
+        status = main(list(args))
+    return status, time.perf_counter() - started
+
+
+def measure_check(path: Path, addresses: Sequence[str], rng: random.Random,
+                  runs: int = 50) -> list[float]:
+    timings = []
+    for _ in range(runs):
+        address = rng.choice(addresses) if rng.random() < 0.8 else "nobody@nowhere.example"
+        status, seconds = run_cli(["check", "--db", str(path), address])
+        if status not in (0, 1):
+            raise SystemExit(f"check failed with status {status}")
+        timings.append(seconds)
+    return timings
+
+
+def check_process_time(path: Path, address: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "bounced", "check", "--db", str(path), address],
+                   cwd=ROOT, capture_output=True, check=False)
+    return time.perf_counter() - started
+
+
+_DATE = re.compile(rb"^Date:[^\r\n]*", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID = re.compile(rb"^Message-I[Dd]:[^\r\n]*", re.IGNORECASE | re.MULTILINE)
+
+
+def write_ingest_files(directory: Path, addresses: Sequence[str], count: int,
+                       rng: random.Random, tag: str) -> None:
+    """``count`` unique bounce files (policy sample mails) for existing addresses."""
+    directory.mkdir(parents=True, exist_ok=True)
+    templates = {name: (POLICY_MAILS / f"{name}.eml").read_bytes() for name, _ in INGEST_MIX}
+    for i, name in enumerate(_weighted(rng, INGEST_MIX, count)):
+        address = rng.choice(addresses).encode()
+        raw = templates[name].replace(TEMPLATE_ADDRESS, address)
+        ident = b"Message-ID: <bench-%s-%d@bench.example>" % (tag.encode(), i)
+        raw = _MESSAGE_ID.sub(ident, raw, count=1)
+        (directory / f"{i:06d}.eml").write_bytes(raw)
+
+
+def measure_ingest(path: Path, directory: Path, at: datetime) -> float:
+    """Messages per second for ``bounced ingest`` of every file in ``directory``."""
+    files = sorted(directory.iterdir())
+    status, seconds = run_cli(["ingest", "--db", str(path), "--at", format_time(at),
+                               str(directory)])
+    if status != 0:
+        raise SystemExit(f"ingest failed with status {status}")
+    return len(files) / seconds
+
+
+def main_bench(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--addresses", type=int, default=1_000_000)
+    parser.add_argument("--bounces", type=int, default=5_000_000)
+    parser.add_argument("--days", type=int, default=90)
+    parser.add_argument("--texts", type=int, default=3000)
+    parser.add_argument("--ingest-messages", type=int, default=2000)
+    parser.add_argument("--dir", help="work directory (default: a temporary one)")
+    parser.add_argument("--db", help="reuse an existing bench database (skip the build)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = parser.parse_args(argv)
+
+    work = Path(args.dir or tempfile.mkdtemp(prefix="bounced-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    end = datetime.now(UTC).replace(microsecond=0)
+    shape = Shape(args.addresses, args.bounces, args.days, args.texts, end)
+
+    def log(line: str) -> None:
+        print(line, flush=True)
+
+    try:
+        big = Path(args.db) if args.db else work / "large.db"
+        if args.db:
+            import sqlite3
+
+            conn = sqlite3.connect(big)
+            addresses = [row[0] for row in conn.execute("SELECT address FROM addresses")]
+            conn.close()
+        else:
+            log(f"building {big}: {shape.addresses:,} addresses, {shape.bounces:,} bounces "
+                f"over {shape.days} days")
+            t0 = time.perf_counter()
+            addresses = build(big, shape, log)
+            log(f"  built in {time.perf_counter() - t0:.0f}s, "
+                f"{big.stat().st_size / 1e9:.2f} GB")
+        rng = random.Random(11)
+        at = end.isoformat()
+
+        log("measuring check (in-process, 50 calls)")
+        run_cli(["check", "--db", str(big), addresses[0]])  # warm the page cache
+        timings = measure_check(big, addresses, rng)
+        log(f"  check: median {1000 * statistics.median(timings):.1f} ms, "
+            f"p95 {1000 * sorted(timings)[int(0.95 * len(timings)) - 1]:.1f} ms, "
+            f"max {1000 * max(timings):.1f} ms (target < 50 ms)")
+        log(f"  check as a new process (interpreter start-up included): "
+            f"{1000 * check_process_time(big, addresses[1]):.0f} ms")
+
+        log("measuring report --since 1d")
+        for by in ("type", "domain", "provider", "reason"):
+            args_ = ["report", "--db", str(big), "--since", "1d", "--at", at, "--by", by,
+                     "--no-dns"]
+            _, first = run_cli(args_)
+            _, second = run_cli(args_)
+            log(f"  report --since 1d --by {by}: {first:.2f} s (again: {second:.2f} s) "
+                "(target < 2 s)")
+
+        log(f"measuring ingest of {args.ingest_messages} messages (2 rounds, after a warm-up)")
+        warm = work / "ingest-warm"
+        write_ingest_files(warm, addresses, 100, random.Random(3), "warm")
+        Store.open(work / "warm.db").close()
+        measure_ingest(work / "warm.db", warm, end)  # imports, compiled rules, page cache
+        rates: dict[str, list[float]] = {"empty": [], "large": []}
+        for round_ in (1, 2):
+            for kind in ("empty", "large"):
+                files = work / f"ingest-{kind}-{round_}"
+                # the same addresses and templates for both, unique bytes per database
+                write_ingest_files(files, addresses, args.ingest_messages,
+                                   random.Random(round_), f"{kind}{round_}")
+                target = big if kind == "large" else work / f"empty-{round_}.db"
+                if kind == "empty":
+                    Store.open(target).close()
+                rates[kind].append(measure_ingest(target, files, end))
+                log(f"  round {round_}, {kind} database: {rates[kind][-1]:,.0f} msg/s")
+        rate_empty, rate_big = max(rates["empty"]), max(rates["large"])
+        drop = 100 * (1 - rate_big / rate_empty)
+        log(f"  ingest (best of 2): empty database {rate_empty:,.0f} msg/s, large database "
+            f"{rate_big:,.0f} msg/s, drop {drop:.1f}% (target <= 20%)")
+    finally:
+        if not args.keep and not args.dir:
+            shutil.rmtree(work, ignore_errors=True)
+        elif args.keep:
+            log(f"work directory kept: {work}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    raise SystemExit(main_bench())
