@@ -14,6 +14,18 @@ writers that both read first; ``IMMEDIATE`` takes the write lock up front.
 
 Schema changes are numbered migration steps applied in order and recorded in
 ``PRAGMA user_version``; a database newer than the code is refused rather than guessed.
+
+Beyond the SPEC §8 key columns (all kept with their exact names), the schema carries:
+
+- ``messages``: ``peer``, ``verp_token`` (of the envelope recipient), ``kind``,
+  ``trusted`` (0: signed VERP failed, no address changed), ``attempts``, ``processed_at``;
+  ``rcpt_to`` is a JSON array; ``sha256`` is unique (duplicates are recognised by it);
+- ``bounces``: ``at`` (the time the bounce counted at for the policy), ``original_recipient``,
+  ``remote_mta``, ``smtp_command``, ``verp_token``, ``feedback_type``;
+- ``qualification``: ``qualified_by`` (what decided its type and reason);
+- ``rules``: ``comment``, ``status`` and ``command`` (conditions of a rule);
+- ``addresses``: ``undefined_count`` (undefined errors seen, for the grace of SPEC §6);
+- ``address_events`` is append-only, enforced by triggers.
 """
 
 from __future__ import annotations
