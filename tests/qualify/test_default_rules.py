@@ -49,6 +49,8 @@ WORDINGS = [
     ("550 5.2.1 The email account that you tried to reach is disabled.",
      SOFT, Reason.ACCOUNT_DISABLED),
     ("550 Mailbox is frozen.", SOFT, Reason.ACCOUNT_DISABLED),
+    ("550 5.2.1 This account has been permanently disabled", HARD, Reason.ACCOUNT_DISABLED),
+    ("550 This mailbox has been deleted", HARD, Reason.USER_UNKNOWN),
     # domains
     ("Host or domain name not found. Name service error for name=example.invalid type=A: "
      "Host not found", SOFT, Reason.INVALID_DOMAIN),
