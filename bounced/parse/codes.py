@@ -66,10 +66,20 @@ def prefer_status(field: str | None, diagnostic_status: str | None) -> str | Non
     The diagnostic's code wins: it is what the server that refused the mail said,
     while the field is the reporting MTA's summary of it, often generic (Exim always
     writes ``5.0.0``) or about the retry outcome rather than the cause (Sendmail's
-    ``4.4.7`` for an expired message whose last error was ``4.7.1``). Sisimai, whose
-    labels the corpus uses, makes the same choice.
+    ``4.4.7`` for an expired message whose last error was ``4.7.1``). Only a generic
+    ``X.0.0`` in the text does not override a specific field. Sisimai, whose labels the
+    corpus uses, chooses the same way.
     """
-    return diagnostic_status or field
+    if diagnostic_status is None:
+        return field
+    if field is not None and is_generic(diagnostic_status) and not is_generic(field):
+        return field
+    return diagnostic_status
+
+
+def is_generic(status: str) -> bool:
+    """``X.0.0`` says no more than "failed" or "delayed"."""
+    return status.endswith(".0.0")
 
 
 def status_from_reply(reply_code: str | None) -> str | None:

@@ -331,13 +331,14 @@ def _reports_of(
     status: dsn.DeliveryStatus, prose: Callable[[], str]
 ) -> list[RecipientReport]:
     """One report per DSN recipient block. A block without ``Diagnostic-Code`` (Exim's
-    local failures) takes its error text from the prose, read only when needed."""
+    local failures) or with a bare exit status (Sendmail's ``X-Unix; 71``) takes its
+    error text from the prose, read only when needed."""
     blocks: dict[str, vendors.TextRecipient] | None = None
     reports = []
     for block in status.recipients:
         address = dsn.recipient_address(block)
         diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
-        if not diagnostic:
+        if not diagnostic or diagnostic.isdigit():
             if blocks is None:
                 blocks = {i.address.lower(): i for i in vendors.scan_recipients(prose())}
             found = blocks.get((address or "").lower())

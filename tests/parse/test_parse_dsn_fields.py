@@ -110,3 +110,8 @@ def test_reply_code_alone_gives_its_class() -> None:
     assert codes.status_from_reply("550") == "5.0.0"
     assert codes.status_from_reply("421") == "4.0.0"
     assert codes.status_from_reply(None) is None
+
+
+def test_generic_code_in_the_text_does_not_hide_a_specific_field() -> None:
+    assert codes.prefer_status("4.5.0", "4.0.0") == "4.5.0"
+    assert codes.prefer_status("5.0.0", "5.0.0") == "5.0.0"
