@@ -62,7 +62,7 @@ _ORIGINAL_HEADER = re.compile(
 )
 _RULE_LINE = re.compile(r"^[-=_*]{3,}")
 _TRANSCRIPT_LINE = re.compile(r"^(?:[245]\d\d[ -]|>>>|<<<|while talking to)", re.IGNORECASE)
-_CODE = re.compile(r"(?<![\d.])(?:[245]\.\d{1,3}\.\d{1,3}|[245]\d\d)(?![\d.]*\d)")
+_CODE = re.compile(r"(?<![\d.])(?:[245]\.\d{1,3}\.\d{1,3}|[45]\d\d)(?![\d.]*\d)")
 _BOILERPLATE_ADDRESS = re.compile(r"^(?:mailer-daemon|mailer_daemon)@", re.I)
 
 
