@@ -20,7 +20,8 @@ from bounced.model import Action
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(.*)$")
 _TYPE_PREFIX = re.compile(r"^\s*[A-Za-z][A-Za-z0-9-]{0,20}\s*;\s*")
 _UNITEXT = re.compile(r"\\x\{([0-9A-Fa-f]{1,6})\}")
-_XTEXT = re.compile(r"\+([0-9A-Fa-f]{2})")
+_XTEXT = re.compile(r"(?:\+[0-9A-Fa-f]{2})+")
+_XTEXT_ASCII = frozenset({"+", "=", " "})
 _ACTION_WORD = re.compile(r"[a-z]+")
 
 _ACTIONS: dict[str, Action] = {
@@ -139,10 +140,8 @@ def address_of(value: str | None) -> str | None:
     address = strip_type(value).strip()
     if kind.startswith("utf-8") or "\\x{" in address:
         address = _UNITEXT.sub(lambda m: _chr(m.group(1)), address)
-    elif "+" in address and _XTEXT.search(address) and "@" in address:
-        decoded = _XTEXT.sub(lambda m: chr(int(m.group(1), 16)), address)
-        if decoded.isprintable():
-            address = decoded
+    elif "+" in address:
+        address = _XTEXT.sub(_xtext_run, address)
     address = _unquote(address.strip().strip("<>").strip())
     if " " in address and not address.startswith('"'):
         address = _unquote(address.split()[0].strip("<>"))
@@ -179,6 +178,21 @@ def _plausible(address: str) -> bool:
     """An address with one ``@`` after a non-empty local part, no route or pipe."""
     local, at, domain = address.rpartition("@")
     return bool(at and local and domain) and not address.startswith(("@", "|", "/"))
+
+
+def _xtext_run(match: re.Match[str]) -> str:
+    """Undo an RFC 3461 xtext run (``+2B`` = ``+``, ``+C3+BC`` = ``ü``) but leave a
+    plus-tag alone: ``user+ab@x`` is an address, not ``user«@x``. Only what xtext
+    must encode is decoded: ``+``, ``=``, space, and UTF-8 sequences."""
+    run = match.group(0)
+    octets = bytes(int(run[i + 1 : i + 3], 16) for i in range(0, len(run), 3))
+    try:
+        text = octets.decode("utf-8")
+    except UnicodeDecodeError:
+        return run
+    if all(ch in _XTEXT_ASCII or ord(ch) > 0x7F for ch in text):
+        return text
+    return run
 
 
 def _chr(hex_digits: str) -> str:

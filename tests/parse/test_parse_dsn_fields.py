@@ -115,3 +115,9 @@ def test_reply_code_alone_gives_its_class() -> None:
 def test_generic_code_in_the_text_does_not_hide_a_specific_field() -> None:
     assert codes.prefer_status("4.5.0", "4.0.0") == "4.5.0"
     assert codes.prefer_status("5.0.0", "5.0.0") == "5.0.0"
+
+
+def test_plus_tags_are_not_mistaken_for_xtext() -> None:
+    assert dsn.address_of("rfc822; user+ab@example.org") == "user+ab@example.org"
+    assert dsn.address_of("rfc822; bounces+01-x@example.org") == "bounces+01-x@example.org"
+    assert dsn.address_of("rfc822; m+C3+BCller@example.org") == "müller@example.org"
