@@ -25,6 +25,11 @@ string says which one it was, because an operator must know how much to trust it
 4. a rule whose wording is similar (>= 0.5), then anything similar at >= 0.25;
 5. nothing: undefined.
 
+"Similar" on its own (steps 2 and 4) also needs two shared words: a single common word
+between two short texts is a coincidence. Texts decided by the message *kind* (spam
+complaints, auto-replies) are flagged as such: qualify does not consult the table for
+them, so qualifying them would change nothing.
+
 A hard suggestion is turned soft when the text carries a transient (4.X.Z / 4XX) code:
 a transient code never proves an address dead.
 
@@ -70,7 +75,7 @@ USER_IDS = range(FIRST_USER_RULE_ID, 2**63)
 
 _ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 _REPLY = re.compile(r"(?<![\d.#])([245]\d\d)(?:[ -]|$)")
-_WORD = re.compile(r"[a-z][a-z']{1,}")
+_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|')+")
 _REGEX_ESCAPE = re.compile(r"\\[a-zA-Z]|\(\?[:!=<]+|\{\d*,?\d*\}")
 _STOP = frozenset((
     "the", "an", "to", "of", "in", "for", "is", "and", "or", "this", "that", "on", "at",
@@ -123,6 +128,13 @@ class Neighbour:
     failure_type: FailureType
     reason: Reason
     similarity: float
+    shared: int = 0
+
+    @property
+    def strong(self) -> bool:
+        """Close enough to suggest on its own: similar, and on more than one word (one
+        shared word between two one-word texts is a coincidence, not a resemblance)."""
+        return self.similarity >= STRONG_SIMILARITY and self.shared >= 2
 
     def describe(self) -> str:
         name = f"text #{self.ref}" if self.source == "text" else f"rule {self.ref}"
@@ -159,12 +171,14 @@ class Knowledge:
 
     def neighbours(self, words: frozenset[str]) -> list[Neighbour]:
         found = [
-            Neighbour("text", ref, ftype, reason, similarity(words, other))
+            Neighbour("text", ref, ftype, reason, similarity(words, other),
+                      len(words & other))
             for ref, other, ftype, reason in self.kept
         ]
         for rule, alternatives in self.rule_words:
-            best = max((similarity(words, alt) for alt in alternatives), default=0.0)
-            found.append(Neighbour("rule", rule.id, rule.failure_type, rule.reason, best))
+            best = max(alternatives, key=lambda alt: similarity(words, alt), default=frozenset())
+            found.append(Neighbour("rule", rule.id, rule.failure_type, rule.reason,
+                                   similarity(words, best), len(words & best)))
         found = [each for each in found if each.similarity >= WEAK_SIMILARITY]
         found.sort(key=lambda each: (-each.similarity, each.source != "text", each.ref))
         return found
@@ -192,10 +206,18 @@ def _transient(enhanced: str | None, reply: str | None) -> bool:
     return code.startswith("4")
 
 
-def suggest(text: str, knowledge: Knowledge, qualified_by: str | None = None) -> Suggestion:
-    """Suggest a type and reason for a normalized text (order: module docstring)."""
+def suggest(text: str, knowledge: Knowledge, qualified_by: str | None = None,
+            current: tuple[FailureType, Reason] | None = None) -> Suggestion:
+    """Suggest a type and reason for a normalized text (order: module docstring).
+
+    ``qualified_by`` and ``current`` are what decided the text at its last occurrence.
+    """
     enhanced, reply = codes_in(text, qualified_by)
     transient = _transient(enhanced, reply)
+    if qualified_by == QualifiedBySource.KIND.value and current is not None:
+        return Suggestion(current[0], current[1],
+                          "decided by the message kind (complaint or auto-reply), "
+                          "not by this text: qualifying it changes nothing")
 
     def soften(ftype: FailureType, reason: Reason, basis: str) -> Suggestion:
         if transient and ftype is FailureType.HARD:
@@ -208,18 +230,18 @@ def suggest(text: str, knowledge: Knowledge, qualified_by: str | None = None) ->
         return soften(rule.failure_type, rule.reason, f"matches rule {rule.id}")
     near = knowledge.neighbours(tokens(text))
     texts = [each for each in near if each.source == "text"]
-    if texts and texts[0].similarity >= STRONG_SIMILARITY:
+    if texts and texts[0].strong:
         best = texts[0]
         return soften(best.failure_type, best.reason, best.describe())
     code = statuscodes.from_codes(enhanced, reply)
     if code is not None:
         basis = f"status code {code.code}"
-        if near and near[0].similarity >= STRONG_SIMILARITY and near[0].reason is code.reason:
+        if near and near[0].strong and near[0].reason is code.reason:
             basis += f", agrees with {near[0].describe().removeprefix('like ')}"
         return Suggestion(code.failure_type, code.reason, basis)
     if near:
         best = near[0]
-        weak = "" if best.similarity >= STRONG_SIMILARITY else "weakly "
+        weak = "" if best.strong else "weakly "
         return soften(best.failure_type, best.reason, weak + best.describe())
     return Suggestion(FailureType.UNDEFINED, Reason.NOT_DEFINED, "no code, nothing similar")
 
@@ -268,10 +290,18 @@ def queue(store: Store, limit: int = 50) -> list[QueueItem]:
         QueueItem(
             id=int(row[0]), text=row[1], first_text=row[2], occurrences=int(row[3]),
             last_seen=row[4], current_type=row[5], current_reason=row[6],
-            qualified_by=row[7], suggestion=suggest(row[1], knowledge, row[7]),
+            qualified_by=row[7],
+            suggestion=suggest(row[1], knowledge, row[7], _current(row[5], row[6])),
         )
         for row in rows
     ]
+
+
+def _current(failure_type: str | None, reason: int | None
+             ) -> tuple[FailureType, Reason] | None:
+    if failure_type is None or reason is None:
+        return None
+    return FailureType(failure_type), Reason(reason)
 
 
 @dataclass(frozen=True, slots=True)
