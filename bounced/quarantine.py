@@ -456,8 +456,9 @@ def _matched(conn: sqlite3.Connection, where: str, value: object, since: datetim
              until: datetime | None) -> list[tuple[int, str]]:
     rows = conn.execute(
         "SELECT b.id, b.recipient FROM bounces b WHERE " + where + " "
-        "AND b.recipient IS NOT NULL AND COALESCE(b.at, b.received_at) >= ? "
-        "AND COALESCE(b.at, b.received_at) <= ? "
+        # b.at (always written by the pipeline) rather than a COALESCE, so that the
+        # window can use the index on bounces(at) for --rule.
+        "AND b.recipient IS NOT NULL AND b.at >= ? AND b.at <= ? "
         "AND COALESCE(b.failure_type, '') NOT IN ('', 'ignored') "
         "AND NOT EXISTS (SELECT 1 FROM verdict_changes c WHERE c.bounce_id = b.id "
         "AND c.action = 'rollback') ORDER BY b.id",

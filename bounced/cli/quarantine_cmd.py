@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ from bounced.quarantine import (
     released,
     rollback,
 )
-from bounced.store import Store, format_time
+from bounced.store import BUSY_TIMEOUT_MS, SCHEMA_VERSION, format_time
 
 # --------------------------------------------------------------------------- shared helpers
 
@@ -75,11 +76,41 @@ def when(text: str | None, now: datetime, option: str) -> datetime | None:
         raise UsageError(f"{option}: {error}") from None
 
 
-def open_existing(path: str) -> Store:
-    """Commands that only read must not create an empty database from a typo."""
-    if not Path(path).is_file():
+class ReadOnly:
+    """A read-only connection for commands that only look (check, explain, list, show,
+    export): no write lock, no migration, no seeding, so a sender's ``check`` never
+    waits behind the daemon's writer nor slows it down (WAL readers see the last
+    commit)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> ReadOnly:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.conn.close()
+
+
+def open_existing(path: str) -> ReadOnly:
+    """Open ``path`` read-only; a missing file is an error (a typo must not create an
+    empty database that says every address is fine), so is a schema this code does
+    not know (``bounced db init`` migrates it)."""
+    target = Path(path)
+    if not target.is_file():
         raise UsageError(f"--db {path}: no such database file")
-    return open_store_or_fail(path)
+    try:
+        conn = sqlite3.connect(f"{target.resolve().as_uri()}?mode=ro", uri=True,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error as error:
+        raise UsageError(f"--db {path}: not a usable bounced database: {error}") from None
+    if version != SCHEMA_VERSION:
+        conn.close()
+        raise UsageError(f"--db {path}: schema version {version}, this bounced needs "
+                         f"{SCHEMA_VERSION} (run `bounced db init --db {path}`)")
+    return ReadOnly(conn)
 
 
 def guarded(name: str, body: Callable[[argparse.Namespace, TextIO], int],

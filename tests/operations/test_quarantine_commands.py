@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sqlite3
+import time
 
 from tests.operations.conftest import Ops, day, iso
 
@@ -155,3 +157,33 @@ def test_read_commands_refuse_a_missing_database_with_status_2(ops: Ops) -> None
         result = ops.run(*args, "--db", missing)
         assert result.status == 2 and "no such database file" in result.err, args
     assert not (ops.directory / "typo.db").exists()
+
+
+def test_read_commands_refuse_a_file_that_is_not_a_database(ops: Ops) -> None:
+    junk = ops.directory / "notes.db"
+    junk.write_text("this is not SQLite\n" * 100, encoding="utf-8")
+    result = ops.run("check", "a@example.org", "--db", str(junk))
+    assert result.status == 2 and "not a usable bounced database" in result.err
+
+
+def test_check_answers_while_another_writer_holds_the_lock(ops: Ops) -> None:
+    quarantined(ops, "q@example.org")
+    writer = sqlite3.connect(ops.db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")       # the daemon in the middle of a batch
+    writer.execute("UPDATE addresses SET error_count = 99")
+    try:
+        started = time.monotonic()
+        result = ops.run("check", "--db", str(ops.db), "--json", "q@example.org")
+        assert time.monotonic() - started < 5
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert result.status == 1
+    assert json.loads(result.out)["error_count"] == 1   # the last committed state
+
+
+def test_import_reads_standard_input_with_dash(ops: Ops, monkeypatch) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("a@example.org\nb@example.org\n"))
+    result = ops.cmd("quarantine", "import", "-")
+    assert "denylisted 2" in result.out
+    assert ops.history("b@example.org")[0][2] == "denylisted by operator: import of stdin line 2"
