@@ -575,15 +575,44 @@ def explain_text(
 # --------------------------------------------------------------------------- export/import
 
 
-def export_rules(store: Store, *, include_defaults: bool = False) -> str:
+#: Priority of rules made from qualified texts: before every shipped rule, as the
+#: qualification table comes before the rules in the qualification order.
+TEXT_RULE_PRIORITY = 1
+
+
+def text_rules(store: Store, first_id: int) -> list[Rule]:
+    """The operator's decisions on texts (``keep`` / ``ignore``) as rules: the exact
+    normalized text, anchored and escaped, with the decided type and reason.
+
+    The qualification table matches a text exactly; an anchored rule of the lowest
+    priority number does the same on another instance, where the table row does not
+    exist. Ids are numbered from ``first_id`` (an import renumbers them if taken).
+    """
+    rows = store.conn.execute(
+        "SELECT id, text, status, failure_type, reason_code FROM qualification "
+        "WHERE status IN ('keep', 'ignore') AND failure_type IS NOT NULL "
+        "AND reason_code IS NOT NULL ORDER BY id"
+    ).fetchall()
+    return [
+        Rule(first_id + index, f"^{re.escape(text)}$", FailureType(ftype), Reason(reason),
+             TEXT_RULE_PRIORITY, f"qualified text #{ident} ({status})")
+        for index, (ident, text, status, ftype, reason) in enumerate(rows)
+    ]
+
+
+def export_rules(store: Store, *, include_defaults: bool = False,
+                 include_texts: bool = False) -> str:
     """The operator's rules (disabled ones too, as ``enabled = false``) as a TOML rule
-    file that :func:`import_rules` and ``bounced/data/rules.toml`` readers accept."""
-    rows = list_rules(store, None if include_defaults else "user")
+    file that :func:`import_rules` and ``bounced/data/rules.toml`` readers accept;
+    ``include_texts`` adds the operator's text decisions (:func:`text_rules`)."""
+    rules = [row.rule for row in list_rules(store, None if include_defaults else "user")]
+    if include_texts:
+        rules += text_rules(store, _next_user_id(store.conn))
     header = (
         "bounced processing rules, exported from the rules table.\n"
         "Format: bounced/data/rules.toml. Import with: bounced rules import --db PATH FILE"
     )
-    return rules_to_toml([row.rule for row in rows], header)
+    return rules_to_toml(rules, header)
 
 
 class ImportAction(StrEnum):

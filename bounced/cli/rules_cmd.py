@@ -122,6 +122,8 @@ def register(subparsers: Any) -> None:
     exp = actions.add_parser("export", help="write rules as TOML (rules.toml format)")
     exp.add_argument("--output", "-o", metavar="FILE", help="file to write (default stdout)")
     exp.add_argument("--all", action="store_true", help="include the shipped defaults")
+    exp.add_argument("--texts", action="store_true",
+                     help="include qualified texts (keep/ignore) as exact, anchored rules")
     exp.set_defaults(handler=run_export)
 
     imp = actions.add_parser("import", help="import rules from a TOML rule file")
@@ -293,7 +295,7 @@ def run_test(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def run_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
     def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-        document = export_rules(store, include_defaults=args.all)
+        document = export_rules(store, include_defaults=args.all, include_texts=args.texts)
         if args.output:
             Path(args.output).write_text(document, encoding="utf-8")
             count = document.count("[[rule]]")

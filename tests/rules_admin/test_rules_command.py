@@ -368,3 +368,28 @@ def test_a_conditional_rule_decides_only_when_its_conditions_hold(rules):
     text = FROB.format(address="x@example.net")
     assert "by rule:10000" in rules("test", text).out
     assert "by rule:10000" not in rules("test", text, "--status", "5.7.1").out
+
+
+def test_qualified_texts_move_to_another_instance_as_exact_rules(
+        bounced, tmp_path, db, sql, dsn_file):
+    other = tmp_path / "other.db"
+    diagnostic = FROB.format(address="a@example.net") + " (ticket #42) [x]"
+    bounced(["ingest", "--db", str(db), str(dsn_file("a@example.net", "5.0.0", diagnostic))])
+    ident = text_id(sql, "%frobnicator%")
+    bounced(["rules", "qualify", "--db", str(db), str(ident), "--type", "hard", "--reason", "1"])
+    exported = tmp_path / "rules.toml"
+    bounced(["rules", "export", "--db", str(db), "--texts", "-o", str(exported)])
+    assert bounced(["rules", "import", "--db", str(other), str(exported)]).status == 0
+    from tests.conftest import query
+
+    assert query(other, "SELECT priority, failure_type, reason_code, comment FROM rules "
+                        "WHERE origin = 'user'") == [
+        (1, "hard", 1, f"qualified text #{ident} (keep)")]
+    # on the other instance, the same text is decided by that rule, a longer one is not
+    bounced(["ingest", "--db", str(other), str(dsn_file("b@example.net", "5.0.0",
+                                                         diagnostic.replace("a@", "b@")))])
+    bounced(["ingest", "--db", str(other), str(dsn_file("c@example.net", "5.0.0",
+                                                         diagnostic + " extra"))])
+    assert query(other, "SELECT recipient, failure_type, qualified_by FROM bounces "
+                        "ORDER BY id") == [("b@example.net", "hard", "rule:10000"),
+                                           ("c@example.net", "soft", "status:550")]
