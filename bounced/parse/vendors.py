@@ -218,17 +218,23 @@ def _starts_block(current: _Block | None, indent: int) -> bool:
 
 
 def _sentence_recipients(text: str) -> list[TextRecipient]:
-    """Addresses a sentence names as recipients, with the prose after the mention."""
+    """Addresses a sentence names as recipients; the error text is that line and the
+    prose after it (section rules skipped), since vendors state the reason around it."""
     seen: dict[str, TextRecipient] = {}
     for match in _SENTENCE_RECIPIENT.finditer(text):
         address = match.group(1) or match.group(2) or match.group(3)
         if _BOILERPLATE_ADDRESS.match(address) or address.lower() in seen:
             continue
-        line_end = text.find("\n", match.end())
-        rest = text[line_end + 1 :] if line_end >= 0 else ""
-        following = collapse("\n".join(rest.split("\n")[:FOLLOWING_LINES]))
-        seen[address.lower()] = TextRecipient(unescape_octal(address), following)
+        seen[address.lower()] = TextRecipient(
+            unescape_octal(address), _lines_from(text, match.start())
+        )
     return list(seen.values())
+
+
+def _lines_from(text: str, position: int) -> str:
+    line_start = text.rfind("\n", 0, position) + 1
+    lines = text[line_start:].split("\n")[: FOLLOWING_LINES + 1]
+    return collapse(" ".join(line for line in lines if not _RULE_LINE.match(line.strip())))
 
 
 _CONTROL = dict.fromkeys([*range(0, 32), *range(127, 160)], " ")
