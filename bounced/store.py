@@ -330,7 +330,8 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     ``rollback``: the bounce no longer counts, e.g. an ISP outage). The ``bounces`` row
     carries the verdict in force; this table keeps what it was, when and why, so the
     delivery log stays auditable, and a rolled-back bounce is never counted again by a
-    later reprocess. ``bounces(qualification_id)``: rollback and explain by text.
+    later reprocess. ``bounces(qualification_id)``: rollback and explain by text;
+    ``address_events(bounce_id)``: the retention purge keeps the bounces the history cites.
     """
     db.execute(
         "CREATE TABLE verdict_changes (id INTEGER PRIMARY KEY, "
@@ -342,6 +343,9 @@ def _migration_3(db: sqlite_utils.Database) -> None:
     )
     db.execute("CREATE INDEX idx_verdict_changes_bounce_id ON verdict_changes (bounce_id)")
     db.execute("CREATE INDEX idx_bounces_qualification_id ON bounces (qualification_id)")
+    # Deleting a bounce (retention purge) checks the foreign key from address_events:
+    # without this index, that is a scan of the whole history per deleted row.
+    db.execute("CREATE INDEX idx_address_events_bounce_id ON address_events (bounce_id)")
 
 
 def _migration_4(db: sqlite_utils.Database) -> None:
