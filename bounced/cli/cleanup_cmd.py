@@ -62,10 +62,9 @@ def purge_expired(store: Store, cutoff: datetime, batch: int = DEFAULT_BATCH) ->
             last_id = ids[-1]
             marks = ",".join("?" * len(ids))
             bounces += conn.execute(
-                f"DELETE FROM bounces WHERE message_id IN ({marks}) AND id NOT IN "
-                "(SELECT bounce_id FROM address_events WHERE bounce_id IS NOT NULL "
-                f"AND bounce_id IN (SELECT id FROM bounces WHERE message_id IN ({marks})))",
-                (*ids, *ids),
+                f"DELETE FROM bounces WHERE message_id IN ({marks}) AND NOT EXISTS "
+                "(SELECT 1 FROM address_events e WHERE e.bounce_id = bounces.id)",
+                ids,
             ).rowcount
             deleted += conn.execute(
                 f"DELETE FROM messages WHERE id IN ({marks}) AND NOT EXISTS "
