@@ -4,16 +4,20 @@ Notes, Courier, ...): recipients and error text from the prose.
 Rather than one parser per vendor, this reads what nearly all of them share: a list of
 failed addresses, each followed by its error text. The layouts recognised are:
 
-- an address alone on its line, possibly in ``<>`` and/or followed by ``:`` (qmail,
-  Exim, Yahoo, Gmail, Courier), the error text being the lines that follow it, the
-  more indented ones when the address itself is indented (Exim);
+- an address alone on its line, possibly in ``<>`` or quotes, followed by ``:``, after
+  a ``>>>`` / bullet / reply-code prefix or a ``Recipient address:`` label (qmail,
+  Exim, Yahoo, Gmail, Courier, Sun Messaging Server), the error text being the lines
+  under it, the more indented ones when the address itself is indented (Exim), and
+  the paragraph after a label line such as ``because:`` (Notes);
 - an address followed on the same line by its error (``<a>: host ... said: 550 ...``,
-  Sendmail's ``<a>... User unknown``, ``a: 550 ...``);
+  Sendmail's ``554 <a>... User unknown`` transcript lines, ``a Invalid Address``);
 - an address inside a sentence that names it as the recipient (``delivering your mail
-  to <a>``, ``after RCPT TO:<a>``, ``Original-Recipient: a``).
+  to <a>``, ``after RCPT TO:<a>``, ``Your message to a couldn't be delivered``).
 
 The returned original message (after a "copy of the message" separator or where a
 header block starts) is cut off first so its addresses never count as recipients.
+Which of these a mail uses is never decided by its sender or vendor name: the same
+reading applies to every prose bounce, so an unseen vendor with a familiar layout works.
 """
 
 from __future__ import annotations
