@@ -42,8 +42,7 @@ def _print_bounce(step: BounceStep, out: TextIO) -> None:
         print(f"    text #{step.text_id} [{state}]: {step.text}", file=out)
     print(f"    qualified by {step.qualified_by or '-'}: {step.decided_by}", file=out)
     for change in step.changes:
-        print(f"    {iso(change.at)} {change.action}: {change.old} -> {change.new} "
-              f"({change.cause})", file=out)
+        print(f"    {iso(change.at)} {change.cause}: {change.old} -> {change.new}", file=out)
 
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:

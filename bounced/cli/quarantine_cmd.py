@@ -254,7 +254,7 @@ def run_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def print_actions(results: list[ActionResult], out: TextIO) -> None:
     for result in results:
-        old = result.old.value if result.old else "unknown"
+        old = result.old.value if result.old else "new"
         if result.changed:
             print(f"{result.address}: {old} -> {result.new.value}", file=out)
         else:

@@ -57,3 +57,18 @@ def test_explain_an_unknown_address_says_it_was_never_seen(ops: Ops) -> None:
         "nobody@example.org: valid (never seen), may be sent to",
         "no bounce and no state change recorded",
     ]
+
+
+def test_explain_shows_a_rolled_back_verdict_and_the_undo(ops: Ops) -> None:
+    address = "outage@example.org"
+    ops.ingest(day(0), ("user-unknown", address))
+    text = ops.sql("SELECT qualification_id FROM bounces WHERE recipient = ?", (address,))[0][0]
+    ops.cmd("quarantine", "rollback", "--since", iso(day(0)), "--text", str(text),
+            "--at", iso(day(1)))
+    lines = ops.cmd("explain", address).out.splitlines()
+    window = f"rollback of text #{text} since {iso(day(0))}"
+    assert f"    {iso(day(1))} {window}: hard/User unknown (rule:10003) -> " \
+           "ignored/User unknown (rule:10003)" in lines
+    assert lines[-1] == (f"{iso(day(1))}  state quarantine -> valid: {window}: "
+                         "1 bounce(s) no longer count")
+    assert lines[0] == f"{address}: valid, may be sent to"
