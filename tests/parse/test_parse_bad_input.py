@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from bounced.model import BounceReport, Kind
 from bounced.parse import parse_message
 
@@ -168,3 +170,12 @@ def test_every_truncation_of_a_dsn_parses_without_raising() -> None:
     for cut in range(0, len(raw), 97):
         report = parse_message(raw[:cut])
         assert report.kind in Kind
+
+
+def test_unreadable_bounce_is_noted_quietly(capsys: pytest.CaptureFixture[str]) -> None:
+    report = parse_file("bounce-without-from.eml")
+    assert report.kind is Kind.NOT_BOUNCE
+    assert has_problem(report.problems, "no recipient")
+    assert report.verp_token == "nofrom"
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == ("", "")
