@@ -45,7 +45,8 @@ _BOUNCE_SUBJECT = re.compile(
     r"message not delivered|unable to deliver|delivery notification|mail system error|"
     r"warning: could not|returned to sender|failed delivery|delivery error|"
     r"permanent error|temporary error|\bNDN\b|\bDSN\b|delayed mail|mail error|"
-    r"error sending|sending failed|can't be delivered|wasn't delivered",
+    r"error sending|sending failed|can't be delivered|wasn't delivered|"
+    r"不達|配信不能|未配達|送信エラー|メールエラー|エラー通知|退信|投递失败|无法投递",
     re.IGNORECASE,
 )
 _DELAY_TEXT = re.compile(
