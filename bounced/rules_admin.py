@@ -580,6 +580,12 @@ def explain_text(
 TEXT_RULE_PRIORITY = 1
 
 
+def _escape(text: str) -> str:
+    """``re.escape`` without escaping spaces (rules are never compiled verbose), so the
+    exported pattern stays readable."""
+    return re.escape(text).replace("\\ ", " ")
+
+
 def text_rules(store: Store, first_id: int) -> list[Rule]:
     """The operator's decisions on texts (``keep`` / ``ignore``) as rules: the exact
     normalized text, anchored and escaped, with the decided type and reason.
@@ -594,7 +600,7 @@ def text_rules(store: Store, first_id: int) -> list[Rule]:
         "AND reason_code IS NOT NULL ORDER BY id"
     ).fetchall()
     return [
-        Rule(first_id + index, f"^{re.escape(text)}$", FailureType(ftype), Reason(reason),
+        Rule(first_id + index, f"^{_escape(text)}$", FailureType(ftype), Reason(reason),
              TEXT_RULE_PRIORITY, f"qualified text #{ident} ({status})")
         for index, (ident, text, status, ftype, reason) in enumerate(rows)
     ]
