@@ -92,3 +92,36 @@ def status_from_reply(reply_code: str | None) -> str | None:
     if reply_code and reply_code[0] in "245":
         return f"{reply_code[0]}.0.0"
     return None
+
+
+_COMMAND_SAID = re.compile(
+    r"(?:after|in reply to|in response to|did not like our|while sending|during|"
+    r"sending|after sending|after end of|error following)\s+(?:the\s+)?"
+    r"(RCPT TO|RCPT|MAIL FROM|MAIL|DATA|end of data|final DATA|message body|"
+    r"initial connection|connect|HELO|EHLO|STARTTLS|AUTH)\b",
+    re.IGNORECASE,
+)
+_TRANSCRIPT_COMMAND = re.compile(r">>>\s*(RCPT|MAIL|DATA|HELO|EHLO|STARTTLS|AUTH|\.)", re.I)
+_TRANSCRIPT_FAILURE = re.compile(r"<<<\s*[45]\d\d")
+_COMMANDS = {
+    "rcpt to": "RCPT", "rcpt": "RCPT", "mail from": "MAIL", "mail": "MAIL", "data": "DATA",
+    "end of data": "DATA", "final data": "DATA", "message body": "DATA", ".": "DATA",
+    "initial connection": "CONN", "connect": "CONN", "helo": "HELO", "ehlo": "EHLO",
+    "starttls": "STARTTLS", "auth": "AUTH",
+}
+
+
+def find_command(text: str) -> str | None:
+    """The SMTP command an error answered (``RCPT``, ``DATA``, ``CONN``...), when the text
+    says so: in words ("in reply to RCPT TO command", "after end of data") or as a
+    transcript, where it is the last ``>>>`` command before the first failing ``<<<``."""
+    if not text:
+        return None
+    match = _COMMAND_SAID.search(text)
+    if match is not None:
+        return _COMMANDS.get(match.group(1).lower())
+    failure = _TRANSCRIPT_FAILURE.search(text)
+    if failure is None:
+        return None
+    sent = [m.group(1).lower() for m in _TRANSCRIPT_COMMAND.finditer(text, 0, failure.start())]
+    return _COMMANDS.get(sent[-1]) if sent else None

@@ -59,13 +59,6 @@ _PERMANENT_TEXT = re.compile(
     r"couldn't be delivered|undeliverable|not going to try again",
     re.IGNORECASE,
 )
-_SMTP_COMMAND = re.compile(
-    r"(?:after|in reply to|in response to|did not like our|while sending|during|"
-    r"sending|after sending|after end of)\s+(?:the\s+)?"
-    r"(RCPT TO|RCPT|MAIL FROM|MAIL|DATA|end of data|final DATA|message body|"
-    r"initial connection|connect|HELO|EHLO|STARTTLS|AUTH)\b",
-    re.IGNORECASE,
-)
 _EMBEDDED_DSN = re.compile(r"^(?:Reporting-MTA|Final-Recipient)\s*:", re.IGNORECASE | re.MULTILINE)
 _REMOTE_HOST = re.compile(r"\bhost\s+([A-Za-z0-9][A-Za-z0-9.\-]*\.[A-Za-z]{2,})\b")
 _KEEP_HEADERS = ("message-id", "subject", "to", "from", "date")
@@ -333,23 +326,27 @@ def _reports_of(
 ) -> list[RecipientReport]:
     """One report per DSN recipient block. A block without ``Diagnostic-Code`` (Exim's
     local failures) or with a bare exit status (Sendmail's ``X-Unix; 71``) takes its
-    error text from the prose, read only when needed."""
+    error text from the prose, read only when needed; so does the SMTP command, which
+    MTAs write in the prose ("in reply to RCPT TO command") rather than in the DSN."""
     blocks: dict[str, vendors.TextRecipient] | None = None
     reports = []
     for block in status.recipients:
         address = dsn.recipient_address(block)
         diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
-        if not diagnostic or diagnostic.isdigit():
+        command = codes.find_command(diagnostic)
+        if not diagnostic or diagnostic.isdigit() or command is None:
             if blocks is None:
                 blocks = {i.address.lower(): i for i in vendors.scan_recipients(prose())}
             found = blocks.get((address or "").lower())
-            diagnostic = found.diagnostic if found else vendors.collapse(prose(), 1000)
-        reports.append(_recipient_from_dsn(block, address, diagnostic))
+            if not diagnostic or diagnostic.isdigit():
+                diagnostic = found.diagnostic if found else vendors.collapse(prose(), 1000)
+            command = command or codes.find_command(found.diagnostic if found else "")
+        reports.append(_recipient_from_dsn(block, address, diagnostic, command))
     return reports
 
 
 def _recipient_from_dsn(
-    block: dsn.DsnRecipient, address: str | None, diagnostic: str
+    block: dsn.DsnRecipient, address: str | None, diagnostic: str, command: str | None
 ) -> RecipientReport:
     field_status = codes.find_status(block.get("status") or "")
     text_status = codes.find_status(diagnostic)
@@ -368,7 +365,7 @@ def _recipient_from_dsn(
         diagnostic=diagnostic,
         remote_mta=remote or None,
         original_recipient=dsn.address_of(block.get("original-recipient")),
-        smtp_command=smtp_command_of(diagnostic),
+        smtp_command=command,
     )
 
 
@@ -416,7 +413,7 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
                 reply_code=reply_code,
                 diagnostic=diagnostic,
                 remote_mta=_remote_host(diagnostic),
-                smtp_command=smtp_command_of(diagnostic),
+                smtp_command=codes.find_command(diagnostic),
             )
         )
     return _dedupe(recipients)
@@ -492,22 +489,6 @@ def _is_delay_notice(view: _View, text: str) -> bool:
 def _remote_host(text: str) -> str | None:
     match = _REMOTE_HOST.search(text)
     return match.group(1) if match else None
-
-
-_COMMANDS = {
-    "rcpt to": "RCPT", "rcpt": "RCPT", "mail from": "MAIL", "mail": "MAIL", "data": "DATA",
-    "end of data": "DATA", "final data": "DATA", "message body": "DATA",
-    "initial connection": "CONN", "connect": "CONN", "helo": "HELO", "ehlo": "EHLO",
-    "starttls": "STARTTLS", "auth": "AUTH",
-}
-
-
-def smtp_command_of(text: str) -> str | None:
-    """The SMTP command an error answered, when the text says so."""
-    if not text:
-        return None
-    match = _SMTP_COMMAND.search(text)
-    return _COMMANDS.get(match.group(1).lower()) if match else None
 
 
 def _dedupe(recipients: list[RecipientReport]) -> list[RecipientReport]:
