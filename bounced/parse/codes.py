@@ -101,6 +101,14 @@ _COMMAND_SAID = re.compile(
     r"initial connection|connect|HELO|EHLO|STARTTLS|AUTH)\b",
     re.IGNORECASE,
 )
+_COMMAND_PHRASES = (
+    (re.compile(r"does not like recipient|most progress was RCPT|\[RCPT_TO\]", re.I), "RCPT"),
+    (re.compile(r"sender was rejected|\[MAIL_FROM\]", re.I), "MAIL"),
+    (re.compile(r"failed after I sent the message|\[DATA\]", re.I), "DATA"),
+    (re.compile(r"my name was rejected", re.I), "EHLO"),
+    (re.compile(r"performing the (HELO|EHLO) handshake", re.I), "HELO"),
+)
+"""How qmail-remote, Yahoo and Postfix name the failed step in words."""
 _TRANSCRIPT_COMMAND = re.compile(r">>>\s*(RCPT|MAIL|DATA|HELO|EHLO|STARTTLS|AUTH|\.)", re.I)
 _TRANSCRIPT_FAILURE = re.compile(r"<<<\s*[45]\d\d")
 _COMMANDS = {
@@ -120,6 +128,9 @@ def find_command(text: str) -> str | None:
     match = _COMMAND_SAID.search(text)
     if match is not None:
         return _COMMANDS.get(match.group(1).lower())
+    for phrase, command in _COMMAND_PHRASES:
+        if phrase.search(text):
+            return command
     failure = _TRANSCRIPT_FAILURE.search(text)
     if failure is None:
         return None

@@ -121,3 +121,13 @@ def test_plus_tags_are_not_mistaken_for_xtext() -> None:
     assert dsn.address_of("rfc822; user+ab@example.org") == "user+ab@example.org"
     assert dsn.address_of("rfc822; bounces+01-x@example.org") == "bounces+01-x@example.org"
     assert dsn.address_of("rfc822; m+C3+BCller@example.org") == "müller@example.org"
+
+
+def test_smtp_command_from_words_and_transcripts() -> None:
+    assert codes.find_command("(in reply to RCPT TO command)") == "RCPT"
+    assert codes.find_command("SMTP error from remote mail server after end of data") == "DATA"
+    assert codes.find_command("error after initial connection: 554 go away") == "CONN"
+    assert codes.find_command("192.0.2.1 does not like recipient.") == "RCPT"
+    assert codes.find_command(">>> MAIL From:<a@b> <<< 250 ok >>> RCPT To:<c@d> <<< 550 no") == (
+        "RCPT")
+    assert codes.find_command("550 5.1.1 User unknown") is None
