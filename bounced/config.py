@@ -131,6 +131,9 @@ class DnsConfig:
     """DNS evidence and provider look-ups (:mod:`bounced.dns`). DNS never blocks
     processing: a look-up that times out is recorded as ``unknown``."""
 
+    #: Query DNS at all; false (an air-gapped host): no evidence is recorded and reports
+    #: use only answers already in ``dns_cache``.
+    enabled: bool = True
     #: Resolvers as ``"IP"`` or ``"IP:PORT"``; empty means the system's (/etc/resolv.conf).
     nameservers: tuple[str, ...] = ()
     #: Total time allowed for one name's look-ups before the answer is ``unknown``.

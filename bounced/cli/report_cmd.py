@@ -4,7 +4,8 @@ qualification, quarantines per day, and DNS evidence on Invalid-domain bounces.
 ``--since`` takes a duration back from now (``1d``, ``12h``) or an ISO-8601 time;
 ``--by`` picks the breakdown (type, reason, domain, provider, day). ``provider`` groups
 recipient domains by their MX hosts, looked up with dnspython (``[dns]`` settings, or
-``--dns-server``) and cached in ``dns_cache``; ``--no-dns`` uses cached answers only.
+``--dns-server``) and cached in ``dns_cache``; ``--no-dns`` (or ``[dns] enabled =
+false``) uses cached answers only.
 Output is aligned text tables (long texts cut to the terminal's width on a TTY), or one
 JSON document with ``--json``.
 """
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         if since >= until:
             raise UsageError(f"--since {format(since)} is not before the window end")
         with open_store_or_fail(args.db) as store:
-            dns = None if args.no_dns else cache_for(store.conn, dns_config,
+            offline = args.no_dns or not dns_config.enabled
+            dns = None if offline else cache_for(store.conn, dns_config,
                                                       clock=lambda: until)
             report = build_report(store.conn, since=since, until=until, by=args.by, dns=dns,
                                   dns_limit=args.dns_limit, top=args.top)

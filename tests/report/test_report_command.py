@@ -192,3 +192,18 @@ def test_a_bad_window_is_a_usage_error(bounced, db):
     future = bounced(["report", "--db", str(db), "--at", iso(T), "--since", iso(T)])
     assert future.status == 2
     assert "is not before the window end" in future.err
+
+
+def test_dns_disabled_in_the_configuration_sends_no_query(
+        ingest_at, report, dsn_file, dns_server, tmp_path):
+    config = tmp_path / "bounced.toml"
+    config.write_text(f'[dns]\nenabled = false\nnameservers = ["{dns_server.address}"]\n',
+                      encoding="utf-8")
+    ingest_at(T - timedelta(hours=1), dsn_file("a@gmail-hosted.test", "5.1.1", "550 5.1.1 x"))
+    data = report("--since", "1d", "--by", "provider", "--config", str(config))
+    assert [g["key"] for g in data["groups"]] == ["(not looked up)"]
+    assert sum(dns_server.queries.values()) == 0
+    enabled = tmp_path / "enabled.toml"
+    enabled.write_text(f'[dns]\nnameservers = ["{dns_server.address}"]\n', encoding="utf-8")
+    data = report("--since", "1d", "--by", "provider", "--config", str(enabled))
+    assert [g["key"] for g in data["groups"]] == ["Google"]
