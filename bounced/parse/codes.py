@@ -94,21 +94,19 @@ def status_from_reply(reply_code: str | None) -> str | None:
     return None
 
 
-_COMMAND_SAID = re.compile(
+_COMMAND_WORDS = re.compile(
     r"(?:after|in reply to|in response to|did not like our|while sending|during|"
     r"sending|after sending|after end of|error following)\s+(?:the\s+)?"
-    r"(RCPT TO|RCPT|MAIL FROM|MAIL|DATA|end of data|final DATA|message body|"
-    r"initial connection|connect|HELO|EHLO|STARTTLS|AUTH)\b",
+    r"(?P<said>RCPT TO|RCPT|MAIL FROM|MAIL|DATA|end of data|final DATA|message body|"
+    r"initial connection|connect|HELO|EHLO|STARTTLS|AUTH)\b"
+    # how qmail-remote, Yahoo and Postfix name the failed step in words:
+    r"|(?P<RCPT>does not like recipient|most progress was RCPT|\[RCPT_TO\])"
+    r"|(?P<MAIL>sender was rejected|\[MAIL_FROM\])"
+    r"|(?P<DATA>failed after I sent the message|\[DATA\])"
+    r"|(?P<EHLO>my name was rejected)"
+    r"|(?P<HELO>performing the (?:HELO|EHLO) handshake)",
     re.IGNORECASE,
 )
-_COMMAND_PHRASES = (
-    (re.compile(r"does not like recipient|most progress was RCPT|\[RCPT_TO\]", re.I), "RCPT"),
-    (re.compile(r"sender was rejected|\[MAIL_FROM\]", re.I), "MAIL"),
-    (re.compile(r"failed after I sent the message|\[DATA\]", re.I), "DATA"),
-    (re.compile(r"my name was rejected", re.I), "EHLO"),
-    (re.compile(r"performing the (HELO|EHLO) handshake", re.I), "HELO"),
-)
-"""How qmail-remote, Yahoo and Postfix name the failed step in words."""
 _TRANSCRIPT_COMMAND = re.compile(r">>>\s*(RCPT|MAIL|DATA|HELO|EHLO|STARTTLS|AUTH|\.)", re.I)
 _TRANSCRIPT_FAILURE = re.compile(r"<<<\s*[45]\d\d")
 _COMMANDS = {
@@ -125,12 +123,10 @@ def find_command(text: str) -> str | None:
     transcript, where it is the last ``>>>`` command before the first failing ``<<<``."""
     if not text:
         return None
-    match = _COMMAND_SAID.search(text)
+    match = _COMMAND_WORDS.search(text)
     if match is not None:
-        return _COMMANDS.get(match.group(1).lower())
-    for phrase, command in _COMMAND_PHRASES:
-        if phrase.search(text):
-            return command
+        said = match.group("said")
+        return _COMMANDS.get(said.lower()) if said else match.lastgroup
     failure = _TRANSCRIPT_FAILURE.search(text)
     if failure is None:
         return None

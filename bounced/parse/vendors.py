@@ -59,6 +59,7 @@ _SEPARATOR = re.compile(
     r"the first \d+ lines of the original message)(?![^\n]*\breceived\b)[^\n]{0,40}$)",
     re.IGNORECASE,
 )
+_SEPARATOR_STARTS = frozenset("-=_*OoTtMmBbAaEeHh")
 _ORIGINAL_HEADER = re.compile(
     r"^(?:Return-Path|Received|Message-I[dD]|MIME-Version|Content-Type|DKIM-Signature|"
     r"X-[A-Za-z0-9-]+)\s*:",
@@ -82,9 +83,12 @@ def human_text(text: str) -> str:
     """The notification prose without the returned message that often follows it."""
     lines = text.split("\n")
     for index, line in enumerate(lines):
+        stripped = line.lstrip()
+        if not stripped or (line[0] in " \t" and stripped[0] not in _SEPARATOR_STARTS):
+            continue  # an indented line may be a separator, never a header
         if index and _SEPARATOR.match(line) and not ADDRESS.search(line.split(":", 1)[-1]):
             return "\n".join(lines[:index])
-        if _starts_header_run(lines, index):
+        if ":" in line and _starts_header_run(lines, index):
             return "\n".join(lines[:index])
     return text
 
