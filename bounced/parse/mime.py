@@ -192,7 +192,11 @@ def parse_headers(block: bytes, problems: list[str] | None = None) -> Headers:
         text = block.decode("latin-1")
         if problems is not None:
             problems.append("8-bit header bytes that are not UTF-8 (read as Latin-1)")
-    text = _UNINDENTED_PARAMETER.sub("; ", _FOLD.sub(" ", text.lstrip(" \t\n")))
+    text = text.lstrip(" \t\n")
+    if "\n " in text or "\n\t" in text:
+        text = _FOLD.sub(" ", text)
+    if ";" in text:
+        text = _UNINDENTED_PARAMETER.sub("; ", text)
     items: list[tuple[str, str]] = []
     for line in text.split("\n"):
         name, colon, value = line.partition(":")
