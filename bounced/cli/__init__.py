@@ -7,46 +7,57 @@ adds its parser and sets ``handler`` to a function ``(args) -> int`` (the exit s
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
 from bounced import __version__
-from bounced.cli import (
-    check_cmd,
-    cleanup_cmd,
-    db_cmd,
-    explain_cmd,
-    ingest_cmd,
-    parse_cmd,
-    quarantine_cmd,
-    report_cmd,
-    reprocess_cmd,
-    rules_cmd,
-    serve_cmd,
-    verp_cmd,
-)
 
-COMMANDS = (
-    parse_cmd, ingest_cmd, db_cmd, serve_cmd, verp_cmd, rules_cmd, report_cmd,
-    check_cmd, quarantine_cmd, explain_cmd, reprocess_cmd, cleanup_cmd,
-)
+#: Subcommand name -> the module that registers it. Modules are imported only when
+#: their command runs (or for ``--help``), so ``bounced check`` does not pay for the
+#: parser's or the daemon's imports.
+COMMANDS: dict[str, str] = {
+    "parse": "bounced.cli.parse_cmd",
+    "ingest": "bounced.cli.ingest_cmd",
+    "db": "bounced.cli.db_cmd",
+    "serve": "bounced.cli.serve_cmd",
+    "verp": "bounced.cli.verp_cmd",
+    "rules": "bounced.cli.rules_cmd",
+    "report": "bounced.cli.report_cmd",
+    "check": "bounced.cli.check_cmd",
+    "quarantine": "bounced.cli.quarantine_cmd",
+    "explain": "bounced.cli.explain_cmd",
+    "reprocess": "bounced.cli.reprocess_cmd",
+    "cleanup": "bounced.cli.cleanup_cmd",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested_command(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if it is a known one."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``only``, just that subcommand is registered."""
     parser = argparse.ArgumentParser(
         prog="bounced",
         description="Bounce processor: parse, qualify and store asynchronous bounces.",
     )
     parser.add_argument("--version", action="version", version=f"bounced {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for command in COMMANDS:
-        command.register(subparsers)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(only=_requested_command(arguments))
+    args = parser.parse_args(arguments)
     try:
         return int(args.handler(args))
     except BrokenPipeError:
