@@ -388,6 +388,10 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
         found = [vendors.TextRecipient(a, "") for a in arf.returned_recipients(view.returned)]
     if not found:
         found = [vendors.TextRecipient(a, "") for a in fallback.scan(view.loaded, view.headers)]
+    if not found and signal is _Signal.STRONG:
+        quoted = _inline_returned_headers(view)
+        if quoted is not None:
+            found = [vendors.TextRecipient(a, "") for a in arf.returned_recipients(quoted)]
     if not found:
         return []
     delayed = _is_delay_notice(view, text)
