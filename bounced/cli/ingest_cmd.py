@@ -36,8 +36,10 @@ from bounced.cli.db_cmd import (
     open_store_or_fail,
     parse_at,
 )
+from bounced.config import Config
 from bounced.model import MessageState
 from bounced.pipeline import ProcessResult, process_messages
+from bounced.qualify import Rule
 from bounced.sources import read_messages
 from bounced.store import IncomingMessage, Store, StoredMessage
 from bounced.verp import trust_check
@@ -185,27 +187,26 @@ def _ingest_batch(
     store: Store,
     batch: list[_Named],
     args: argparse.Namespace,
-    config: Any,
-    rules: Any,
+    config: Config,
+    rules: Sequence[Rule],
     out: TextIO,
 ) -> int:
     """Store the batch (committed), then process what needs it; returns failures."""
     stored: list[StoredMessage] = store.insert_messages([item.message for item in batch])
-    to_process: list[int] = []
+    to_process: dict[int, None] = {}  # ordered, and the same bytes twice count once
     for result in stored:
         if result.id in to_process:
-            continue  # the same bytes twice in this batch: processed once
-        if not result.duplicate:
-            to_process.append(result.id)
             continue
-        previous = store.get_message(result.id)
+        if not result.duplicate:
+            to_process[result.id] = None
+            continue
         # A duplicate of a message never processed successfully (crash, failure) gets
         # its chance now; a processed one is not counted twice.
-        if previous is not None and previous.state is not MessageState.PROCESSED:
-            to_process.append(result.id)
+        if store.message_state(result.id) not in (None, MessageState.PROCESSED):
+            to_process[result.id] = None
     at = args.at if isinstance(args.at, datetime) else None
     results = process_messages(
-        store, to_process, config=config, rules=rules, at=at,
+        store, list(to_process), config=config, rules=rules, at=at,
         at_from_header=args.at is AT_HEADER, trust=trust_check(config.verp.secret),
     )
     by_id = {result.message_id: result for result in results}
