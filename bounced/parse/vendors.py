@@ -168,7 +168,7 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
             current = None
             continue
         indent = len(line) - len(line.lstrip())
-        match = _ADDRESS_LINE.match(line)
+        match = _ADDRESS_LINE.match(line) if "@" in line else None
         if match is not None and _starts_block(current, indent):
             rest = match.group("rest").strip()
             current = _Block(match.group(2), indent, number, [rest] if rest else [], bool(rest))
