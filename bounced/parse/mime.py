@@ -176,7 +176,7 @@ def _is_unindented_parameter(head: bytes, position: int) -> bool:
     )
 
 
-_FOLD = re.compile(r"[ \t]*\n[ \t]+")
+_FOLD = re.compile(r"\n[ \t]+")
 _UNINDENTED_PARAMETER = re.compile(r";[ \t]*\n(?=[A-Za-z0-9*-]+=)")
 
 
