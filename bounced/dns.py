@@ -415,13 +415,10 @@ def record_dns_evidence(cache: DnsCache, results: Iterable[Any]) -> int:
                 wanted[int(recipient.bounce_id)] = domain
     if not wanted:
         return 0
+    conn = cache.conn
     try:
         evidence = cache.resolve_many(wanted.values())
-    except sqlite3.Error:
-        return 0
-    conn = cache.conn
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+        conn.execute("BEGIN IMMEDIATE")
         for bounce_id, domain in wanted.items():
             found = evidence[domain]
             conn.execute(
@@ -429,8 +426,10 @@ def record_dns_evidence(cache: DnsCache, results: Iterable[Any]) -> int:
                 (found.status.value, found.summary, bounce_id),
             )
         conn.execute("COMMIT")
-    except BaseException:
+    except sqlite3.Error:
+        # Evidence is an extra: a busy or failing database must not turn a batch that
+        # is already committed into an error. The bounces simply carry no evidence.
         if conn.in_transaction:
             conn.execute("ROLLBACK")
-        raise
+        return 0
     return len(wanted)

@@ -235,13 +235,15 @@ def _invalid_domains(conn: sqlite3.Connection, since: str, until: str,
                      resolve: Resolve | None, cached: Resolve | None, limit: int
                      ) -> tuple[DomainCheck, ...]:
     """Invalid-domain bounces by DNS status: the evidence recorded on the bounce when
-    there is some, else the domain's cached or fresh DNS answer."""
+    there is a definite one, else the domain's cached or fresh DNS answer."""
     rows = conn.execute(
         f"SELECT {_DOMAIN} AS domain, b.dns_status, count(*) FROM bounces b "
         "WHERE b.at >= ? AND b.at < ? AND b.reason_code = ? GROUP BY domain, b.dns_status "
         "ORDER BY count(*) DESC",
         (since, until, int(Reason.INVALID_DOMAIN))).fetchall()
-    unchecked = list(dict.fromkeys(domain for domain, status, _ in rows if status is None))
+    # a recorded "unknown" (DNS was down then) is asked again: it may be known by now
+    unchecked = list(dict.fromkeys(
+        domain for domain, status, _ in rows if status in (None, DnsStatus.UNKNOWN.value)))
     looked: dict[str, DomainEvidence] = {}
     if resolve is not None and limit > 0:
         looked.update(resolve(unchecked[:limit]))
@@ -250,7 +252,10 @@ def _invalid_domains(conn: sqlite3.Connection, since: str, until: str,
     domains: dict[str, set[str]] = {}
     counts: Counter[str] = Counter()
     for domain, status, n in rows:
-        label = status or (looked[domain].status.value if domain in looked else "not checked")
+        if status in (None, DnsStatus.UNKNOWN.value) and domain in looked:
+            label = looked[domain].status.value
+        else:
+            label = status or "not checked"
         domains.setdefault(label, set()).add(domain)
         counts[label] += int(n)
     order = [s.value for s in DnsStatus] + ["not checked"]

@@ -185,3 +185,22 @@ def test_a_dns_outage_records_unknown_and_never_fails_the_hook(tmp_path):
                          DnsConfig(timeout=timedelta(seconds=0.3)), clock=lambda: NOW)
         assert record_dns_evidence(cache, results) == 1
         assert store.conn.execute("SELECT dns_status FROM bounces").fetchall() == [("unknown",)]
+
+
+def test_a_locked_database_leaves_the_bounces_without_evidence_instead_of_failing(
+        dns_server, tmp_path):
+    import sqlite3
+
+    with Store.open(tmp_path / "b.db") as store:
+        results = _process(store, "postfix-09-nodomain-failed.eml")
+        blocker = sqlite3.connect(tmp_path / "b.db", isolation_level=None, timeout=0)
+        blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+        store.conn.execute("PRAGMA busy_timeout = 100")
+        cache = DnsCache(store.conn, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
+        try:
+            assert record_dns_evidence(cache, results) == 0
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert store.conn.execute("SELECT dns_status FROM bounces").fetchall() == [(None,)]
+        assert not store.conn.in_transaction

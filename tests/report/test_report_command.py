@@ -207,3 +207,13 @@ def test_dns_disabled_in_the_configuration_sends_no_query(
     enabled.write_text(f'[dns]\nnameservers = ["{dns_server.address}"]\n', encoding="utf-8")
     data = report("--since", "1d", "--by", "provider", "--config", str(enabled))
     assert [g["key"] for g in data["groups"]] == ["Google"]
+
+
+def test_a_recorded_unknown_is_asked_again(ingest_at, report, db, dns_server):
+    ingest_at(T - timedelta(hours=1), MTA_LAB / "postfix-09-nodomain-failed.eml")
+    with Store.open(db) as store:
+        store.conn.execute("UPDATE bounces SET dns_status = 'unknown'")
+    offline = report("--since", "1d", "--no-dns")["invalid_domains"]
+    assert [(c["status"], c["bounces"]) for c in offline] == [("unknown", 1)]
+    online = report("--since", "1d", "--dns-server", dns_server.address)["invalid_domains"]
+    assert [(c["status"], c["bounces"]) for c in online] == [("nxdomain", 1)]
