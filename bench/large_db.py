@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -350,6 +351,21 @@ def read_file(path: Path) -> None:
             pass
 
 
+def _apply_pragmas(pragmas: Sequence[str]) -> None:
+    """Wrap the store's connection factory so every connection runs ``pragmas``."""
+    import bounced.store as store_module
+
+    original = store_module._connect
+
+    def connect(path: Path) -> Any:
+        conn = original(path)
+        for pragma in pragmas:
+            conn.execute(f"PRAGMA {pragma}")
+        return conn
+
+    store_module._connect = connect
+
+
 def main_bench(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--addresses", type=int, default=1_000_000)
@@ -365,8 +381,14 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--config", help="configuration file for the ingest runs")
     parser.add_argument("--skip-ingest", action="store_true", help="only check and report")
+    parser.add_argument("--pragma", action="append", default=[], metavar="NAME=VALUE",
+                        help="experiment: an extra PRAGMA on every connection bounced opens "
+                        "(e.g. wal_autocheckpoint=10000), to measure a tuning before "
+                        "proposing it")
     args = parser.parse_args(argv)
 
+    if args.pragma:
+        _apply_pragmas(args.pragma)
     work = Path(args.dir or tempfile.mkdtemp(prefix="bounced-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     end = datetime.now(UTC).replace(microsecond=0)
