@@ -145,6 +145,7 @@ def parse_message(raw: bytes) -> BounceReport:
 
 
 def _parse(raw: bytes) -> BounceReport:
+    """The parse proper; :func:`parse_message` only guards it."""
     if not raw.strip():
         return BounceReport(kind=Kind.NOT_BOUNCE, problems=("empty message (no content)",))
     loaded = load(raw)
@@ -166,12 +167,14 @@ def _parse(raw: bytes) -> BounceReport:
 
 
 def _looks_binary(raw: bytes) -> bool:
+    """NUL bytes or many control characters: an attachment or a file, not mail text."""
     sample = raw[:4096]
     controls = sum(1 for byte in sample if byte < 9 or 13 < byte < 32)
     return b"\0" in sample or controls > len(sample) // 20
 
 
 def _view(loaded: Loaded) -> _View:
+    """Sort the notification's parts by role once, for all recognisers."""
     view = _View(loaded, loaded.root.headers)
     for part in _top_parts(loaded.root):
         ctype = part.content_type
@@ -209,16 +212,21 @@ def _top_parts(root: Part) -> list[Part]:
 
 
 def _is_attachment(part: Part) -> bool:
+    """A named attachment is not the notification's prose (a forwarded log, a PDF...)."""
     disposition = (part.headers.get("content-disposition") or "").lower()
     return disposition.startswith("attachment") and "name" in disposition
 
 
 def _headers_of_text(part: Part, problems: list[str]) -> Headers:
+    """A ``text/rfc822-headers`` part: the returned header block, no body."""
     head, _, _ = split_header_block(part.body.lstrip(b"\n"))
     return parse_headers(head or part.body, problems)
 
 
 def _recognise(view: _View) -> tuple[Kind, list[RecipientReport]]:
+    """What the message is and who it is about, most explicit format first (see the
+    package docstring): the structured parts (ARF, DSN, SES JSON) before prose, and prose
+    only from a mail system, so that a person's reply is never read as a bounce."""
     headers = view.headers
     report_type = (headers.get("content-type") or "").lower()
     if view.feedback_parts or "feedback-report" in report_type:
@@ -262,6 +270,7 @@ def _sender_as(
 
 
 def _overall_kind(recipients: list[RecipientReport]) -> Kind:
+    """The most severe kind of a report's recipients (failure > delay > delivered)."""
     kinds = {recipient.kind for recipient in recipients}
     return next((kind for kind in _SEVERITY if kind in kinds), Kind.NOT_BOUNCE)
 
@@ -296,6 +305,7 @@ def _bounce_signal(view: _View) -> _Signal:
 
 
 def _feedback(view: _View) -> tuple[Kind, list[RecipientReport]]:
+    """The complained-about recipients of an ARF report or a complaint forward."""
     text = "\n".join(decode_text(part, view.problems) for part in view.feedback_parts)
     human = vendors.collapse(view.text(), 500)
     complaint = arf.read_feedback_report(text, view.returned)
@@ -348,6 +358,7 @@ def _reports_of(
 def _recipient_from_dsn(
     block: dsn.DsnRecipient, address: str | None, diagnostic: str, command: str | None
 ) -> RecipientReport:
+    """One DSN recipient block as a report; the status rule is :func:`codes.prefer_status`."""
     field_status = codes.find_status(block.get("status") or "")
     text_status = codes.find_status(diagnostic)
     reply_code = codes.find_reply_code(diagnostic)
@@ -370,6 +381,7 @@ def _recipient_from_dsn(
 
 
 def _action_from_status(status: str | None) -> Action:
+    """A block without ``Action`` (it happens) takes it from its status class."""
     if status and status[0] == "2":
         return Action.DELIVERED
     if status and status[0] == "4":
@@ -378,6 +390,11 @@ def _action_from_status(status: str | None) -> Action:
 
 
 def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
+    """Recipients of a prose bounce. Where they come from, in order of trust: the prose
+    (narrowed by ``X-Failed-Recipients``), a bounce returned inside this one, the
+    returned message's ``To``, flufl.bounce, the ``To`` of an original quoted in the
+    prose. A recipient's status and reply code come from its own error text, else from
+    the whole prose when it is the only recipient."""
     text = view.human()
     found = _listed_recipients(view, vendors.scan_recipients(text))
     if not found:
@@ -464,6 +481,7 @@ def _embedded_dsn_recipients(view: _View) -> list[RecipientReport]:
 
 
 def _ses_recipients(view: _View) -> list[RecipientReport]:
+    """The recipients of an Amazon SES JSON notification."""
     notification = ses.read_notification(view.text())
     if notification is None:
         return []
@@ -484,6 +502,8 @@ def _ses_recipients(view: _View) -> list[RecipientReport]:
 
 
 def _is_delay_notice(view: _View, text: str) -> bool:
+    """A prose bounce that only warns (the MTA still retries): said in the subject, or in
+    the first paragraphs of a text that nowhere says the failure is permanent."""
     subject = view.headers.get("subject") or ""
     if _DELAY_TEXT.search(subject):
         return True
@@ -491,6 +511,7 @@ def _is_delay_notice(view: _View, text: str) -> bool:
 
 
 def _remote_host(text: str) -> str | None:
+    """The ``host NAME`` an error text quotes, as the remote MTA."""
     match = _REMOTE_HOST.search(text)
     return match.group(1) if match else None
 
@@ -506,6 +527,7 @@ def _dedupe(recipients: list[RecipientReport]) -> list[RecipientReport]:
 
 
 def _report(view: _View, kind: Kind, recipients: list[RecipientReport]) -> BounceReport:
+    """The report, with what correlates it to the original message (SPEC §7)."""
     headers = view.headers
     returned = view.returned
     if returned is None and kind in (Kind.FAILURE, Kind.DELAY, Kind.DELIVERED):
@@ -535,6 +557,7 @@ def _inline_returned_headers(view: _View) -> Headers | None:
 
 
 def _original_message_id(headers: Headers, returned: Headers | None) -> str | None:
+    """The returned message's Message-ID, else one the bounce names in its own headers."""
     candidates = [
         returned.get("message-id") if returned else None,
         headers.get("x-original-message-id"),

@@ -238,6 +238,7 @@ def content_type_of(value: str | None, default: str) -> tuple[str, dict[str, str
 
 
 def _parse_entity(data: bytes, depth: int, loaded: Loaded, default_type: str) -> Part:
+    """One entity (headers + body) and, for a multipart, its parts; depth-limited."""
     loaded.parts += 1
     head, body, clean = split_header_block(data)
     if not clean:
@@ -267,6 +268,7 @@ def expand(part: Part, problems: list[str]) -> Part:
 
 
 def _too_deep(loaded: Loaded) -> None:
+    """Note the depth or part-count limit once, however often it is hit."""
     note = f"MIME nesting deeper than {MAX_DEPTH} levels or more than {MAX_PARTS} parts: not read"
     if note not in loaded.problems:
         loaded.problems.append(note)
@@ -280,6 +282,7 @@ def _parse_multipart(
     depth: int,
     loaded: Loaded,
 ) -> Part:
+    """The parts of a multipart, tolerating a missing boundary or closing delimiter."""
     boundary = params.get("boundary")
     if not boundary:
         loaded.problems.append(f"{ctype} without a boundary: read as text")
@@ -374,6 +377,7 @@ _BASE64_NOISE = re.compile(rb"[^A-Za-z0-9+/=\s]")
 
 
 def _base64(body: bytes, problems: list[str]) -> bytes:
+    """Decode base64 leniently: stray characters and bad padding are common in bounces."""
     if _BASE64_NOISE.search(body):
         problems.append("base64 body with characters outside base64 (damaged?)")
     try:
@@ -393,6 +397,7 @@ def _base64(body: bytes, problems: list[str]) -> bytes:
 
 @lru_cache(maxsize=128)
 def _codec(charset: str) -> str | None:
+    """Python's codec for a MIME charset name, or None when unknown (cached: few names)."""
     name = charset.strip().strip('"').lower()
     try:
         return codecs.lookup(name).name

@@ -44,6 +44,7 @@ class SesNotification:
 
 
 def looks_like_ses(text: str) -> bool:
+    """Cheap test before any JSON decoding: SES documents name their type."""
     return "notificationType" in text or '"eventType"' in text
 
 
@@ -68,6 +69,7 @@ def read_notification(text: str) -> SesNotification | None:
 
 
 def _bounces(document: dict[str, Any]) -> list[SesRecipient]:
+    """``bouncedRecipients``; a Transient bounce without ``action`` is a delay."""
     bounce = document.get("bounce") or {}
     transient = str(bounce.get("bounceType", "")).lower() == "transient"
     mta = _strip_type(bounce.get("reportingMTA"))
@@ -92,6 +94,7 @@ def _bounces(document: dict[str, Any]) -> list[SesRecipient]:
 
 
 def _complaints(document: dict[str, Any]) -> list[SesRecipient]:
+    """``complainedRecipients`` with their ``complaintFeedbackType``."""
     complaint = document.get("complaint") or {}
     feedback_type = complaint.get("complaintFeedbackType") or "abuse"
     return [
@@ -102,6 +105,7 @@ def _complaints(document: dict[str, Any]) -> list[SesRecipient]:
 
 
 def _deliveries(document: dict[str, Any]) -> list[SesRecipient]:
+    """``delivery.recipients``, the status taken from ``smtpResponse``."""
     delivery = document.get("delivery") or {}
     response = str(delivery.get("smtpResponse") or "")
     return [
@@ -128,6 +132,7 @@ def _strip_type(value: Any) -> str | None:
 
 
 def _first_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in ``text`` (a mail footer may follow it), line breaks undone."""
     start = text.find("{")
     if start < 0:
         return None

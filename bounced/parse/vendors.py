@@ -240,6 +240,7 @@ def _sentence_recipients(text: str) -> list[TextRecipient]:
 
 
 def _lines_from(text: str, position: int) -> str:
+    """The line holding ``position`` and the ones after it, section rules left out."""
     line_start = text.rfind("\n", 0, position) + 1
     lines = text[line_start:].split("\n")[: FOLLOWING_LINES + 1]
     return collapse(" ".join(line for line in lines if not _RULE_LINE.match(line.strip())))
