@@ -40,6 +40,8 @@ def test_the_reference_example() -> None:
         ("550 5.1.1 user unknown", "550 5.1.1"),
         ("451 4.7.1 greylisted", "451 4.7.1"),
         ("554 5.7.26 unauthenticated email", "554 5.7.26"),
+        ("552 5.3.4 Message size exceeds fixed limit", "552 5.3.4 Message size"),
+        ("452 4.5.3 Too many recipients", "452 4.5.3 Too many recipients"),
     ],
 )
 def test_reply_codes_and_status_codes_stay(text: str, kept: str) -> None:
@@ -89,3 +91,13 @@ def test_sms_text_field_runs_to_the_end_even_with_colons() -> None:
     fields = parse_sms_status_report("id:7 stat:EXPIRED err:001 text:a: b: stat:fake")
     assert fields["stat"] == "EXPIRED"
     assert fields["text"] == "a: b: stat:fake"
+
+
+def test_a_reply_code_before_a_sentence_is_not_a_quantity() -> None:
+    assert normalize("554 Message not allowed - policy") == "554 Message not allowed - policy"
+    assert normalize("550 Recipients refused") == "550 Recipients refused"
+
+
+def test_quantities_lose_their_figure_but_keep_their_meaning() -> None:
+    assert normalize("Delivery failed after 20 attempts") == "Delivery failed after #xxx#"
+    assert normalize("still undelivered after 4 hours") == "still undelivered after #xxx#"
