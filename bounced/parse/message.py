@@ -189,6 +189,8 @@ def _view(loaded: Loaded) -> _View:
         elif ctype in RETURNED_HEADERS_TYPES:
             if view.returned is None:
                 view.returned = _headers_of_text(part, loaded.problems)
+        elif view.returned is not None and (view.text_parts or view.html_parts):
+            continue  # text after the returned message belongs to it, not to the notice
         elif ctype == "text/plain" or (ctype.startswith("text/") and ctype != "text/html"):
             if not _is_attachment(part):
                 view.text_parts.append(part)
