@@ -49,6 +49,7 @@ _BOUNCE_SUBJECT = re.compile(
     r"不達|配信不能|未配達|送信エラー|メールエラー|エラー通知|退信|投递失败|无法投递",
     re.IGNORECASE,
 )
+_HUMAN_SUBJECT = re.compile(r"\s*(?:re|fwd?|aw|wg|tr|sv|vs|rv|ynt)\s*(?:\[\d+\])?\s*:", re.I)
 _DELAY_TEXT = re.compile(
     r"\b(?:delayed|delay\)|still (?:being )?(?:retried|trying)|will (?:continue to )?(?:be )?"
     r"retr(?:y|ied)|has not yet been delivered|not been delivered yet|warning: message)",
@@ -288,7 +289,9 @@ class _Signal(Enum):
 def _bounce_signal(view: _View) -> _Signal:
     """Strong: a daemon sender, a bounce subject, ``X-Failed-Recipients``, a report
     content type. Weak: a null return path or a returned message, which auto-replies and
-    forwards share, or bounce wording in the prose only."""
+    forwards share, or bounce wording in the prose only; and none at all for a message
+    that otherwise looks written by a person (``Re:``/``Fwd:`` subject, ``In-Reply-To``),
+    even when it forwards a bounce."""
     headers = view.headers
     if "x-failed-recipients" in headers:
         return _Signal.STRONG
@@ -299,6 +302,8 @@ def _bounce_signal(view: _View) -> _Signal:
         return _Signal.STRONG
     if _BOUNCE_SUBJECT.search(headers.get("subject") or ""):
         return _Signal.STRONG
+    if _HUMAN_SUBJECT.match(headers.get("subject") or "") or "in-reply-to" in headers:
+        return _Signal.NONE  # a person's reply or forward, whatever it quotes or attaches
     if (headers.get("return-path") or "").strip() == "<>" or view.returned is not None:
         return _Signal.WEAK
     if _BOUNCE_SUBJECT.search(view.text()[:3000]):
@@ -399,7 +404,7 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
     the whole prose when it is the only recipient."""
     text = view.human()
     found = _listed_recipients(view, vendors.scan_recipients(text))
-    if not found:
+    if not found and signal is _Signal.STRONG:
         forwarded = _forwarded_bounce(view)
         if forwarded:
             return forwarded

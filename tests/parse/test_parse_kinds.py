@@ -167,7 +167,12 @@ def test_bounce_forwarded_inside_a_bounce_reads_the_inner_dsn() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["not-a-bounce-human-reply.eml", "not-a-bounce-spam.eml", "not-a-bounce-cron-output.eml"],
+    [
+        "not-a-bounce-human-reply.eml",
+        "not-a-bounce-spam.eml",
+        "not-a-bounce-cron-output.eml",
+        "not-a-bounce-forwarded-bounce.eml",
+    ],
 )
 def test_anything_else_is_not_a_bounce(name: str) -> None:
     report = parse_message((BAD / name).read_bytes())
