@@ -300,10 +300,11 @@ def _bounce_signal(view: _View) -> _Signal:
         return _Signal.STRONG
     if "multipart/report" in (headers.get("content-type") or "").lower():
         return _Signal.STRONG
-    if _BOUNCE_SUBJECT.search(headers.get("subject") or ""):
-        return _Signal.STRONG
-    if _HUMAN_SUBJECT.match(headers.get("subject") or "") or "in-reply-to" in headers:
+    subject = headers.get("subject") or ""
+    if _HUMAN_SUBJECT.match(subject) or "in-reply-to" in headers:
         return _Signal.NONE  # a person's reply or forward, whatever it quotes or attaches
+    if _BOUNCE_SUBJECT.search(subject):
+        return _Signal.STRONG
     if (headers.get("return-path") or "").strip() == "<>" or view.returned is not None:
         return _Signal.WEAK
     if _BOUNCE_SUBJECT.search(view.text()[:3000]):
