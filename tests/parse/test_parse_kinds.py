@@ -12,6 +12,7 @@ import pytest
 
 from bounced.model import Action, BounceReport, Kind
 from bounced.parse import parse_message
+from bounced.parse.mime import load
 
 DATA = Path(__file__).parents[1] / "data"
 CORPUS = DATA / "corpus" / "sisimai" / "eml"
@@ -179,3 +180,27 @@ def test_anything_else_is_not_a_bounce(name: str) -> None:
     assert report.kind is Kind.NOT_BOUNCE
     assert report.recipients == ()
     assert report.problems == ()
+
+
+def returned_originals() -> list[tuple[str, bytes, str]]:
+    """The original messages corpus bounces return: ordinary mail, written by people."""
+    found = []
+    for path in sorted(CORPUS.glob("*.eml")):
+        for part in load(path.read_bytes()).root.walk():
+            if part.content_type in ("message/rfc822", "message/global") and part.children:
+                inner = part.children[0]
+                found.append((path.name, inner.body, inner.headers.get("from") or ""))
+    return found
+
+
+def test_returned_originals_are_not_bounces() -> None:
+    originals = returned_originals()
+    assert len(originals) > 150
+    wrong = []
+    for name, raw, sender in originals:
+        if "mailer-daemon" in sender.lower():
+            continue  # a bounce returned inside a bounce is a bounce
+        report = parse_message(raw)
+        if report.kind is not Kind.NOT_BOUNCE:
+            wrong.append((name, report.kind, [r.address for r in report.recipients]))
+    assert wrong == []
