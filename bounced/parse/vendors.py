@@ -12,7 +12,8 @@ failed addresses, each followed by its error text. The layouts recognised are:
 - an address followed on the same line by its error (``<a>: host ... said: 550 ...``,
   Sendmail's ``554 <a>... User unknown`` transcript lines, ``a Invalid Address``);
 - an address inside a sentence that names it as the recipient (``delivering your mail
-  to <a>``, ``after RCPT TO:<a>``, ``Your message to a couldn't be delivered``).
+  to <a>``, ``after RCPT TO:<a>``, ``Your message to a couldn't be delivered``), or
+  ending a line after the reason (``Unknown user: a``, ``Mailbox is full: <a>``).
 
 The returned original message (after a "copy of the message" separator or where a
 header block starts) is cut off first so its addresses never count as recipients.
@@ -40,8 +41,12 @@ _SENTENCE_RECIPIENT = re.compile(
     rf"(?:\b(?:to|for|recipient(?:s)?|address(?:es)?|RCPT TO:?|Original-Recipient:|user|"
     rf"Final-Recipient:(?:\s*rfc822;)?|mailbox)\s*[:;]?\s*)<({_ADDR})>"
     rf"|(?:\b(?:RCPT TO|Final-Recipient|Original-Recipient)\s*:\s*(?:rfc822;\s*)?)({_ADDR})"
-    rf"|\b(?:message|mail|e-?mail)\s+(?:sent\s+)?(?:to|for)\s*:?\s*({_ADDR})\b",
-    re.IGNORECASE,
+    rf"|\b(?:message|mail|e-?mail|undeliverable|delivery|deliver(?:ed)?)\s+(?:sent\s+)?"
+    rf"(?:to|for)\s*:?\s*<?({_ADDR})\b"
+    rf"|^(?![ \t]*(?:from|to|cc|bcc|reply-to|sender|return-path|delivered-to|mail from|"
+    rf"rcpt to|message-id|in-reply-to|references|resent-[a-z-]+|x-[a-z0-9-]+)\b)"
+    rf"[^\n:<>@]{{3,80}}:\s*<?({_ADDR})>?\s*$",
+    re.IGNORECASE | re.MULTILINE,
 )
 _HEADER_NAMES = (
     r"Return-Path|Received|Message-I[dD]|Date|From|To|Subject|Reply-To|MIME-Version|"
@@ -105,10 +110,10 @@ def header_start(text: str) -> int | None:
 
 
 def _starts_header_run(lines: list[str], index: int) -> bool:
-    """Whether a quoted header block starts at ``lines[index]``: three header lines in
-    a row (continuation lines allowed), or two when one is a header only a real message
-    has (``Received``, ``Message-ID``...). Two plain ones ("Subject: ... / Date: ...")
-    are often a summary inside the prose."""
+    """Whether a quoted header block starts at ``lines[index]``: header lines in a row
+    (continuation lines allowed), at least one of them a header only a real message has
+    (``Received``, ``Message-ID``, ``MIME-Version``...). Plain ``To:``/``Subject:``/
+    ``Date:`` lines alone are the summary many vendors write inside the prose."""
     if not _HEADER_LINE.match(lines[index]):
         return False
     count = 0
@@ -119,7 +124,7 @@ def _starts_header_run(lines: list[str], index: int) -> bool:
             strong = strong or bool(_ORIGINAL_HEADER.match(line))
         elif not (line[:1] in (" ", "\t") and line.strip()):
             break
-        if count >= 3 or (count >= 2 and strong):
+        if count >= 2 and strong:
             return True
     return False
 
@@ -230,7 +235,7 @@ def _sentence_recipients(text: str) -> list[TextRecipient]:
     prose after it (section rules skipped), since vendors state the reason around it."""
     seen: dict[str, TextRecipient] = {}
     for match in _SENTENCE_RECIPIENT.finditer(text):
-        address = match.group(1) or match.group(2) or match.group(3)
+        address = next(group for group in match.groups() if group)
         if _BOILERPLATE_ADDRESS.match(address) or address.lower() in seen:
             continue
         seen[address.lower()] = TextRecipient(
