@@ -121,6 +121,9 @@ def test_dsn_action_gives_the_kind(name: str, kind: Kind, action: Action) -> Non
         ("lhost-dragonfly-02.eml", {"pseudo-local-part@outlook.example.com"}, "5.7.509"),
         ("lhost-exchange2003-01.eml", {"kijitora@example.jp"}, None),
         ("lhost-gmx-03.eml", {"mikeneko@example.co.jp", "sabineko@example.co.jp"}, "5.2.1"),
+        ("lhost-imailserver-01.eml", {"kijitora@example.com"}, None),  # "Unknown user: a"
+        ("lhost-imailserver-06.eml", {"kijitora@example.jp"}, "5.0.0"),  # "undeliverable to a"
+        ("lhost-notes-02.eml", {"kijitora@u1.example.co.jp"}, None),
     ],
 )
 def test_human_readable_bounce(name: str, addresses: set[str], status: str | None) -> None:
