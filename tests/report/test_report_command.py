@@ -217,3 +217,15 @@ def test_a_recorded_unknown_is_asked_again(ingest_at, report, db, dns_server):
     assert [(c["status"], c["bounces"]) for c in offline] == [("unknown", 1)]
     online = report("--since", "1d", "--dns-server", dns_server.address)["invalid_domains"]
     assert [(c["status"], c["bounces"]) for c in online] == [("nxdomain", 1)]
+
+
+def test_only_the_most_bounced_domains_are_looked_up(ingest_at, report, dsn_file, dns_server):
+    ingest_at(T - timedelta(hours=1),
+              dsn_file("a@gmail-hosted.test", "5.1.1", "550 5.1.1 x"),
+              dsn_file("b@gmail-hosted.test", "5.1.1", "550 5.1.1 x"),
+              dsn_file("c@o365-hosted.test", "5.1.1", "550 5.1.1 x"))
+    data = report("--since", "1d", "--by", "provider", "--dns-server", dns_server.address,
+                  "--dns-limit", "1")
+    assert {g["key"]: g["bounces"] for g in data["groups"]} == {
+        "Google": 2, "(not looked up)": 1}
+    assert dns_server.queries[("o365-hosted.test.", "MX")] == 0
