@@ -2,7 +2,8 @@
 
 The accuracy floors are the issue's: recipients 97%, status 95%, type 95%, reason 92%,
 kind 100%, with zero crashes. They are floors: the same metrics are measured on emails
-nobody here has seen.
+nobody here has seen. The labels are scored with the corrections documented in
+tests/data/corpus/sisimai-errata.toml (labels the mails themselves contradict).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def test_every_record_has_the_documented_keys(corpus_output: Path) -> None:
     not SHARED_SCORER.exists(), reason=f"reference scorer not found: {SHARED_SCORER}"
 )
 def test_our_scorer_agrees_with_the_reference_scorer(corpus_output: Path) -> None:
-    ours = score(load_expected(), group_by_file(_records(corpus_output)))
+    ours = score(load_expected(errata=None), group_by_file(_records(corpus_output)))
     reference = subprocess.run(
         [sys.executable, str(SHARED_SCORER), str(CORPUS / "expected.json"), str(corpus_output)],
         capture_output=True, text=True, check=True,
