@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bounced.addresses import NO_FOLDING, AddressRules, canonical_address
 from bounced.model import (
     FailureType,
     QualificationStatus,
@@ -57,9 +58,11 @@ def parse_when(text: str, now: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def normalize_address(text: str) -> str:
-    """Addresses are stored lowercased (SPEC §8); ``<Jane@Example.org>`` finds them."""
-    return text.strip().strip("<>").strip().lower()
+def normalize_address(text: str, rules: AddressRules = NO_FOLDING) -> str:
+    """The stored key of an address typed by an operator: ``<Jane@Example.org>`` finds
+    ``jane@example.org``, and an internationalized domain its IDNA form, exactly as the
+    pipeline stored it (:func:`bounced.addresses.canonical_address`)."""
+    return canonical_address(text.strip().strip("<>").strip(), rules)
 
 
 # --------------------------------------------------------------------------- tables

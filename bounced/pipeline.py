@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
+from bounced.addresses import NO_FOLDING, AddressRules, canonical_address, rules_from_config
 from bounced.analyse import judge
 from bounced.config import Config
 from bounced.model import (
@@ -101,8 +102,9 @@ class _Batch:
     may have vanished with it.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, address_rules: AddressRules = NO_FOLDING) -> None:
         self.store = store
+        self.address_rules = address_rules
         self.entries: dict[str, TableEntry | None] = {}
 
     def lookup(self, text: str) -> TableEntry | None:
@@ -264,7 +266,10 @@ def _process_one(
         recipient = verdict.recipient
         if recipient.kind is Kind.NOT_BOUNCE:
             continue
-        address = recipient.address.strip().lower() if recipient.address else None
+        address = (
+            canonical_address(recipient.address, batch.address_rules)
+            if recipient.address else None
+        )
         text_id = _upsert_text(conn, batch, verdict, at_text)
         qualification = verdict.qualification
         old_state = new_state = None
@@ -368,7 +373,7 @@ def process_messages(
     results: list[ProcessResult] = []
     for chunk in _chunks(list(ids), max(1, config.processing.batch_size)):
         parsed = _parse_chunk(store, chunk)
-        batch = _Batch(store)
+        batch = _Batch(store, rules_from_config(config.addresses))
         with store.relaxed_sync(), store.transaction():
             done: set[int] = set()
             for message_id, row, report, parse_error in parsed:
