@@ -90,6 +90,10 @@ WORDINGS = [
     ("554 5.4.6 Too many hops", SOFT, Reason.UNREACHABLE),
     ("451 4.3.0 Error: queue file write error", SOFT, Reason.UNREACHABLE),
     ("530 5.7.0 Must issue a STARTTLS command first", SOFT, Reason.UNREACHABLE),
+    # the MTA gave up after its attempts (SPEC §10): normalization makes the count with
+    # its unit ("20 attempts") variable, the rule must still see the wording
+    ("Delivery failed 20 attempts: jane@example.org", SOFT, Reason.UNREACHABLE),
+    ("Message delivery to jane@example.org failed after 5 attempts.", SOFT, Reason.UNREACHABLE),
     # permanent unreachability is hard (SPEC §3)
     ("Destination host is permanently unreachable", HARD, Reason.UNREACHABLE),
 ]
