@@ -123,6 +123,24 @@ _COMMANDS = {
 }
 
 
+_SECTION_COMMAND = re.compile(
+    r"^[ \t]*[-=_*]*[ \t]*(?:smtp[ \t]+|failed[ \t]+|last[ \t]+)?command[ \t]*[-=_*:]*[ \t]*"
+    r"(?:\n[ \t]*)?(rcpt to|rcpt|mail from|mail|data|helo|ehlo|starttls|auth)\b",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def find_section_command(text: str) -> str | None:
+    """The SMTP command a notice names under a label of its own, on the label's line or
+    the next one: m-FILTER's "-------SMTP command" section, "SMTP command: RCPT TO",
+    "Failed command: DATA". Read from the multi-line prose (a label only counts at the
+    start of a line), for a notice about one recipient."""
+    if "ommand" not in text:
+        return None
+    match = _SECTION_COMMAND.search(text)
+    return _COMMANDS.get(match.group(1).lower()) if match else None
+
+
 def find_command(text: str) -> str | None:
     """The SMTP command an error answered (``RCPT``, ``DATA``, ``CONN``...), when the text
     says so: in words ("in reply to RCPT TO command", "after end of data") or as a

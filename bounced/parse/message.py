@@ -421,6 +421,7 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
         return []
     delayed = _is_delay_notice(view, text)
     whole = vendors.collapse(text)
+    section_command = codes.find_section_command(text) if len(found) == 1 else None
     recipients = []
     for item in found:
         diagnostic = item.diagnostic
@@ -442,7 +443,7 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
                 reply_code=reply_code,
                 diagnostic=diagnostic,
                 remote_mta=_remote_host(diagnostic),
-                smtp_command=codes.find_command(diagnostic),
+                smtp_command=codes.find_command(diagnostic) or section_command,
             )
         )
     return _dedupe(recipients)

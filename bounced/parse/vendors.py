@@ -31,7 +31,7 @@ ADDRESS = re.compile(_ADDR)
 _QUOTED_ADDR = rf"(?:\"[^\"]*\"\s*)?[\"']?<?({_ADDR})>?[\"']?"
 
 _ADDRESS_LINE = re.compile(
-    rf"^(?P<indent>[ \t]*)(?:>+\s*|[*\u2022-]\s+|[245]\d\d[ -]+)?"
+    rf"^(?P<indent>[ \t]*)(?:>+\s*|[*\u2022-]\s+|(?P<code>[245]\d\d)[ -]+)?"
     rf"(?:(?:(?:final-|original-)?recipient(?:\s+address)?|address|rcpt to|mailbox)\s*:\s*"
     rf"(?:rfc822;\s*)?)?"
     rf"{_QUOTED_ADDR}\s*(?::|\.{{3}})?\s*(?P<rest>.*)$",
@@ -55,7 +55,9 @@ _HEADER_NAMES = (
 )
 _HEADER_LINE = re.compile(rf"^(?:{_HEADER_NAMES})\s*:", re.IGNORECASE)
 _SEPARATOR = re.compile(
-    r"^\s*(?:[-=_*]{3,}.*?(?:original|copy|returned|message|headers?|below|attached|"
+    # a rule titled "server message" / "error message" heads the error text, not the copy
+    r"^\s*(?:[-=_*]{3,}+(?!\s*(?:server|error|smtp|remote|diagnostic)\s+message\b\W*$)"
+    r".*?(?:original|copy|returned|message|headers?|below|attached|"
     r"undelivered|unsent)"
     r"|(?:original message|the original message|message headers follow|"
     r"below this line is a copy|a copy of the original message|"
@@ -160,6 +162,8 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
     at a dashed section rule; at a line less indented than its address; and, for an
     address with its error on the same line, at the next line of an SMTP transcript
     (Sendmail lists one ``554 <a>... reason`` line per recipient).
+
+    Such a line keeps its reply code when its text has none (``550 No such user``).
     """
     blocks: list[_Block] = []
     current: _Block | None = None
@@ -176,9 +180,13 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
         match = _ADDRESS_LINE.match(line) if "@" in line else None
         if match is not None and _starts_block(current, indent):
             rest = match.group("rest").strip()
-            current = _Block(match.group(2), indent, number, [rest] if rest else [], bool(rest))
+            code = match.group("code")
+            if rest and code and not has_code(rest):
+                rest = f"{code} {rest}"  # "550 <a>... No such user"
+            current = _Block(match.group(3), indent, number, [rest] if rest else [], bool(rest))
             blocks.append(current)
-        elif current is not None and (
+            continue
+        if current is not None and (
             indent > current.indent
             or (indent == current.indent
                 and not (current.same_line and _TRANSCRIPT_LINE.match(stripped)))
@@ -203,11 +211,14 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
 
 def _following(label: str, lines: list[str], block: _Block) -> str:
     """When a block says nothing but a label, the prose after its address line, up to
-    the next address line, without section rules."""
+    the next address line or the next section rule once some text is taken (m-FILTER's
+    "-------server message" section then its "-------SMTP command" one)."""
     taken: list[str] = []
     for line in lines[block.line + 1 : block.line + 1 + FOLLOWING_LINES]:
         stripped = line.strip()
         if _RULE_LINE.match(stripped):
+            if any(taken):
+                break
             continue
         if _ADDRESS_LINE.match(line) and len(line) - len(line.lstrip()) <= block.indent:
             break
