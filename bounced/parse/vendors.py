@@ -74,6 +74,8 @@ _ORIGINAL_HEADER = re.compile(
 )
 _RULE_LINE = re.compile(r"^[-=_*]{3,}")
 _TRANSCRIPT_LINE = re.compile(r"^(?:[245]\d\d[ -]|>>>|<<<|while talking to)", re.IGNORECASE)
+_TRANSCRIPT_START = re.compile(r"^(?:>>>|\.*\s*while talking to)", re.IGNORECASE)
+"""A line after which the transcript shows the replies to a new command or session."""
 _CODE = re.compile(r"(?<![\d.])(?:[245]\.\d{1,3}\.\d{1,3}|[45]\d\d)(?![\d.]*\d)")
 _BOILERPLATE_ADDRESS = re.compile(r"^(?:mailer-daemon|mailer_daemon)@", re.I)
 
@@ -163,18 +165,29 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
     address with its error on the same line, at the next line of an SMTP transcript
     (Sendmail lists one ``554 <a>... reason`` line per recipient).
 
-    Such a line keeps its reply code when its text has none (``550 No such user``).
+    Such a line keeps its reply code when its text has none (``550 No such user``). In
+    a transcript, that summary is Sendmail's own wording ("Remote protocol error",
+    "Service unavailable"); the cause is what the transcript showed just above it, the
+    remote reply (``<<< 553 ...``) or the local mailer's complaint (``procmail: Quota
+    exceeded``), so those lines are appended to it. A recipient with the same summary
+    right after it (a refused MAIL FROM fails every recipient of the session) shares them.
     """
     blocks: list[_Block] = []
     current: _Block | None = None
+    transcript = False
+    replies: list[str] = []  # transcript lines since the last command or recipient line
+    repeated: tuple[str, list[str]] = ("", [])  # the last summary line and its replies
     for number, line in enumerate(lines):
         stripped = line.strip()
         if not stripped:
             if current is not None and current.parts and not current.parts[-1].endswith(":"):
                 current = None
+            replies, repeated = [], ("", [])
             continue
         if _RULE_LINE.match(stripped):
             current = None
+            transcript = transcript or "transcript" in stripped.lower()
+            replies, repeated = [], ("", [])
             continue
         indent = len(line) - len(line.lstrip())
         match = _ADDRESS_LINE.match(line) if "@" in line else None
@@ -182,10 +195,21 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
             rest = match.group("rest").strip()
             code = match.group("code")
             if rest and code and not has_code(rest):
-                rest = f"{code} {rest}"  # "550 <a>... No such user"
+                summary = f"{code} {rest}"  # "550 <a>... No such user"
+                if not replies and summary == repeated[0]:
+                    replies = repeated[1]  # the next recipient refused in the same way
+                # Sendmail: "<<< 501 ..." then "554 <a>... Remote protocol error"
+                rest = f"{summary}: {' '.join(replies)}" if replies else summary
+                repeated = (summary, replies)
+            replies = []
             current = _Block(match.group(3), indent, number, [rest] if rest else [], bool(rest))
             blocks.append(current)
             continue
+        if _TRANSCRIPT_START.match(stripped):
+            transcript = True
+            replies, repeated = [], ("", [])
+        elif transcript and not stripped.endswith(":"):
+            replies = [*replies[-2:], stripped.removeprefix("<<<").strip()]
         if current is not None and (
             indent > current.indent
             or (indent == current.indent

@@ -1,6 +1,8 @@
 """Prose bounces whose error text is not on the recipient's own line: a notice split
 into titled sections (m-FILTER style: the address, then "-------server message", then
-"-------SMTP command").
+"-------SMTP command"), and Sendmail transcripts, where the remote reply ("<<< 553 ...")
+or the local mailer's complaint comes *before* the per-recipient summary line
+("554 <a>... Remote protocol error", "554 <a>... Service unavailable").
 
 The samples in tests/data/prose are synthetic, written in the layout those MTAs use.
 """
@@ -76,3 +78,38 @@ def test_the_returned_message_separators_still_cut(title: str) -> None:
 )
 def test_smtp_command_under_its_own_label(text: str, command: str | None) -> None:
     assert codes.find_section_command(text) == command
+
+
+# --- Sendmail transcripts ------------------------------------------------------------
+
+
+def test_remote_reply_before_the_summary_line_is_part_of_the_error() -> None:
+    found = verdicts("sendmail-transcript-mail-from.eml")
+    assert set(found) == {"bob@example.net", "carol@example.net", "dave@example.com"}
+    reply = "553 <alice@example.org>... Sender domain must resolve"
+    # MAIL FROM was refused: every recipient of that session fails the same way
+    for address in ("bob@example.net", "carol@example.net"):
+        verdict = found[address]
+        assert verdict.recipient.diagnostic == f"554 Remote protocol error: {reply}"
+        assert (verdict.failure_type, verdict.reason) == (FailureType.SOFT, Reason.REFUSED)
+    # the next session's reply belongs to its own recipient only
+    dave = found["dave@example.com"]
+    assert "Sender domain" not in dave.recipient.diagnostic
+    assert (dave.failure_type, dave.reason) == (FailureType.HARD, Reason.USER_UNKNOWN)
+
+
+def test_local_mailer_complaint_before_the_summary_line_is_part_of_the_error() -> None:
+    (verdict,) = verdicts("sendmail-local-mailer.eml").values()
+    assert verdict.recipient.diagnostic == (
+        '554 Service unavailable: procmail: Quota exceeded while writing "/var/mail/bob"'
+    )
+    assert (verdict.failure_type, verdict.reason) == (FailureType.SOFT, Reason.MAILBOX_FULL)
+
+
+def test_summary_lines_outside_a_transcript_take_nothing_from_the_lines_above() -> None:
+    text = (
+        "The following recipients could not be reached\n"
+        "554 <bob@example.net>... Service unavailable\n"
+    )
+    (found,) = vendors.scan_recipients(text)
+    assert found.diagnostic == "554 Service unavailable"
