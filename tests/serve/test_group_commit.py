@@ -37,7 +37,7 @@ def test_messages_arriving_during_a_commit_go_into_the_next_one_together(tmp_pat
         blocker.execute("COMMIT")
         blocker.close()
         stored = await asyncio.gather(*tasks)
-        await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+        await writer.stop()
         return writer, [s.id for s in stored]
 
     writer, ids = asyncio.run(scenario())
@@ -57,7 +57,7 @@ def test_the_pending_backlog_past_max_pending_means_overloaded(tmp_path: Path) -
         for n in range(4):
             await writer.accept(message(n))
         after = writer.overloaded()
-        await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+        await writer.stop()
         return before, after, writer.pending
 
     before, after, pending = asyncio.run(scenario())
@@ -73,7 +73,7 @@ def test_a_duplicate_does_not_grow_the_backlog(tmp_path: Path) -> None:
         writer.start()
         first = await writer.accept(message(1))
         again = await writer.accept(message(1))
-        await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+        await writer.stop()
         return [first.duplicate, again.duplicate], writer.pending
 
     assert asyncio.run(scenario()) == ([False, True], 1)
@@ -86,7 +86,7 @@ def test_a_stopped_writer_refuses_rather_than_loses(tmp_path: Path) -> None:
     async def scenario() -> str:
         writer = GroupCommitWriter(db, max_pending=10)
         writer.start()
-        await asyncio.get_running_loop().run_in_executor(None, writer.stop)
+        await writer.stop()
         try:
             await writer.accept(message(1))
         except StoreClosedError as error:
