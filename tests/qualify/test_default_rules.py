@@ -187,3 +187,28 @@ def test_an_undelivered_sms_status_report_is_hard_refused() -> None:
     assert (verdict.failure_type, verdict.reason) == (HARD, Reason.REFUSED)
     delivered, _first = normalize_sms("id:42 stat:DELIVRD err:000 text:Hello")
     assert match_rule(delivered, DEFAULTS) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "command", "failure_type", "reason"),
+    [
+        # RCPT TO accepted the address, DATA was refused: a content filter (rule 19)...
+        ("5.0.0", "DATA", SOFT, Reason.REFUSED),
+        # ... also when the notice carries no code at all, only the command it names
+        (None, "DATA", SOFT, Reason.REFUSED),
+        # an X.1.Z code says the address itself is bad, whatever the command
+        ("5.1.1", "DATA", HARD, Reason.USER_UNKNOWN),
+        # answered to RCPT TO, or no command known: an unknown address
+        (None, "RCPT", HARD, Reason.USER_UNKNOWN),
+        (None, None, HARD, Reason.USER_UNKNOWN),
+    ],
+)
+def test_unknown_user_answered_to_data_is_a_filter(
+    status: str | None, command: str | None, failure_type: FailureType, reason: Reason
+) -> None:
+    recipient = RecipientReport(
+        "jane@example.org", Kind.FAILURE, Action.FAILED, status=status, smtp_command=command
+    )
+    verdict = qualify(recipient, normalize("550 unknown user <jane@example.org>"), rules=DEFAULTS)
+    assert verdict is not None
+    assert (verdict.failure_type, verdict.reason) == (failure_type, reason)
