@@ -104,12 +104,14 @@ _COMMAND_WORDS = re.compile(
     r"|(?P<MAIL>sender was rejected|\[mail_from\])"
     r"|(?P<DATA>failed after i sent the message|\[data\])"
     r"|(?P<EHLO>my name was rejected)"
+    r"|(?P<CONN>refused to talk to me)"
     r"|(?P<HELO>performing the (?:helo|ehlo) handshake)"
 )
 """Searched in the lowercased text (an IGNORECASE alternation is several times slower)."""
 _COMMAND_HINTS = (
     "after", "reply to", "response to", "did not like", "sending", "during", "following",
     "does not like", "most progress", "_to]", "_from]", "[data]", "rejected", "handshake",
+    "talk to me",
 )
 """Literal words one of which every :data:`_COMMAND_WORDS` match contains: a cheap test
 that spares the regex most texts (it costs ~20 us on a long one)."""

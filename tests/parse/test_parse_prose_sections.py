@@ -113,3 +113,20 @@ def test_summary_lines_outside_a_transcript_take_nothing_from_the_lines_above() 
     )
     (found,) = vendors.scan_recipients(text)
     assert found.diagnostic == "554 Service unavailable"
+
+
+# --- a refusal in the server's greeting --------------------------------------------------
+
+
+def test_greeting_refusal_named_only_in_the_prose_is_a_block_of_our_ip() -> None:
+    # the DSN's Diagnostic-Code lacks Postfix's "refused to talk to me", the prose has it
+    (verdict,) = verdicts("postfix-greeting-refused.eml").values()
+    assert verdict.recipient.smtp_command == "CONN"
+    assert (verdict.failure_type, verdict.reason) == (FailureType.SOFT, Reason.REFUSED)
+    assert verdict.qualification is not None
+    assert str(verdict.qualification.qualified_by) == "rule:102"
+
+
+def test_refused_to_talk_to_me_names_the_connection_stage() -> None:
+    text = "host mx.example.net[198.51.100.25] refused to talk to me: 421 try later"
+    assert codes.find_command(text) == "CONN"
