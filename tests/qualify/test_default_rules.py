@@ -212,3 +212,26 @@ def test_unknown_user_answered_to_data_is_a_filter(
     verdict = qualify(recipient, normalize("550 unknown user <jane@example.org>"), rules=DEFAULTS)
     assert verdict is not None
     assert (verdict.failure_type, verdict.reason) == (failure_type, reason)
+
+
+@pytest.mark.parametrize(
+    ("raw", "failure_type", "reason"),
+    [
+        # the server's greeting refused us: a block of our IP (rule 102)
+        ("554 mx.example.org ESMTP Service refused, please contact your provider",
+         SOFT, Reason.REFUSED),
+        ("421 Service refuse. Veuillez essayer plus tard. Service refused, please try later.",
+         SOFT, Reason.REFUSED),
+        # no server answered at all: the network, not a refusal
+        ("connect to mx.example.org[192.0.2.1]:25: Connection refused", SOFT, Reason.UNREACHABLE),
+    ],
+)
+def test_refusals_at_the_connection_stage(
+    raw: str, failure_type: FailureType, reason: Reason
+) -> None:
+    recipient = RecipientReport(
+        "jane@example.org", Kind.FAILURE, Action.FAILED, smtp_command="CONN"
+    )
+    verdict = qualify(recipient, normalize(raw), rules=DEFAULTS)
+    assert verdict is not None
+    assert (verdict.failure_type, verdict.reason) == (failure_type, reason)
