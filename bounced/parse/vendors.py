@@ -8,9 +8,12 @@ failed addresses, each followed by its error text. The layouts recognised are:
   a ``>>>`` / bullet / reply-code prefix or a ``Recipient address:`` label (qmail,
   Exim, Yahoo, Gmail, Courier, Sun Messaging Server), the error text being the lines
   under it, the more indented ones when the address itself is indented (Exim), and
-  the paragraph after a label line such as ``because:`` (Notes);
+  the paragraph after a label line such as ``because:`` (Notes), or the first titled
+  section after it (m-FILTER's ``-------server message``);
 - an address followed on the same line by its error (``<a>: host ... said: 550 ...``,
-  Sendmail's ``554 <a>... User unknown`` transcript lines, ``a Invalid Address``);
+  Sendmail's ``554 <a>... User unknown`` transcript lines, ``a Invalid Address``); in a
+  Sendmail transcript, the remote reply (``<<< 501 ...``) or local mailer complaint
+  written just above such a summary line is its cause and joins its text;
 - an address inside a sentence that names it as the recipient (``delivering your mail
   to <a>``, ``after RCPT TO:<a>``, ``Your message to a couldn't be delivered``), or
   ending a line after the reason (``Unknown user: a``, ``Mailbox is full: <a>``).
