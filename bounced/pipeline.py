@@ -41,15 +41,17 @@ from bounced.model import (
     Verdict,
 )
 from bounced.parse import parse_message
-from bounced.policy import AddressEvent, AddressState, PolicyFacts, apply, cleanup
+from bounced.policy import AddressEvent, PolicyFacts, apply, cleanup
 from bounced.qualify import Rule, TableEntry
 from bounced.store import (
     MAX_OCCURRENCES,
     MessageRow,
     Store,
     format_time,
-    parse_time,
+    read_state,
     verp_token_of,
+    write_event,
+    write_state,
 )
 
 #: Decides whether a message may change address states: ``(message, report, token)``.
@@ -127,74 +129,6 @@ def _message_time(
         date = report.date
         return date if date.tzinfo is not None else date.replace(tzinfo=UTC)
     return row.received_at
-
-
-def _read_state(conn: sqlite3.Connection, address: str) -> AddressState | None:
-    row = conn.execute(
-        "SELECT state, error_count, last_error_at, last_counted_error_at, reason_code, "
-        "quarantined_at, release_at, undefined_count, updated_at "
-        "FROM addresses WHERE address = ?",
-        (address,),
-    ).fetchone()
-    if row is None:
-        return None
-    return AddressState(
-        address=address,
-        state=QuarantineState(row[0]),
-        error_count=int(row[1]),
-        last_error_at=parse_time(row[2]),
-        last_counted_error_at=parse_time(row[3]),
-        reason=Reason(row[4]) if row[4] is not None else None,
-        quarantined_at=parse_time(row[5]),
-        release_at=parse_time(row[6]),
-        undefined_count=int(row[7]),
-        updated_at=parse_time(row[8]),
-    )
-
-
-def _t(moment: datetime | None) -> str | None:
-    return format_time(moment) if moment is not None else None
-
-
-def write_state(conn: sqlite3.Connection, state: AddressState, now: datetime) -> None:
-    conn.execute(
-        "INSERT INTO addresses (address, state, error_count, last_error_at, "
-        "last_counted_error_at, reason_code, quarantined_at, release_at, updated_at, "
-        "undefined_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(address) DO UPDATE SET state = excluded.state, "
-        "error_count = excluded.error_count, last_error_at = excluded.last_error_at, "
-        "last_counted_error_at = excluded.last_counted_error_at, "
-        "reason_code = excluded.reason_code, quarantined_at = excluded.quarantined_at, "
-        "release_at = excluded.release_at, updated_at = excluded.updated_at, "
-        "undefined_count = excluded.undefined_count",
-        (
-            state.address,
-            state.state.value,
-            state.error_count,
-            _t(state.last_error_at),
-            _t(state.last_counted_error_at),
-            int(state.reason) if state.reason is not None else None,
-            _t(state.quarantined_at),
-            _t(state.release_at),
-            format_time(state.updated_at or now),
-            state.undefined_count,
-        ),
-    )
-
-
-def write_event(conn: sqlite3.Connection, event: AddressEvent, bounce_id: int | None) -> None:
-    conn.execute(
-        "INSERT INTO address_events (address, at, old_state, new_state, cause, bounce_id) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
-        (
-            event.address,
-            format_time(event.at),
-            event.old_state.value if event.old_state is not None else None,
-            event.new_state.value,
-            event.cause,
-            bounce_id,
-        ),
-    )
 
 
 def _upsert_text(conn: sqlite3.Connection, batch: _Batch, verdict: Verdict,
@@ -275,7 +209,7 @@ def _process_one(
         old_state = new_state = None
         outcome = None
         if address and trusted:
-            old_state = _read_state(conn, address)
+            old_state = read_state(conn, address)
             outcome = apply(
                 old_state,
                 PolicyFacts.of(verdict),
@@ -463,7 +397,7 @@ def run_cleanup(store: Store, *, config: Config, at: datetime) -> list[AddressEv
             (format_time(at), stale_before),
         ).fetchall()
         for (address,) in rows:
-            state = _read_state(conn, address)
+            state = read_state(conn, address)
             if state is None:
                 continue
             outcome = cleanup(state, at, config.policy)

@@ -2,8 +2,8 @@
 
 Every action is a state change like the ones bounces cause, so it goes through the same
 types (:class:`~bounced.policy.AddressState`, :class:`~bounced.policy.AddressEvent`)
-and the same writers (:func:`~bounced.pipeline.write_state`,
-:func:`~bounced.pipeline.write_event`) as the pipeline: one ``addresses`` row updated and
+and the same writers (:func:`~bounced.store.write_state`,
+:func:`~bounced.store.write_event`) as the pipeline: one ``addresses`` row updated and
 one ``address_events`` row appended, in one transaction, with a cause that says who did
 it ("released by operator: customer fixed the mailbox"). An audit with ``sqlite3`` then
 tells operator decisions and bounce-driven ones apart by their cause alone.
@@ -31,9 +31,8 @@ from datetime import datetime
 from bounced.audit import normalize_address
 from bounced.config import Config, PolicyConfig
 from bounced.model import FailureType, Kind, QuarantineState, Reason
-from bounced.pipeline import write_event, write_state
 from bounced.policy import AddressEvent, AddressState, PolicyFacts, apply, cleanup
-from bounced.store import Store, format_time, parse_time
+from bounced.store import Store, format_time, parse_time, read_state, write_event, write_state
 
 #: Causes of operator decisions start with one of these; :func:`replay` builds on them.
 RELEASED = "released by operator"
@@ -46,31 +45,7 @@ OPERATOR_CAUSES = (RELEASED, ALLOWLISTED, DENYLISTED)
 BATCH = 200
 
 
-# --------------------------------------------------------------------------- state I/O
-
-
-def read_state(conn: sqlite3.Connection, address: str) -> AddressState | None:
-    """The ``addresses`` row of ``address`` as the policy's :class:`AddressState`."""
-    row = conn.execute(
-        "SELECT state, error_count, last_error_at, last_counted_error_at, reason_code, "
-        "quarantined_at, release_at, undefined_count, updated_at "
-        "FROM addresses WHERE address = ?",
-        (address,),
-    ).fetchone()
-    if row is None:
-        return None
-    return AddressState(
-        address=address,
-        state=QuarantineState(row[0]),
-        error_count=int(row[1]),
-        last_error_at=parse_time(row[2]),
-        last_counted_error_at=parse_time(row[3]),
-        reason=Reason(row[4]) if row[4] is not None else None,
-        quarantined_at=parse_time(row[5]),
-        release_at=parse_time(row[6]),
-        undefined_count=int(row[7]),
-        updated_at=parse_time(row[8]),
-    )
+# --------------------------------------------------------------------------- results
 
 
 @dataclass(frozen=True, slots=True)

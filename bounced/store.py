@@ -48,6 +48,7 @@ from bounced.model import (
     QuarantineState,
     Reason,
 )
+from bounced.policy import AddressEvent, AddressState
 from bounced.qualify import Rule, TableEntry, load_default_rules
 
 #: Occurrence counter cap of the qualification table (SPEC §4).
@@ -88,6 +89,83 @@ def parse_time(text: str | None) -> datetime | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+# --------------------------------------------------------------------------- address state I/O
+# The one place that maps the policy's AddressState/AddressEvent to the ``addresses`` and
+# ``address_events`` tables: the pipeline, the cleanup job and operator actions all go
+# through it, so a state written by one is read identically by the others.
+
+
+def read_state(conn: sqlite3.Connection, address: str) -> AddressState | None:
+    """The ``addresses`` row of ``address`` as the policy's :class:`AddressState`."""
+    row = conn.execute(
+        "SELECT state, error_count, last_error_at, last_counted_error_at, reason_code, "
+        "quarantined_at, release_at, undefined_count, updated_at "
+        "FROM addresses WHERE address = ?",
+        (address,),
+    ).fetchone()
+    if row is None:
+        return None
+    return AddressState(
+        address=address,
+        state=QuarantineState(row[0]),
+        error_count=int(row[1]),
+        last_error_at=parse_time(row[2]),
+        last_counted_error_at=parse_time(row[3]),
+        reason=Reason(row[4]) if row[4] is not None else None,
+        quarantined_at=parse_time(row[5]),
+        release_at=parse_time(row[6]),
+        undefined_count=int(row[7]),
+        updated_at=parse_time(row[8]),
+    )
+
+
+def _t(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
+
+
+def write_state(conn: sqlite3.Connection, state: AddressState, now: datetime) -> None:
+    """Insert or update the ``addresses`` row of ``state.address``."""
+    conn.execute(
+        "INSERT INTO addresses (address, state, error_count, last_error_at, "
+        "last_counted_error_at, reason_code, quarantined_at, release_at, updated_at, "
+        "undefined_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(address) DO UPDATE SET state = excluded.state, "
+        "error_count = excluded.error_count, last_error_at = excluded.last_error_at, "
+        "last_counted_error_at = excluded.last_counted_error_at, "
+        "reason_code = excluded.reason_code, quarantined_at = excluded.quarantined_at, "
+        "release_at = excluded.release_at, updated_at = excluded.updated_at, "
+        "undefined_count = excluded.undefined_count",
+        (
+            state.address,
+            state.state.value,
+            state.error_count,
+            _t(state.last_error_at),
+            _t(state.last_counted_error_at),
+            int(state.reason) if state.reason is not None else None,
+            _t(state.quarantined_at),
+            _t(state.release_at),
+            format_time(state.updated_at or now),
+            state.undefined_count,
+        ),
+    )
+
+
+def write_event(conn: sqlite3.Connection, event: AddressEvent, bounce_id: int | None) -> None:
+    """Append one row to the ``address_events`` history."""
+    conn.execute(
+        "INSERT INTO address_events (address, at, old_state, new_state, cause, bounce_id) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            event.address,
+            format_time(event.at),
+            event.old_state.value if event.old_state is not None else None,
+            event.new_state.value,
+            event.cause,
+            bounce_id,
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- API types
