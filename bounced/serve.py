@@ -79,6 +79,8 @@ DEFER_ABOVE_RATE = 200.0
 MAX_DEFER_SECONDS = 10.0
 #: Scheduling priority of the processing worker relative to the listener (see worker_main).
 WORKER_NICENESS = 10
+#: Under load, how long a finished DATA waits for others to share its commit (fsync).
+GROUP_WINDOW_SECONDS = 0.004
 #: How often the writer re-reads the pending backlog from the database.
 PENDING_REFRESH_SECONDS = 0.25
 
@@ -151,11 +153,13 @@ class SharedCounters:
 
     writer_waiting: Any
     committed: Any
+    #: 1 while the worker sleeps waiting for work: only then is it worth waking.
+    worker_idle: Any
 
     @classmethod
     def create(cls, context: Any = None) -> SharedCounters:
         ctx = context if context is not None else multiprocessing.get_context("spawn")
-        return cls(ctx.RawValue("i", 0), ctx.RawValue("q", 0))
+        return cls(ctx.RawValue("i", 0), ctx.RawValue("q", 0), ctx.RawValue("i", 0))
 
 
 class StoreClosedError(RuntimeError):
@@ -200,6 +204,7 @@ class GroupCommitWriter:
         self._closed = False
         self._pending = 0
         self.heartbeat = time.monotonic()
+        self._last_commit = 0.0
         self.committed = 0
         self.commits = 0
 
@@ -211,6 +216,9 @@ class GroupCommitWriter:
         self._store = Store.open(self.db_path)
         # Never block the loop on the worker's lock: fail fast and retry (see _flush).
         self._store.conn.execute("PRAGMA busy_timeout = 0")
+        # Checkpoints (copying the WAL into the database file, with its own fsync) are
+        # left to the worker's connection: here they would stall every session.
+        self._store.conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._pending = self._store.pending_count()
         self._refresh()
 
@@ -249,8 +257,15 @@ class GroupCommitWriter:
         future: asyncio.Future[StoredMessage] = self.loop.create_future()
         self._batch.append((message, future))
         if self._flush_handle is None:
-            # After the other callbacks of this turn: their messages join this group.
-            self._flush_handle = self.loop.call_soon(self._flush)
+            # Light traffic: commit after the other callbacks of this turn. Busy (a
+            # commit very recently): wait a moment so the sessions about to finish
+            # DATA share the fsync, instead of one fsync per handful of messages.
+            if time.monotonic() - self._last_commit < GROUP_WINDOW_SECONDS:
+                self._flush_handle = self.loop.call_later(  # type: ignore[assignment]
+                    GROUP_WINDOW_SECONDS, self._flush
+                )
+            else:
+                self._flush_handle = self.loop.call_soon(self._flush)
         # Shielded: a client that disconnects while we commit must not cancel the
         # commit's bookkeeping; its message is stored and a re-send is a duplicate.
         return await asyncio.shield(future)
@@ -290,6 +305,7 @@ class GroupCommitWriter:
         else:
             self._done_waiting()
             del self._batch[: len(group)]
+            self._last_commit = time.monotonic()
             self.commits += 1
             self.committed += len(group)
             if self.shared is not None:
@@ -446,8 +462,21 @@ class ProcessingWorker:
                 return
             if time.monotonic() >= self.next_maintenance:
                 self.maintenance()
+            self._sleep(wake)
+
+    def _sleep(self, wake: Any) -> None:
+        """Wait for the listener's nudge (or a second). The idle flag is raised before the
+        last look at the backlog, so a commit in between is never missed."""
+        if self.shared is not None:
+            self.shared.worker_idle.value = 1
+        try:
+            if self.store.pending_message_ids(1):
+                return
             wake.wait(timeout=1.0)
             wake.clear()
+        finally:
+            if self.shared is not None:
+                self.shared.worker_idle.value = 0
 
     def process_some(self) -> int:
         """Process up to ``processing.batch_size`` pending messages; returns how many.
@@ -602,7 +631,9 @@ class WorkerHandle:
         receiver.close()
 
     def nudge(self) -> None:
-        self.wake.set()
+        """After a commit: wake the worker if it sleeps (no system call when it is busy)."""
+        if self.shared.worker_idle.value:
+            self.wake.set()
 
     def send(self, kind: str, payload: Any = None) -> None:
         if self._control is None:
