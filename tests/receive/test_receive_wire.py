@@ -337,3 +337,36 @@ def test_each_protocol_greets_only_its_own_hello(server: RunningDaemon, protocol
         reader.readline()
         sock.sendall(wrong)
         assert reader.readline().startswith(b"500")
+
+
+def test_lines_starting_with_a_dot_are_stored_as_sent(server: RunningDaemon) -> None:
+    raw = b"Subject: dots\r\n\r\n.hidden\r\n..two\r\n.\r\n...\r\nend\r\n"
+    with smtp(server) as client:
+        _, (code, _) = transaction(client, [BOUNCE_ADDRESS], raw)
+    assert code == 250
+    assert server.query("SELECT raw FROM messages") == [(raw,)]
+
+
+def test_a_command_sent_right_after_the_final_dot_is_answered(server: RunningDaemon) -> None:
+    sock, reply = raw_session(server)
+    with sock:
+        rcpt = f"RCPT TO:<{BOUNCE_ADDRESS}>".encode()
+        for command in (b"EHLO c.test", b"MAIL FROM:<>", rcpt, b"DATA"):
+            sock.sendall(command + b"\r\n")
+            reply()
+        sock.sendall(b"Subject: x\r\n\r\nbody\r\n.\r\nNOOP\r\n")
+        assert reply().startswith(b"250 2.0.0")
+        assert reply().startswith(b"250")
+    assert server.query("SELECT raw FROM messages") == [(b"Subject: x\r\n\r\nbody\r\n",)]
+
+
+def test_an_empty_message_is_stored_empty(server: RunningDaemon) -> None:
+    sock, reply = raw_session(server)
+    with sock:
+        rcpt = f"RCPT TO:<{BOUNCE_ADDRESS}>".encode()
+        for command in (b"EHLO c.test", b"MAIL FROM:<>", rcpt, b"DATA"):
+            sock.sendall(command + b"\r\n")
+            reply()
+        sock.sendall(b".\r\n")
+        assert reply().startswith(b"250")
+    assert server.query("SELECT raw FROM messages") == [(b"",)]
