@@ -6,10 +6,11 @@ SMTP dialogue:
 1. **Event loop** (main thread): aiosmtpd sessions (:mod:`bounced.receive`). At the end
    of DATA a session hands its message to the :class:`GroupCommitWriter` and waits for
    the durable id.
-2. **Group commit** (on the same loop): every message whose DATA ended in the same turn
-   of the loop goes into one transaction (:meth:`Store.insert_messages`,
-   ``synchronous=FULL``). Sixteen sessions finishing DATA together cost one fsync, not
-   sixteen; no timer adds latency when traffic is light.
+2. **Commit thread** (:class:`GroupCommitWriter`): one transaction at a time
+   (:meth:`Store.insert_messages`, ``synchronous=FULL``) holding every message whose
+   DATA ended while the previous one was committing. Sixteen sessions finishing DATA
+   together cost one fsync, not sixteen; no timer adds latency when traffic is light;
+   sqlite3 releases the GIL while it writes, so the sessions go on meanwhile.
 3. **Worker process** (:func:`worker_main`): parse → qualify → policy → store for
    ``pending`` messages, on the second core, in its own transactions. It starts with
    whatever a previous run left ``pending`` (crash recovery needs no special path),
@@ -29,6 +30,7 @@ re-reads the configuration file and the rules (listener addresses need a restart
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ctypes
 import multiprocessing
@@ -79,8 +81,6 @@ DEFER_ABOVE_RATE = 200.0
 MAX_DEFER_SECONDS = 10.0
 #: Scheduling priority of the processing worker relative to the listener (see worker_main).
 WORKER_NICENESS = 10
-#: Under load, how long a finished DATA waits for others to share its commit (fsync).
-GROUP_WINDOW_SECONDS = 0.004
 #: How often the writer re-reads the pending backlog from the database.
 PENDING_REFRESH_SECONDS = 0.25
 
@@ -169,18 +169,18 @@ class StoreClosedError(RuntimeError):
 class GroupCommitWriter:
     """The :class:`~bounced.receive.MessageSink` of the daemon: durable group commit.
 
-    ``accept`` may be awaited by any number of sessions at once. Every message whose DATA
-    ended in the same turn of the event loop (or while the database was busy) goes into
-    one transaction, committed with ``synchronous=FULL`` before any of them gets its 250.
+    ``accept`` may be awaited by any number of sessions at once. One commit runs at a
+    time, in a dedicated thread (``insert_messages``, ``synchronous=FULL``): the fsync
+    does not stop the sessions, and every message whose DATA ends meanwhile waits for the
+    *next* commit, all of them together. Sixteen sessions finishing DATA together cost
+    one fsync, not sixteen; no timer adds latency when traffic is light.
 
-    Why on the event loop thread and not a writer thread: measured here, a thread costs
-    more than it saves. The GIL serialises its Python work with the sessions' anyway, and
-    every hand-over (queue, ``call_soon_threadsafe``, GIL switches around each sqlite
-    call) adds latency; committing in the loop reached ~85% of a bare aiosmtpd where the
-    thread stayed near 70%. The fsync is the only blocking part and it is paid once per
-    group: the slower the disk, the bigger the groups. The database lock is never waited
-    for in the loop: when the worker holds it, the flush is retried half a millisecond
-    later while sessions keep talking (and the worker yields before its next transaction).
+    Measured on this 2-core machine (``bench/smtp_load.py``): committing on the loop
+    itself blocked it ~1 ms per fsync and reached ~60% of a bare aiosmtpd; a thread fed
+    message by message lost as much in GIL hand-overs; one hand-over per group is best.
+    The write lock is never waited for inside SQLite (``busy_timeout = 0``): when the
+    worker holds it, the group is retried half a millisecond later, and the worker lets
+    the writer in before its next transaction (:class:`SharedCounters`).
     """
 
     def __init__(
@@ -202,9 +202,12 @@ class GroupCommitWriter:
         self._busy_since: float | None = None
         self._refresh_handle: asyncio.TimerHandle | None = None
         self._closed = False
+        self._inflight = False
+        self._reader: Store | None = None
+        #: The one commit thread (the store's connection is only used there).
+        self._executor = concurrent.futures.ThreadPoolExecutor(1, "bounced-commit")
         self._pending = 0
         self.heartbeat = time.monotonic()
-        self._last_commit = 0.0
         self.committed = 0
         self.commits = 0
 
@@ -219,19 +222,22 @@ class GroupCommitWriter:
         # Checkpoints (copying the WAL into the database file, with its own fsync) are
         # left to the worker's connection: here they would stall every session.
         self._store.conn.execute("PRAGMA wal_autocheckpoint = 0")
-        self._pending = self._store.pending_count()
+        self._reader = Store.open(self.db_path)  # backlog counts, on the loop thread
+        self._pending = self._reader.pending_count()
         self._refresh()
 
     async def stop(self) -> None:
         """Refuse new messages, commit those already accepted, close the database."""
         self._closed = True
-        while self._batch:
+        while self._batch or self._inflight:
             await asyncio.sleep(0.001)
         if self._refresh_handle is not None:
             self._refresh_handle.cancel()
-        if self._store is not None:
-            self._store.close()
-            self._store = None
+        self._executor.shutdown(wait=True)
+        for store in (self._store, self._reader):
+            if store is not None:
+                store.close()
+        self._store = self._reader = None
 
     @property
     def alive(self) -> bool:
@@ -257,15 +263,9 @@ class GroupCommitWriter:
         future: asyncio.Future[StoredMessage] = self.loop.create_future()
         self._batch.append((message, future))
         if self._flush_handle is None:
-            # Light traffic: commit after the other callbacks of this turn. Busy (a
-            # commit very recently): wait a moment so the sessions about to finish
-            # DATA share the fsync, instead of one fsync per handful of messages.
-            if time.monotonic() - self._last_commit < GROUP_WINDOW_SECONDS:
-                self._flush_handle = self.loop.call_later(  # type: ignore[assignment]
-                    GROUP_WINDOW_SECONDS, self._flush
-                )
-            else:
-                self._flush_handle = self.loop.call_soon(self._flush)
+            # After the other callbacks of this turn, so their messages join the group
+            # (and while a commit runs, _committed starts the next one).
+            self._flush_handle = self.loop.call_soon(self._flush)
         # Shielded: a client that disconnects while we commit must not cancel the
         # commit's bookkeeping; its message is stored and a re-send is a duplicate.
         return await asyncio.shield(future)
@@ -275,7 +275,7 @@ class GroupCommitWriter:
     def _flush(self) -> None:
         self._flush_handle = None
         store, loop = self._store, self.loop
-        if not self._batch or store is None or loop is None:
+        if self._inflight or not self._batch or store is None or loop is None:
             return
         group, size = [], 0
         for item in self._batch:
@@ -294,18 +294,21 @@ class GroupCommitWriter:
             for m, _future in group
         ]
         self.heartbeat = time.monotonic()
-        try:
-            results = store.insert_messages(incoming)
-        except sqlite3.OperationalError as error:
-            if _is_busy(error) and self._retry_later():
-                return
-            self._fail(group, error)
-        except Exception as error:
-            self._fail(group, error)
-        else:
+        self._inflight = True
+        commit = loop.run_in_executor(self._executor, store.insert_messages, incoming)
+        commit.add_done_callback(lambda done: self._committed(group, done))
+
+    def _committed(
+        self,
+        group: list[tuple[InboundMessage, asyncio.Future[StoredMessage]]],
+        done: asyncio.Future[list[StoredMessage]],
+    ) -> None:
+        self._inflight = False
+        error = done.exception()
+        if error is None:
+            results = done.result()
             self._done_waiting()
             del self._batch[: len(group)]
-            self._last_commit = time.monotonic()
             self.commits += 1
             self.committed += len(group)
             if self.shared is not None:
@@ -315,8 +318,14 @@ class GroupCommitWriter:
                 if not future.done():
                     future.set_result(result)
             self.on_commit()
-        if self._batch and self._flush_handle is None:
-            self._flush_handle = loop.call_soon(self._flush)
+        elif isinstance(error, sqlite3.OperationalError) and _is_busy(error):
+            if self._retry_later():
+                return
+            self._fail(group, error)
+        else:
+            self._fail(group, error)
+        if self._batch and self._flush_handle is None and self.loop is not None:
+            self._flush_handle = self.loop.call_soon(self._flush)
 
     def _retry_later(self) -> bool:
         """The worker holds the write lock: try again shortly, unless we waited too long."""
@@ -352,9 +361,9 @@ class GroupCommitWriter:
     def _refresh(self) -> None:
         """Re-read the backlog now and then: the worker shrinks it in another process."""
         assert self.loop is not None
-        if self._store is not None:
+        if self._reader is not None:
             try:
-                self._pending = self._store.pending_count()
+                self._pending = self._reader.pending_count()
             except sqlite3.Error as error:
                 log.warning("store.pending_count_failed", error=repr(error))
             self.heartbeat = time.monotonic()
