@@ -213,11 +213,9 @@ class BounceHandler:
         self.policy = policy
         self.clock = clock
         self.lmtp = lmtp
-        self._warned_open = False
 
     def update_policy(self, policy: ReceivePolicy) -> None:
         self.policy = policy
-        self._warned_open = False
 
     async def handle_MAIL(  # noqa: N802 - aiosmtpd hook names
         self,
@@ -248,13 +246,6 @@ class BounceHandler:
         rcpt_options: list[str],
     ) -> str:
         policy = self.policy
-        if policy.recipients.accepts_everything and not self._warned_open:
-            self._warned_open = True
-            log.warning(
-                "smtp.open_recipients",
-                hint="no smtp.bounce_domains nor smtp.bounce_addresses configured: every recipient "
-                "is accepted; configure them before exposing this listener",
-            )
         if not policy.recipients.accepts(address):
             log.info(
                 "smtp.rejected",

@@ -715,12 +715,7 @@ class Daemon:
         )
         self.writer.start()
         policy = ReceivePolicy.from_config(config)
-        if policy.recipients.accepts_everything:
-            log.warning(
-                "serve.open_recipients",
-                hint="no smtp.bounce_domains nor smtp.bounce_addresses configured: every "
-                "recipient is accepted; configure them before exposing bounced beyond loopback",
-            )
+        _warn_if_open(policy)
         by_name = {s.name: s for s in self.inherited}
         unnamed = [s for s in self.inherited if s.name not in ("smtp", "lmtp")]
         smtp_sock = by_name.get("smtp") or (unnamed[0] if unnamed else None)
@@ -810,6 +805,7 @@ class Daemon:
             log.error("serve.reload_failed", error=str(error), effect="previous configuration kept")
             return
         policy = ReceivePolicy.from_config(config)
+        _warn_if_open(policy)
         for handler in self.handlers:
             handler.update_policy(policy)
         if self.writer is not None:
@@ -888,6 +884,16 @@ class Daemon:
             await asyncio.sleep(min(30.0, 0.5 * self.worker.restarts))
             if not self.worker.stopping:
                 self.worker.start()
+
+
+def _warn_if_open(policy: ReceivePolicy) -> None:
+    """Once per (re)configuration, not per session: the operator needs it said, not spammed."""
+    if policy.recipients.accepts_everything:
+        log.warning(
+            "serve.open_recipients",
+            hint="no smtp.bounce_domains nor smtp.bounce_addresses configured: every "
+            "recipient is accepted; configure them before exposing bounced beyond loopback",
+        )
 
 
 def run(options: ServeOptions, *, environ: dict[str, str] | None = None) -> int:
