@@ -277,7 +277,8 @@ class GroupCommitWriter:
         store, loop = self._store, self.loop
         if self._inflight or not self._batch or store is None or loop is None:
             return
-        group, size = [], 0
+        group: list[tuple[InboundMessage, asyncio.Future[StoredMessage]]] = []
+        size = 0
         for item in self._batch:
             if group and (len(group) >= MAX_GROUP or size >= MAX_GROUP_BYTES):
                 break
@@ -772,7 +773,11 @@ class Daemon:
                 where = str(listen)
             else:
                 server = await self.loop.create_server(
-                    factory, host=listen.host, port=listen.port, reuse_address=True, backlog=1024
+                    factory,
+                    host=listen.host,
+                    port=listen.port or 0,
+                    reuse_address=True,
+                    backlog=1024,
                 )
                 bound = server.sockets[0].getsockname()
                 where = str(ListenAddress(host=str(bound[0]), port=int(bound[1])))
