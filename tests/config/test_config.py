@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+from dataclasses import fields
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,6 +16,13 @@ EXAMPLE = Path(__file__).parents[2] / "config" / "bounced.toml"
 
 def test_the_documented_example_loads_and_matches_the_built_in_defaults() -> None:
     assert load_config(EXAMPLE) == Config()
+
+
+def test_the_documented_example_shows_every_setting() -> None:
+    documented = tomllib.loads(EXAMPLE.read_text(encoding="utf-8"))
+    for section in fields(Config):
+        keys = {f.name for f in fields(getattr(Config(), section.name))}
+        assert keys - set(documented.get(section.name, {})) == set(), section.name
 
 
 def test_no_file_means_the_embedded_defaults() -> None:
