@@ -3,7 +3,12 @@
 Same library, same settings as bounced's listener (explicit hostname, SMTPUTF8, raw
 bytes), one process, one event loop. ``bench/smtp_load.py`` runs it next to the daemon.
 
-    python bench/bare_aiosmtpd.py --port 2599
+``--protocol stock`` is aiosmtpd as shipped (the issue's ceiling); ``--protocol bounced``
+is bounced's own protocol class (its faster DATA reading and path parsing) with the same
+do-nothing handler: the ceiling of bounced's SMTP layer, so that what durability costs
+shows apart from what the protocol work saves.
+
+    python bench/bare_aiosmtpd.py --port 2599 [--protocol stock|bounced]
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from aiosmtpd.smtp import SMTP
@@ -27,14 +33,29 @@ class Answer250:
         return "250 2.0.0 Ok"
 
 
-async def serve(host: str, port: int) -> None:
-    handler = Answer250()
+def protocol_factory(kind: str, handler: Answer250) -> Callable[[], SMTP]:
+    """One SMTP protocol instance per connection: stock aiosmtpd, or bounced's class."""
+    options: dict[str, Any] = {
+        "hostname": "bare.bench", "enable_SMTPUTF8": True, "decode_data": False,
+    }
+    if kind == "stock":
+        return lambda: SMTP(handler, **options)
+    from bounced.receive import BouncedSMTP, new_limits
+
+    limits = new_limits(100_000)
+
+    def build() -> SMTP:
+        protocol = BouncedSMTP(handler, **options)
+        protocol.limits = limits
+        return protocol
+
+    return build
+
+
+async def serve(host: str, port: int, protocol: str) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        lambda: SMTP(handler, hostname="bare.bench", enable_SMTPUTF8=True, decode_data=False),
-        host,
-        port,
-        backlog=1024,
+        protocol_factory(protocol, Answer250()), host, port, backlog=1024
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -48,8 +69,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=2599)
+    parser.add_argument("--protocol", choices=("stock", "bounced"), default="stock")
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port))
+    asyncio.run(serve(args.host, args.port, args.protocol))
 
 
 if __name__ == "__main__":
