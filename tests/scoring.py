@@ -141,14 +141,13 @@ def load_expected(corpus: Path = CORPUS, errata: Path | None = ERRATA) -> list[d
 
 def parse_corpus(corpus: Path = CORPUS) -> list[dict[str, Any]]:
     """Run every corpus email through what ``bounced parse --json`` runs, in-process."""
-    from bounced.cli.parse_cmd import records
+    from bounced.cli.parse_cmd import Unreadable, records
 
     paths = sorted(str(p) for p in (corpus / "eml").glob("*.eml"))
     output = []
-    for record, error in records(paths):
-        if error is not None:
-            raise RuntimeError(error)
-        assert record is not None
+    for record in records(paths):
+        if isinstance(record, Unreadable):
+            raise RuntimeError(f"{record.path}: {record.error}")
         output.append(record)
     return output
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from bounced.analyse import judge
@@ -51,17 +52,25 @@ def verdict_record(name: str, report: BounceReport, verdict: Verdict) -> dict[st
     }
 
 
-def records(paths: list[str]) -> Iterator[tuple[dict[str, Any] | None, str | None]]:
-    """Yield ``(record, None)`` per verdict, or ``(None, error)`` for an unreadable path."""
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A path that could not be read (missing, no permission): reported, the rest goes on."""
+
+    path: str
+    error: str
+
+
+def records(paths: list[str]) -> Iterator[dict[str, Any] | Unreadable]:
+    """One JSON-ready record per verdict of every message under ``paths``."""
     rules = load_default_rules()
     for path in paths:
         try:
             for message in read_messages(path):
                 report = parse_message(message.raw)
                 for verdict in judge(report, rules):
-                    yield verdict_record(message.name, report, verdict), None
+                    yield verdict_record(message.name, report, verdict)
         except OSError as error:
-            yield None, f"{path}: {error.strerror or error}"
+            yield Unreadable(path, error.strerror or str(error))
 
 
 def _table_row(record: dict[str, Any]) -> str:
@@ -77,9 +86,9 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     failed = False
     if not args.json:
         print("file\tkind\trecipient\tstatus\ttype\treason\tqualified_by\ttext", file=out)
-    for record, error in records(args.paths):
-        if error is not None:
-            print(f"bounced parse: {error}", file=sys.stderr)
+    for record in records(args.paths):
+        if isinstance(record, Unreadable):
+            print(f"bounced parse: {record.path}: {record.error}", file=sys.stderr)
             failed = True
         elif args.json:
             print(json.dumps(record, ensure_ascii=False), file=out)
