@@ -400,7 +400,7 @@ def cache_for(conn: sqlite3.Connection, config: DnsConfig, clock: Clock = utc_no
 
 
 def record_dns_evidence(cache: DnsCache, results: Iterable[Any]) -> int:
-    """Pipeline hook: write DNS evidence on the ``Invalid domain`` bounces of a batch.
+    """Write DNS evidence on the ``Invalid domain`` bounces of processed results.
 
     ``results`` are :class:`bounced.pipeline.ProcessResult` (anything with
     ``recipients`` holding ``bounce_id``, ``recipient``, ``reason``). Call it after the
@@ -413,6 +413,37 @@ def record_dns_evidence(cache: DnsCache, results: Iterable[Any]) -> int:
             domain = domain_of(recipient.recipient or "")
             if recipient.bounce_id and domain and evidence_needed(recipient.reason):
                 wanted[int(recipient.bounce_id)] = domain
+    return _write_evidence(cache, wanted)
+
+
+def backfill_evidence(cache: DnsCache, *, limit: int = 20) -> int:
+    """Record evidence on the most recent ``Invalid domain`` bounces that have none yet.
+
+    This is how the daemon gets evidence without slowing processing: its worker calls
+    it from a thread of its own, ``limit`` bounces at a time, so a DNS outage (2 s per
+    name) delays evidence, never verdicts. A partial index keeps the search cheap on a
+    large table. Returns how many bounces got evidence (0: nothing left to do).
+    """
+    rows = cache.conn.execute(
+        "SELECT id, recipient FROM bounces WHERE reason_code = ? AND dns_status IS NULL "
+        "ORDER BY id DESC LIMIT ?",
+        (int(Reason.INVALID_DOMAIN), limit),
+    ).fetchall()
+    wanted: dict[int, str] = {}
+    for bounce_id, recipient in rows:
+        domain = domain_of(recipient or "")
+        if domain:
+            wanted[int(bounce_id)] = domain
+        else:  # nothing to look up: say so, or the row would be picked again forever
+            cache.conn.execute(
+                "UPDATE bounces SET dns_status = ?, dns_detail = ? WHERE id = ?",
+                (DnsStatus.UNKNOWN.value, "no domain in the address", bounce_id),
+            )
+    return _write_evidence(cache, wanted) + (len(rows) - len(wanted))
+
+
+def _write_evidence(cache: DnsCache, wanted: dict[int, str]) -> int:
+    """Look the domains up (no transaction held), then write all rows in one short one."""
     if not wanted:
         return 0
     conn = cache.conn

@@ -73,6 +73,8 @@ MAX_GROUP_BYTES = 64 * 1024 * 1024
 LOCK_WAIT_SECONDS = 30.0
 #: Messages per worker transaction: short, so the writer never waits long for the lock.
 WORKER_CHUNK = 25
+#: Seconds the DNS evidence thread rests when no bounce waits for evidence.
+DNS_EVIDENCE_IDLE_SECONDS = 5.0
 #: Longest the worker holds back while the writer waits, per chunk.
 WORKER_YIELD_SECONDS = 0.05
 #: Receiving rate (messages/s) above which the worker defers processing (a burst).
@@ -415,6 +417,41 @@ def worker_main(
         worker.close()
 
 
+class DnsEvidenceThread(threading.Thread):
+    """Records DNS evidence on ``Invalid domain`` bounces, beside the processing loop.
+
+    A thread of the worker process with its own database connection: one look-up may
+    take the whole ``dns.timeout`` (a resolver outage), and that must delay evidence,
+    never verdicts. It reads the worker's configuration on every round, so SIGHUP
+    applies to it too.
+    """
+
+    def __init__(self, worker: ProcessingWorker) -> None:
+        super().__init__(name="dns-evidence", daemon=True)
+        self.worker = worker
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        from bounced.dns import backfill_evidence, cache_for
+
+        store = Store.open(self.worker.config.database.path)
+        try:
+            while not self.stopping.is_set():
+                done = 0
+                dns_config = self.worker.config.dns
+                if dns_config.enabled:
+                    try:
+                        cache = cache_for(store.conn, dns_config, self.worker.clock)
+                        done = backfill_evidence(cache)
+                    except Exception as error:  # evidence is an extra: log, rest, go on
+                        self.worker.log.error("dns.evidence_failed", error=repr(error))
+                if done:
+                    self.worker.log.info("dns.evidence", bounces=done)
+                self.stopping.wait(0.0 if done else DNS_EVIDENCE_IDLE_SECONDS)
+        finally:
+            store.close()
+
+
 class ProcessingWorker:
     """Processes pending messages and runs the maintenance schedule (in the worker process)."""
 
@@ -456,6 +493,17 @@ class ProcessingWorker:
             pending=self.store.pending_count(),
             rules=len(self.rules),
         )
+        evidence = DnsEvidenceThread(self)
+        evidence.start()
+        try:
+            self._loop(control, wake, stop_requested, parent_pid)
+        finally:
+            evidence.stopping.set()
+            evidence.join(timeout=self.config.dns.timeout.total_seconds() + 1.0)
+
+    def _loop(
+        self, control: Connection, wake: Any, stop_requested: threading.Event, parent_pid: int
+    ) -> None:
         while True:
             while control.poll(0):
                 kind, payload = control.recv()

@@ -435,12 +435,23 @@ def _migration_4(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE rules ADD COLUMN command TEXT")
 
 
+def _migration_5(db: sqlite_utils.Database) -> None:
+    """The ``Invalid domain`` bounces still waiting for DNS evidence, as a partial index:
+    the daemon's evidence thread asks for them every few seconds, and without the index
+    that is a scan of the whole delivery log once they all have evidence."""
+    db.execute(
+        "CREATE INDEX idx_bounces_dns_waiting ON bounces (id) "
+        "WHERE reason_code = 2 AND dns_status IS NULL"
+    )
+
+
 #: Numbered schema steps: step N brings ``user_version`` from N-1 to N. Append only.
 MIGRATIONS: tuple[Callable[[sqlite_utils.Database], None], ...] = (
     _migration_1,
     _migration_2,
     _migration_3,
     _migration_4,
+    _migration_5,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

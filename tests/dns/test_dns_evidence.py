@@ -204,3 +204,23 @@ def test_a_locked_database_leaves_the_bounces_without_evidence_instead_of_failin
             blocker.close()
         assert store.conn.execute("SELECT dns_status FROM bounces").fetchall() == [(None,)]
         assert not store.conn.in_transaction
+
+
+def test_backfill_records_evidence_on_waiting_bounces_newest_first_within_its_limit(
+        dns_server, tmp_path):
+    from bounced.dns import backfill_evidence
+
+    with Store.open(tmp_path / "b.db") as store:
+        _process(store, "postfix-09-nodomain-failed.eml", "postfix-01-user-unknown-failed.eml")
+        store.conn.execute(
+            "UPDATE bounces SET recipient = NULL, reason_code = 2 WHERE reason_code = 1")
+        cache = DnsCache(store.conn, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
+        assert backfill_evidence(cache, limit=1) == 1  # the newest: no address, no look-up
+        assert backfill_evidence(cache, limit=1) == 1
+        assert backfill_evidence(cache, limit=1) == 0  # nothing waits any more
+        rows = store.conn.execute(
+            "SELECT recipient, dns_status, dns_detail FROM bounces ORDER BY id").fetchall()
+    assert [row[:2] for row in rows] == [("nodomain@nodomain.test", "nxdomain"),
+                                         (None, "unknown")]
+    assert rows[1][2] == "no domain in the address"
+    assert dns_server.queries[("nodomain.test.", "MX")] == 1

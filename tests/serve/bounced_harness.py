@@ -123,4 +123,7 @@ def daemon_config(tmp_path: Path, **smtp: Any) -> Config:
             },
         ),
         lmtp=replace(base.lmtp, listen="127.0.0.1:0"),
+        # Hermetic: no test daemon asks the machine's resolver (tests that want DNS
+        # evidence point it at the loopback server of tests/dns).
+        dns=replace(base.dns, enabled=False),
     )
