@@ -173,10 +173,13 @@ def last_bounce(conn: sqlite3.Connection, address: str) -> LastBounce | None:
                       _reason(row[4]), row[5])
 
 
-def check_address(conn: sqlite3.Connection, address: str) -> AddressReport:
+def check_address(
+    conn: sqlite3.Connection, address: str, rules: AddressRules = NO_FOLDING
+) -> AddressReport:
     """One address's state and why; two indexed lookups, so it answers in milliseconds
-    on a database of millions of addresses."""
-    key = normalize_address(address)
+    on a database of millions of addresses. ``rules``: the ``[addresses]`` folding the
+    pipeline stored keys with."""
+    key = normalize_address(address, rules)
     row = conn.execute(
         "SELECT state, reason_code, quarantined_at, updated_at, error_count, last_error_at, "
         "release_at FROM addresses WHERE address = ?",
@@ -230,12 +233,14 @@ class HistoryEvent:
         }
 
 
-def history(conn: sqlite3.Connection, address: str) -> tuple[HistoryEvent, ...]:
+def history(
+    conn: sqlite3.Connection, address: str, rules: AddressRules = NO_FOLDING
+) -> tuple[HistoryEvent, ...]:
     """The address's append-only history, oldest first."""
     rows = conn.execute(
         "SELECT id, at, old_state, new_state, cause, bounce_id FROM address_events "
         "WHERE address = ? ORDER BY at, id",
-        (normalize_address(address),),
+        (normalize_address(address, rules),),
     ).fetchall()
     return tuple(
         HistoryEvent(int(r[0]), parse_time(r[1]), QuarantineState(r[2]) if r[2] else None,
@@ -357,13 +362,15 @@ def _verdict_label(failure_type: object, reason: object, qualified_by: object) -
     return f"{failure_type or '-'}/{reason_text} ({qualified_by or '-'})"
 
 
-def explain(conn: sqlite3.Connection, address: str) -> Explanation:
+def explain(
+    conn: sqlite3.Connection, address: str, rules: AddressRules = NO_FOLDING
+) -> Explanation:
     """The address's bounces and state changes, merged in time order.
 
     A state change caused by a bounce sorts right after that bounce, even when the
     bounce was replayed with an older ``--at`` than the time the event was written.
     """
-    key = normalize_address(address)
+    key = normalize_address(address, rules)
     rows = conn.execute(
         "SELECT b.id, COALESCE(b.at, b.received_at), b.message_id, b.kind, b.status, "
         "COALESCE(b.diagnostic, ''), b.qualification_id, q.text, q.status, b.failure_type, "

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from bounced.addresses import NO_FOLDING, AddressRules
 from bounced.audit import normalize_address
 from bounced.config import Config, PolicyConfig
 from bounced.model import FailureType, Kind, QuarantineState, Reason
@@ -126,10 +127,10 @@ Decision = Callable[[AddressState | None, str, datetime, str | None],
 
 
 def act(store: Store, decide: Decision, addresses: Iterable[str], at: datetime,
-        note: str | None = None) -> list[ActionResult]:
+        note: str | None = None, rules: AddressRules = NO_FOLDING) -> list[ActionResult]:
     """Apply one decision to many addresses, :data:`BATCH` per transaction."""
     results: list[ActionResult] = []
-    keys = [normalize_address(address) for address in addresses]
+    keys = [normalize_address(address, rules) for address in addresses]
     for start in range(0, len(keys), BATCH):
         with store.transaction() as conn:
             for key in keys[start:start + BATCH]:
@@ -167,7 +168,7 @@ class ImportPlan:
     duplicates: int
 
 
-def parse_import(text: str) -> ImportPlan:
+def parse_import(text: str, rules: AddressRules = NO_FOLDING) -> ImportPlan:
     """Read a CSV of addresses exported by another system.
 
     The address is the column named ``address``/``email``/... when the first line is a
@@ -198,7 +199,7 @@ def parse_import(text: str) -> ImportPlan:
         if column >= len(row):
             bad.append(BadLine(index, raw, f"no column {column + 1}"))
             continue
-        candidate = normalize_address(row[column])
+        candidate = normalize_address(row[column], rules)
         if not candidate:
             bad.append(BadLine(index, raw, "empty address"))
         elif not _ADDRESS.match(candidate):

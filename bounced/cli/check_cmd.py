@@ -14,7 +14,14 @@ import json
 from typing import Any, TextIO
 
 from bounced.audit import AddressReport, check_address, render_table
-from bounced.cli.quarantine_cmd import add_db, guarded, iso, open_existing
+from bounced.cli.quarantine_cmd import (
+    add_config,
+    add_db,
+    address_rules,
+    guarded,
+    iso,
+    open_existing,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -25,6 +32,7 @@ def register(subparsers: Any) -> None:
         "be sent to, 1 when one may not (quarantine, denylisted).",
     )
     add_db(parser)
+    add_config(parser)
     parser.add_argument("addresses", nargs="+", metavar="ADDRESS")
     parser.add_argument("--json", action="store_true", help="one JSON object per address")
     parser.set_defaults(handler=run)
@@ -46,7 +54,8 @@ def _row(report: AddressReport) -> tuple[object, ...]:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     def body(args: argparse.Namespace, out: TextIO) -> int:
         with open_existing(args.db) as store:
-            reports = [check_address(store.conn, address) for address in args.addresses]
+            rules = address_rules(args)
+            reports = [check_address(store.conn, address, rules) for address in args.addresses]
         if args.json:
             for report in reports:
                 print(json.dumps(report.to_json()), file=out)

@@ -13,7 +13,14 @@ import json
 from typing import Any, TextIO
 
 from bounced.audit import BounceStep, explain
-from bounced.cli.quarantine_cmd import add_db, guarded, iso, open_existing
+from bounced.cli.quarantine_cmd import (
+    add_config,
+    add_db,
+    address_rules,
+    guarded,
+    iso,
+    open_existing,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -24,6 +31,7 @@ def register(subparsers: Any) -> None:
         "table row that qualified it) and each state change, in time order.",
     )
     add_db(parser)
+    add_config(parser)
     parser.add_argument("address", metavar="ADDRESS")
     parser.add_argument("--json", action="store_true", help="the timeline as JSON")
     parser.set_defaults(handler=run)
@@ -48,7 +56,7 @@ def _print_bounce(step: BounceStep, out: TextIO) -> None:
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     def body(args: argparse.Namespace, out: TextIO) -> int:
         with open_existing(args.db) as store:
-            story = explain(store.conn, args.address)
+            story = explain(store.conn, args.address, address_rules(args))
         if args.json:
             print(json.dumps(story.to_json(), indent=2), file=out)
             return 0

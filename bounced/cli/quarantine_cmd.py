@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from bounced.addresses import NO_FOLDING, AddressRules, rules_from_config
 from bounced.audit import check_address, history, parse_when, render_table
 from bounced.cli.db_cmd import (
     USAGE_ERROR,
@@ -54,6 +55,18 @@ from bounced.store import BUSY_TIMEOUT_MS, SCHEMA_VERSION, format_time
 
 def add_db(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
+
+
+def add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE",
+                        help="TOML configuration file ([addresses] folding, retention, ...)")
+
+
+def address_rules(args: argparse.Namespace) -> AddressRules:
+    """The ``[addresses]`` folding of ``--config``, so an operator's address finds the
+    key the pipeline stored (``Jane+News@Gmail.com`` -> ``jane@gmail.com`` if folded)."""
+    path = getattr(args, "config", None)
+    return rules_from_config(load_config_or_fail(path).addresses) if path else NO_FOLDING
 
 
 def add_at(parser: argparse.ArgumentParser) -> None:
@@ -148,6 +161,7 @@ def register(subparsers: Any) -> None:
 
     show = actions.add_parser("show", help="an address's state and full history")
     add_db(show)
+    add_config(show)
     show.add_argument("address", metavar="ADDRESS")
     show.add_argument("--json", action="store_true", help="JSON for a machine")
     show.set_defaults(handler=run_show)
@@ -159,6 +173,7 @@ def register(subparsers: Any) -> None:
     ):
         sub = actions.add_parser(name, help=help_text)
         add_db(sub)
+        add_config(sub)
         add_at(sub)
         sub.add_argument("addresses", nargs="+", metavar="ADDRESS")
         sub.add_argument("--note", help="why (kept in the history's cause)")
@@ -166,6 +181,7 @@ def register(subparsers: Any) -> None:
 
     imp = actions.add_parser("import", help="denylist the addresses of a CSV file")
     add_db(imp)
+    add_config(imp)
     add_at(imp)
     imp.add_argument("file", metavar="FILE", help="CSV file (address column or first column), "
                      "- for standard input")
@@ -181,8 +197,8 @@ def register(subparsers: Any) -> None:
         "rollback", help="undo the state changes of one text or rule in a time window"
     )
     add_db(back)
+    add_config(back)
     add_at(back)
-    back.add_argument("--config", metavar="FILE", help="TOML configuration file")
     back.add_argument("--since", required=True, metavar="TIME",
                       help="start of the window: ISO-8601 or relative (24h, 7d)")
     back.add_argument("--until", metavar="TIME", help="end of the window (default: now)")
@@ -226,8 +242,9 @@ def run_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def run_show(args: argparse.Namespace, out: TextIO | None = None) -> int:
     def body(args: argparse.Namespace, out: TextIO) -> int:
         with open_existing(args.db) as store:
-            report = check_address(store.conn, args.address)
-            events = history(store.conn, args.address)
+            rules = address_rules(args)
+            report = check_address(store.conn, args.address, rules)
+            events = history(store.conn, args.address, rules)
         if args.json:
             print(json.dumps({"current": report.to_json(),
                               "history": [e.to_json() for e in events]}, indent=2), file=out)
@@ -265,7 +282,8 @@ def _decision_handler(name: str, decide: Decision) -> Callable[..., int]:
     def handler(args: argparse.Namespace, out: TextIO | None = None) -> int:
         def body(args: argparse.Namespace, out: TextIO) -> int:
             with open_store_or_fail(args.db) as store:
-                results = act(store, decide, args.addresses, now_of(args), args.note)
+                results = act(store, decide, args.addresses, now_of(args), args.note,
+                              address_rules(args))
             print_actions(results, out)
             return 0
 
@@ -282,7 +300,7 @@ def run_import(args: argparse.Namespace, out: TextIO | None = None) -> int:
         except (OSError, UnicodeDecodeError) as error:
             raise UsageError(f"{args.file}: {getattr(error, 'strerror', None) or error}") \
                 from None
-        plan = parse_import(data)
+        plan = parse_import(data, address_rules(args))
         for bad in plan.bad:
             print(f"{args.file}:{bad.line}: {bad.problem}", file=sys.stderr)
         source = "stdin" if args.file == "-" else Path(args.file).name
