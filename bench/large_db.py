@@ -16,6 +16,10 @@ normalized texts are a few thousand, most qualified (keep), some waiting. Rows a
 written with ``executemany`` in large transactions with ``synchronous = OFF`` (a bench
 database is disposable); the measurements then run with the product's own settings.
 
+``--wal-pages`` then shows why ingest is slower on the large database: the tables and
+indexes one ingest round writes there (each random-key index costs about one page per
+message to write and to checkpoint) against an empty one.
+
 Run small first: ``python bench/large_db.py --addresses 20000 --bounces 100000``.
 Full size needs ~5 GB of disk in the chosen directory and a few minutes.
 """
@@ -345,6 +349,59 @@ def ingest_rounds(work: Path, big: Path, addresses: Sequence[str], args: argpars
     return empty, large
 
 
+def wal_pages(path: Path, directory: Path, at: datetime, config: str | None
+              ) -> tuple[int, list[tuple[str, int, int]]]:
+    """Which b-trees an ingest of ``directory`` writes: (frames, [(name, distinct pages,
+    frames)]). Auto-checkpoints are off for that run and a second connection stays open
+    (so closing the ingest does not checkpoint either): the WAL then holds every page
+    the ingest wrote, and ``dbstat`` names the table or index each belongs to. A page
+    written by several commits is one distinct page but several frames."""
+    import sqlite3
+    import struct
+
+    import bounced.store as store_module
+
+    original = store_module._connect
+
+    def connect(target: Path) -> Any:
+        conn = original(target)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")
+        return conn
+
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    holder.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    store_module._connect = connect
+    try:
+        measure_ingest(path, directory, at, config)
+    finally:
+        store_module._connect = original
+    try:
+        wal = Path(f"{path}-wal")
+        data = wal.read_bytes() if wal.exists() else b""
+        if len(data) < 32:
+            return 0, []
+        page_size = struct.unpack(">I", data[8:12])[0]
+        salt = data[16:24]
+        frames: dict[int, int] = {}
+        offset = 32
+        while offset + 24 + page_size <= len(data) and data[offset + 8:offset + 16] == salt:
+            page = struct.unpack(">I", data[offset:offset + 4])[0]
+            frames[page] = frames.get(page, 0) + 1
+            offset += 24 + page_size
+        by_name: dict[str, list[int]] = {}
+        for name, page in holder.execute("SELECT name, pageno FROM dbstat"):
+            if page in frames:
+                slot = by_name.setdefault(name, [0, 0])
+                slot[0] += 1
+                slot[1] += frames[page]
+        holder.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        holder.close()
+    rows = sorted(((name, d, f) for name, (d, f) in by_name.items()), key=lambda r: -r[2])
+    return sum(frames.values()), rows
+
+
 def read_file(path: Path) -> None:
     with path.open("rb") as handle:
         while handle.read(16 * 1024 * 1024):
@@ -381,6 +438,10 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--config", help="configuration file for the ingest runs")
     parser.add_argument("--skip-ingest", action="store_true", help="only check and report")
+    parser.add_argument("--wal-pages", action="store_true",
+                        help="diagnostic: after the ingest rounds, which tables and indexes "
+                        "one ingest round writes, on the empty and the large database "
+                        "(pages in the WAL, named with dbstat: a scan of the whole file)")
     parser.add_argument("--pragma", action="append", default=[], metavar="NAME=VALUE",
                         help="experiment: an extra PRAGMA on every connection bounced opens "
                         "(e.g. wal_autocheckpoint=10000), to measure a tuning before "
@@ -450,6 +511,21 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
                 f"({empty.cpu_ms:.2f} ms CPU/msg), "
                 f"large {large.rate:,.0f} msg/s ({large.cpu_ms:.2f} ms CPU/msg), "
                 f"drop {100 * (1 - large.rate / empty.rate):.1f}% (target <= 20%)")
+        if args.wal_pages:
+            log(f"pages written by one ingest of {args.ingest_messages} messages "
+                "(distinct pages / WAL frames)")
+            for kind in ("empty", "large"):
+                files = work / f"ingest-walpages-{kind}"
+                write_ingest_files(files, addresses, args.ingest_messages, random.Random(5),
+                                   f"walpages-{kind}")
+                target = big if kind == "large" else work / "empty-walpages.db"
+                if kind == "empty":
+                    Store.open(target).close()
+                total, rows = wal_pages(target, files, end, args.config)
+                log(f"  {kind}: {total:,} frames, "
+                    f"{total / args.ingest_messages:.1f} per message")
+                for name, distinct, frames in rows[:10]:
+                    log(f"    {distinct:6,} / {frames:6,}  {name}")
     finally:
         if not args.keep and not args.dir:
             shutil.rmtree(work, ignore_errors=True)
