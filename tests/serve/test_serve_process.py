@@ -184,15 +184,25 @@ def test_sigterm_finishes_the_transaction_in_flight_and_the_backlog_then_exits_0
     assert query(db, "SELECT count(*) FROM bounces") == [(1,)]
 
 
+def serve_configured(
+    serve: Callable[..., ServerProcess], tmp_path: Path, toml: str, db_name: str
+) -> tuple[ServerProcess, Path, int]:
+    """A daemon on a free loopback port with ``toml`` as its configuration file:
+    ``(server, config path, SMTP port)``."""
+    config = tmp_path / "bounced.toml"
+    config.write_text(toml)
+    server = serve(
+        "--config", str(config), "--db", str(tmp_path / db_name), "--smtp", "127.0.0.1:0"
+    )
+    return server, config, server.ready().port()
+
+
 def test_sighup_reloads_the_recipient_policy_without_a_restart(
     serve: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    config = tmp_path / "bounced.toml"
-    config.write_text('[smtp]\nbounce_domains = ["a.example"]\n')
-    server = serve(
-        "--config", str(config), "--db", str(tmp_path / "hup.db"), "--smtp", "127.0.0.1:0"
+    server, config, port = serve_configured(
+        serve, tmp_path, '[smtp]\nbounce_domains = ["a.example"]\n', "hup.db"
     )
-    port = server.ready().port()
     with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
         client.ehlo("c.test")
         client.mail("")
@@ -211,12 +221,9 @@ def test_sighup_reloads_the_recipient_policy_without_a_restart(
 def test_a_broken_configuration_on_sighup_keeps_the_previous_one(
     serve: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    config = tmp_path / "bounced.toml"
-    config.write_text('[smtp]\nbounce_domains = ["a.example"]\n')
-    server = serve(
-        "--config", str(config), "--db", str(tmp_path / "hup.db"), "--smtp", "127.0.0.1:0"
+    server, config, port = serve_configured(
+        serve, tmp_path, '[smtp]\nbounce_domains = ["a.example"]\n', "hup.db"
     )
-    port = server.ready().port()
     config.write_text("[smtp]\nbounce_domains = 'oops'\n")
     server.signal(signal.SIGHUP)
     assert "smtp.bounce_domains" in server.wait_event("serve.reload_failed")["error"]
@@ -254,12 +261,9 @@ def test_pending_messages_left_by_a_crash_are_processed_at_start(
 def test_a_100_mb_message_is_refused_with_552_without_being_buffered(
     serve: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    config = tmp_path / "bounced.toml"
-    config.write_text("[smtp]\nmax_message_size = 1048576\n")
-    server = serve(
-        "--config", str(config), "--db", str(tmp_path / "big.db"), "--smtp", "127.0.0.1:0"
+    server, _config, port = serve_configured(
+        serve, tmp_path, "[smtp]\nmax_message_size = 1048576\n", "big.db"
     )
-    port = server.ready().port()
     line = b"x" * 998 + b"\r\n"
     chunk = line * 1024  # ~1 MB
     with socket.create_connection(("127.0.0.1", port), timeout=120) as sock:
