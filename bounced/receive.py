@@ -40,6 +40,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from bounced.config import Config
 from bounced.log import get_logger
+from bounced.store import IncomingMessage
 
 log = get_logger("bounced.receive")
 
@@ -68,17 +69,6 @@ REPLY_TOO_MANY_CONNECTIONS = "421 4.3.2 Too many connections, try again later"
 REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 
 
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """One message as received, before storage: the envelope and the exact bytes."""
-
-    received_at: datetime
-    mail_from: str
-    rcpt_to: tuple[str, ...]
-    raw: bytes
-    peer: str | None = None
-
-
 class Accepted(Protocol):
     """What the sink returns once a message is durable (``store.StoredMessage`` fits)."""
 
@@ -92,7 +82,7 @@ class Accepted(Protocol):
 class MessageSink(Protocol):
     """Where received messages go. ``accept`` returns only once the message is durable."""
 
-    async def accept(self, message: InboundMessage) -> Accepted: ...
+    async def accept(self, message: IncomingMessage) -> Accepted: ...
 
     def overloaded(self) -> bool:
         """True when the processing backlog is over its limit (answer 451 4.3.2)."""
@@ -281,7 +271,7 @@ class BounceHandler:
             # The limit may have been lowered by a reload after the session started.
             return REPLY_TOO_BIG
         mail_from = envelope.mail_from or ""
-        message = InboundMessage(
+        message = IncomingMessage(
             received_at=self.clock(),
             mail_from="" if mail_from == "<>" else mail_from,
             rcpt_to=tuple(envelope.rcpt_tos),

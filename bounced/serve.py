@@ -55,7 +55,6 @@ from bounced.log import get_logger
 from bounced.receive import (
     BouncedSMTP,
     BounceHandler,
-    InboundMessage,
     ReceivePolicy,
     new_limits,
     protocol_factory,
@@ -199,7 +198,7 @@ class GroupCommitWriter:
         self.shared = shared
         self.loop: asyncio.AbstractEventLoop | None = None
         self._store: Store | None = None
-        self._batch: list[tuple[InboundMessage, asyncio.Future[StoredMessage]]] = []
+        self._batch: list[tuple[IncomingMessage, asyncio.Future[StoredMessage]]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._busy_since: float | None = None
         self._refresh_handle: asyncio.TimerHandle | None = None
@@ -259,7 +258,7 @@ class GroupCommitWriter:
     def pending(self) -> int:
         return self._pending
 
-    async def accept(self, message: InboundMessage) -> StoredMessage:
+    async def accept(self, message: IncomingMessage) -> StoredMessage:
         if self._closed or self._store is None or self.loop is None:
             raise StoreClosedError("the writer is stopped")
         future: asyncio.Future[StoredMessage] = self.loop.create_future()
@@ -279,23 +278,14 @@ class GroupCommitWriter:
         store, loop = self._store, self.loop
         if self._inflight or not self._batch or store is None or loop is None:
             return
-        group: list[tuple[InboundMessage, asyncio.Future[StoredMessage]]] = []
+        group: list[tuple[IncomingMessage, asyncio.Future[StoredMessage]]] = []
         size = 0
         for item in self._batch:
             if group and (len(group) >= MAX_GROUP or size >= MAX_GROUP_BYTES):
                 break
             group.append(item)
             size += len(item[0].raw)
-        incoming = [
-            IncomingMessage(
-                received_at=m.received_at,
-                mail_from=m.mail_from,
-                rcpt_to=m.rcpt_to,
-                raw=m.raw,
-                peer=m.peer,
-            )
-            for m, _future in group
-        ]
+        incoming = [message for message, _future in group]
         self.heartbeat = time.monotonic()
         self._inflight = True
         commit = loop.run_in_executor(self._executor, store.insert_messages, incoming)
@@ -303,7 +293,7 @@ class GroupCommitWriter:
 
     def _committed(
         self,
-        group: list[tuple[InboundMessage, asyncio.Future[StoredMessage]]],
+        group: list[tuple[IncomingMessage, asyncio.Future[StoredMessage]]],
         done: asyncio.Future[list[StoredMessage]],
     ) -> None:
         self._inflight = False
@@ -351,7 +341,7 @@ class GroupCommitWriter:
 
     def _fail(
         self,
-        group: list[tuple[InboundMessage, asyncio.Future[StoredMessage]]],
+        group: list[tuple[IncomingMessage, asyncio.Future[StoredMessage]]],
         error: BaseException,
     ) -> None:
         self._done_waiting()

@@ -7,13 +7,12 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bounced.receive import InboundMessage
 from bounced.serve import GroupCommitWriter, StoreClosedError
-from bounced.store import Store
+from bounced.store import IncomingMessage, Store
 
 
-def message(n: int) -> InboundMessage:
-    return InboundMessage(
+def message(n: int) -> IncomingMessage:
+    return IncomingMessage(
         received_at=datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
         mail_from="",
         rcpt_to=("bounces@bounce.example",),
