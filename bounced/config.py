@@ -31,6 +31,8 @@ class DatabaseConfig:
     path: str = "bounced.db"
     #: Raw messages and bounce rows older than this are purged by the cleanup job.
     retention: timedelta = timedelta(days=180)
+    #: SQLite page cache (MiB) of each connection of the daemon and ``bounced ingest``.
+    cache_mb: int = 64
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,8 @@ def _check(name: str, section: Any) -> None:
         raise ConfigError(f"{name}.soft_error_threshold", "expected an integer >= 1, got 0")
     if isinstance(section, VerpConfig) and len(section.separator) != 1:
         raise ConfigError(f"{name}.separator", f"expected one character, got {section.separator!r}")
+    if isinstance(section, DatabaseConfig) and section.cache_mb < 1:
+        raise ConfigError(f"{name}.cache_mb", f"expected an integer >= 1, got {section.cache_mb}")
     if isinstance(section, ProcessingConfig) and section.batch_size < 1:
         raise ConfigError(f"{name}.batch_size", "expected an integer >= 1, got 0")
     if isinstance(section, AddressesConfig):

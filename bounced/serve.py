@@ -191,8 +191,10 @@ class GroupCommitWriter:
         max_pending: int,
         on_commit: Callable[[], None] = lambda: None,
         shared: SharedCounters | None = None,
+        cache_mb: int | None = None,
     ) -> None:
         self.db_path = db_path
+        self.cache_mb = cache_mb
         self.max_pending = max_pending
         self.on_commit = on_commit
         self.shared = shared
@@ -217,7 +219,7 @@ class GroupCommitWriter:
     def start(self) -> None:
         """Open the database (on the running loop's thread) and start tracking the backlog."""
         self.loop = asyncio.get_running_loop()
-        self._store = Store.open(self.db_path)
+        self._store = Store.open(self.db_path, cache_mb=self.cache_mb)
         # Never block the loop on the worker's lock: fail fast and retry (see _flush).
         self._store.conn.execute("PRAGMA busy_timeout = 0")
         # Checkpoints (copying the WAL into the database file, with its own fsync) are
@@ -461,7 +463,7 @@ class ProcessingWorker:
         self._rate = 0.0
         self.config = config
         self.clock = clock
-        self.store = Store.open(config.database.path)
+        self.store = Store.open(config.database.path, cache_mb=config.database.cache_mb)
         self.rules = self.store.load_rules()
         self.next_maintenance = time.monotonic()
         self.log = get_logger("bounced.worker")
@@ -752,6 +754,7 @@ class Daemon:
             max_pending=config.processing.max_pending,
             on_commit=self.worker.nudge,
             shared=self.worker.shared,
+            cache_mb=config.database.cache_mb,
         )
         self.writer.start()
         policy = ReceivePolicy.from_config(config)

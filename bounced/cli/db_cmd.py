@@ -58,14 +58,14 @@ def load_config_or_fail(path: str | None) -> Config:
         raise UsageError(f"configuration {path}: {error.strerror or error}") from None
 
 
-def open_store_or_fail(path: str) -> Store:
+def open_store_or_fail(path: str, *, cache_mb: int | None = None) -> Store:
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"--db {path}: is a directory")
     if not target.parent.exists():
         raise UsageError(f"--db {path}: directory {target.parent} does not exist")
     try:
-        return Store.open(target)
+        return Store.open(target, cache_mb=cache_mb)
     except StoreError as error:
         raise UsageError(f"--db {path}: {error}") from None
     except sqlite3.Error as error:

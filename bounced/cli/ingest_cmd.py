@@ -228,7 +228,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         config = load_config_or_fail(args.config)
         _check_paths(args.paths)
-        store = open_store_or_fail(args.db)
+        store = open_store_or_fail(args.db, cache_mb=config.database.cache_mb)
     except UsageError as error:
         print(f"bounced ingest: {error}", file=sys.stderr)
         return USAGE_ERROR

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import subprocess
 import sys
@@ -9,10 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlite_utils
 
 from bounced.model import Reason
 from bounced.qualify import load_default_rules
 from bounced.store import (
+    DIGEST_PREFIX,
+    MIGRATIONS,
     SCHEMA_VERSION,
     IncomingMessage,
     Store,
@@ -68,6 +72,14 @@ def test_database_is_in_wal_mode_with_the_current_schema_version(db: Path, store
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_savepoint_journals_stay_in_memory_and_the_page_cache_is_as_configured(db: Path):
+    with Store.open(db, cache_mb=64) as store:
+        assert store.conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
+        assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -64 * 1024
+    with Store.open(db) as store:
+        assert store.conn.execute("PRAGMA cache_size").fetchone()[0] == -2000  # SQLite's
 
 
 def test_reasons_are_seeded_from_the_enum(store: Store):
@@ -153,6 +165,55 @@ def test_identical_bytes_are_stored_once_and_reported_as_duplicate(store: Store)
     assert first[1].duplicate is True and first[1].id == first[0].id
     assert again[0].duplicate is True and again[0].id == first[0].id
     assert store.conn.execute("SELECT count(*) FROM messages").fetchone()[0] == 1
+
+
+def test_the_schema_itself_refuses_a_second_row_with_the_same_digest(store: Store):
+    digest = hashlib.sha256(b"same").hexdigest()
+    insert = ("INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, raw) "
+              "VALUES ('2026-11-22T13:05:00Z', '', '[]', 4, ?, x'00')")
+    store.conn.execute(insert, (digest,))
+    with pytest.raises(sqlite3.IntegrityError, match=r"messages\.sha256"):
+        store.conn.execute(insert, (digest,))
+
+
+def test_a_digest_sharing_only_the_indexed_prefix_is_not_a_duplicate(store: Store):
+    digest = hashlib.sha256(b"same").hexdigest()
+    impostor = digest[:DIGEST_PREFIX] + "0" * (64 - DIGEST_PREFIX)
+    store.conn.execute(
+        "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, raw) "
+        "VALUES ('2026-11-22T13:05:00Z', '', '[]', 1, ?, x'00')", (impostor,))
+    stored = store.insert_messages([message(b"same")])
+    assert stored[0].duplicate is False
+    assert store.conn.execute(
+        "SELECT count(*) FROM messages WHERE substr(sha256, 1, ?) = ?",
+        (DIGEST_PREFIX, digest[:DIGEST_PREFIX])).fetchone()[0] == 2
+
+
+def test_the_duplicate_lookup_searches_the_prefix_index_instead_of_scanning(store: Store):
+    plan = store.conn.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM messages "
+        f"WHERE substr(sha256, 1, {DIGEST_PREFIX}) = ? AND +sha256 = ?", ("a", "b")).fetchall()
+    assert "USING INDEX idx_messages_sha256_prefix" in plan[0][3]
+
+
+def test_a_version_5_database_keeps_its_messages_and_duplicates_after_migrating(db: Path):
+    conn = sqlite3.connect(db, isolation_level=None)
+    old = sqlite_utils.Database(conn)
+    for step in MIGRATIONS[:5]:
+        step(old)
+    conn.execute("PRAGMA user_version = 5")
+    conn.execute(
+        "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, raw) "
+        "VALUES ('2026-11-01T00:00:00Z', '', '[]', 3, ?, 'old')",
+        (hashlib.sha256(b"old").hexdigest(),))
+    conn.close()
+    with Store.open(db) as store:
+        indexes = {row[1] for row in store.conn.execute("PRAGMA index_list(messages)")}
+        assert "idx_messages_sha256_prefix" in indexes and "idx_messages_sha256" not in indexes
+        assert "idx_addresses_state" not in {
+            row[1] for row in store.conn.execute("PRAGMA index_list(addresses)")}
+        again = store.insert_messages([message(b"old"), message(b"new")])
+        assert [(m.id, m.duplicate) for m in again] == [(1, True), (2, False)]
 
 
 def test_raw_bytes_are_kept_untouched(store: Store):
