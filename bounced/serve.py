@@ -488,10 +488,14 @@ class ProcessingWorker:
         evidence = DnsEvidenceThread(self)
         evidence.start()
         try:
-            self._loop(control, wake, stop_requested, parent_pid)
+            with self.store.checkpoint_in_background(self._checkpoint_failed):
+                self._loop(control, wake, stop_requested, parent_pid)
         finally:
             evidence.stopping.set()
             evidence.join(timeout=self.config.dns.timeout.total_seconds() + 1.0)
+
+    def _checkpoint_failed(self, error: BaseException) -> None:
+        self.log.warning("checkpoint.failed", error=repr(error))
 
     def _loop(
         self, control: Connection, wake: Any, stop_requested: threading.Event, parent_pid: int

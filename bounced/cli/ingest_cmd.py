@@ -235,7 +235,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     errors: list[str] = []
     failures = 0
     try:
-        with store:
+        with store, store.checkpoint_in_background():
             rules = store.load_rules()
             batch: list[_Named] = []
             for item in _messages(args.paths, args, errors):

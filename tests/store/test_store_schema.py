@@ -6,6 +6,7 @@ import hashlib
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from bounced.store import (
     DIGEST_PREFIX,
     MIGRATIONS,
     SCHEMA_VERSION,
+    WAL_SAFETY_NET_PAGES,
+    Checkpointer,
     IncomingMessage,
     Store,
     StoreError,
@@ -278,3 +281,52 @@ def test_rules_read_back_from_the_table_are_the_shipped_rules_exactly(store: Sto
     (status, command) would match more than it ships for."""
     shipped = {rule for rule in load_default_rules() if rule.enabled}
     assert set(store.load_rules()) == shipped
+
+
+def _rows_in_database_file_alone(db: Path, copy: Path) -> int:
+    """Rows of ``messages`` in the main database file, ignoring its WAL: what a
+    checkpoint has copied there."""
+    copy.write_bytes(db.read_bytes())
+    conn = sqlite3.connect(copy)
+    try:
+        return int(conn.execute("SELECT count(*) FROM messages").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_the_background_checkpointer_copies_committed_pages_into_the_database_file(
+    db: Path, tmp_path: Path
+):
+    with Store.open(db) as store:
+        store.conn.execute("PRAGMA wal_autocheckpoint = 0")  # nobody else checkpoints
+        with Checkpointer(db, interval=0.01) as checkpointer:
+            store.insert_messages([message(f"m{i}".encode()) for i in range(50)])
+            deadline = time.monotonic() + 10
+            while checkpointer.frames == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert checkpointer.checkpoints >= 1 and checkpointer.frames > 0
+        assert _rows_in_database_file_alone(db, tmp_path / "copy.db") == 50
+
+
+def test_without_a_checkpointer_the_rows_stay_in_the_wal(db: Path, tmp_path: Path):
+    """The control for the test above: the copy does not see uncheckpointed rows."""
+    with Store.open(db) as store:
+        store.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the schema, not the rows
+        store.insert_messages([message(f"m{i}".encode()) for i in range(50)])
+        assert _rows_in_database_file_alone(db, tmp_path / "copy.db") == 0
+
+
+def test_background_checkpoints_move_the_writers_own_checkpoint_out_of_the_way(db: Path):
+    with Store.open(db) as store:
+        with store.checkpoint_in_background():
+            assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == (
+                WAL_SAFETY_NET_PAGES)
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+
+
+def test_a_checkpointer_that_cannot_open_the_database_reports_and_stops(tmp_path: Path):
+    errors: list[BaseException] = []
+    with Checkpointer(tmp_path / "missing" / "x.db", interval=0.01, on_error=errors.append):
+        pass
+    assert errors and isinstance(errors[0], sqlite3.Error)
