@@ -199,7 +199,7 @@ def test_the_duplicate_lookup_searches_the_prefix_index_instead_of_scanning(stor
     assert "USING INDEX idx_messages_sha256_prefix" in plan[0][3]
 
 
-def test_a_version_5_database_keeps_its_messages_and_duplicates_after_migrating(db: Path):
+def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(db: Path):
     conn = sqlite3.connect(db, isolation_level=None)
     old = sqlite_utils.Database(conn)
     for step in MIGRATIONS[:5]:
@@ -209,6 +209,12 @@ def test_a_version_5_database_keeps_its_messages_and_duplicates_after_migrating(
         "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, raw) "
         "VALUES ('2026-11-01T00:00:00Z', '', '[]', 3, ?, 'old')",
         (hashlib.sha256(b"old").hexdigest(),))
+    conn.execute("INSERT INTO reasons (code, label, default_type) "
+                 "VALUES (1, 'User unknown', 'hard')")  # seeded in every real database
+    conn.execute(
+        "INSERT INTO addresses (address, state, error_count, last_error_at, reason_code, "
+        "quarantined_at, updated_at, undefined_count) VALUES ('a@b.example', 'quarantine', "
+        "1, '2026-11-01T00:00:00Z', 1, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z', 2)")
     conn.close()
     with Store.open(db) as store:
         indexes = {row[1] for row in store.conn.execute("PRAGMA index_list(messages)")}
@@ -217,6 +223,15 @@ def test_a_version_5_database_keeps_its_messages_and_duplicates_after_migrating(
             row[1] for row in store.conn.execute("PRAGMA index_list(addresses)")}
         again = store.insert_messages([message(b"old"), message(b"new")])
         assert [(m.id, m.duplicate) for m in again] == [(1, True), (2, False)]
+        # addresses: clustered by the address now (migration 7), rows and view intact
+        table_sql = store.conn.execute(
+            "SELECT sql FROM sqlite_master WHERE name = 'addresses'").fetchone()[0]
+        assert table_sql.endswith("WITHOUT ROWID")
+        assert store.conn.execute(
+            "SELECT address, state, error_count, reason_code, undefined_count "
+            "FROM addresses").fetchall() == [("a@b.example", "quarantine", 1, 1, 2)]
+        assert store.conn.execute("SELECT address, reason FROM suppression_list").fetchall() == [
+            ("a@b.example", "User unknown")]
 
 
 def test_raw_bytes_are_kept_untouched(store: Store):
