@@ -13,7 +13,8 @@ separately for ``check``):
   (store, then process, in batches) in one long-lived process whose connections keep
   their page cache (``database.cache_mb``), as ``bounced serve`` does.
 
-Shapes: recipient domains follow a heavy head (gmail.com, outlook.com, yahoo.com, ...)
+Shapes: every bounce has its own original Message-ID (a random-key index, as in
+production); recipient domains follow a heavy head (gmail.com, outlook.com, yahoo.com, ...)
 and a long Zipf tail; bounces per address are Zipf-skewed; kinds, types and reasons
 follow typical proportions (most failures soft, ~20% hard, delays and auto-replies);
 normalized texts are a few thousand, most qualified (keep), some waiting. Rows are
@@ -214,14 +215,14 @@ def build(path: Path, shape: Shape, log: Callable[[str], None]) -> list[str]:
             bounce_id += 1
             bounces.append((bounce_id, message_id, addresses[who], kind, text_index + 1,
                             ftype, reason, "rule:300" if ftype else None, moment, moment,
-                            "5.0.0", text))
+                            "5.0.0", text, f"<{rng.getrandbits(64):016x}@sender.example>"))
         conn.executemany(
             "INSERT INTO messages (id, received_at, mail_from, rcpt_to, size, sha256, raw, "
             "state, kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", messages)
         conn.executemany(
             "INSERT INTO bounces (id, message_id, recipient, kind, qualification_id, "
-            "failure_type, reason_code, qualified_by, received_at, at, status, diagnostic) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", bounces)
+            "failure_type, reason_code, qualified_by, received_at, at, status, diagnostic, "
+            "original_message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", bounces)
         conn.execute("COMMIT")
         if (part.stop // CHUNK) % 10 == 0 or part.stop == shape.bounces:
             rate = part.stop / (time.perf_counter() - t0)
@@ -306,7 +307,12 @@ def ingest_mails(addresses: Sequence[str], count: int, rng: random.Random,
         raw = templates[name].replace(TEMPLATE_ADDRESS, address)
         ident = b"Message-ID: <bench-%s-%s-%d@bench.example>" % (
             RUN_TOKEN.encode(), tag.encode(), i)
-        yield _MESSAGE_ID.sub(ident, raw, count=1)
+        raw = _MESSAGE_ID.sub(ident, raw, count=1)
+        # the bounced mail's own Message-ID (the original's headers), unique as in
+        # production, where it makes bounces(original_message_id) a random-key index
+        original = b"Message-ID: <%016x@sender.example>" % rng.getrandbits(64)
+        head, found, rest = raw.partition(ident)
+        yield head + found + _MESSAGE_ID.sub(original, rest, count=1)
 
 
 def write_ingest_files(directory: Path, addresses: Sequence[str], count: int,
@@ -598,12 +604,18 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
         log(f"measuring steady ingest (daemon-like: one process, connections kept, "
             f"{args.steady_warmup} messages of warm-up per database)")
         steady = steady_rounds(work, big, addresses, args, end, log)
-        for name, (empty, large) in (("as built", cold), ("warm cache", hot),
-                                     ("steady", steady)):
-            log(f"  ingest {name}: empty {empty.rate:,.0f} msg/s "
+        # The target is the daemon's: its process lives for weeks. A fresh `bounced
+        # ingest` of a few hundred files pays a cold start on every run, more of it on
+        # the large database; it is printed beside, for what a one-shot import costs.
+        for name, (empty, large), target in (
+            ("fresh `bounced ingest`, as built", cold, ""),
+            ("fresh `bounced ingest`, warm OS cache", hot, ""),
+            ("daemon (steady)", steady, " (target <= 20%)"),
+        ):
+            log(f"  {name}: empty {empty.rate:,.0f} msg/s "
                 f"({empty.cpu_ms:.2f} ms CPU/msg), "
                 f"large {large.rate:,.0f} msg/s ({large.cpu_ms:.2f} ms CPU/msg), "
-                f"drop {100 * (1 - large.rate / empty.rate):.1f}% (target <= 20%)")
+                f"drop {100 * (1 - large.rate / empty.rate):.1f}%{target}")
         if args.wal_pages:
             log(f"pages written by one ingest of {args.ingest_messages} messages "
                 "(distinct pages / WAL frames)")
