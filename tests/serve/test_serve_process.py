@@ -258,6 +258,40 @@ def test_pending_messages_left_by_a_crash_are_processed_at_start(
     assert query(db, "SELECT count(*) FROM bounces") == [(5,)]
 
 
+def test_the_worker_copies_the_wal_into_the_database_file_in_the_background(
+    serve: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Neither the SMTP writer nor the worker's commits checkpoint (0 and 20,000 pages):
+    verdicts reach the database file itself only through the worker's checkpoint thread."""
+    import sqlite3
+    from datetime import UTC, datetime
+
+    from bounced.store import IncomingMessage, Store
+
+    db = tmp_path / "ckpt.db"
+    with Store.open(db) as store:
+        store.insert_messages([
+            IncomingMessage(datetime.now(UTC), "", (BOUNCE,), wire_bytes(unique_dsn(n)))
+            for n in range(5)
+        ])
+    server = serve("--db", str(db), "--smtp", "127.0.0.1:0").ready()
+    wait_until_processed(db)
+    copy = tmp_path / "file-alone.db"
+    deadline = time.monotonic() + 30
+    in_file = 0
+    while time.monotonic() < deadline:
+        copy.write_bytes(db.read_bytes())  # the main file without its -wal
+        conn = sqlite3.connect(copy)
+        in_file = conn.execute("SELECT count(*) FROM bounces").fetchone()[0]
+        conn.close()
+        if in_file == 5:
+            break
+        time.sleep(0.1)
+    assert in_file == 5
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
 def test_a_100_mb_message_is_refused_with_552_without_being_buffered(
     serve: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
