@@ -223,7 +223,7 @@ class GroupCommitWriter:
         # Never block the loop on the worker's lock: fail fast and retry (see _flush).
         self._store.conn.execute("PRAGMA busy_timeout = 0")
         # Checkpoints (copying the WAL into the database file, with its own fsync) are
-        # left to the worker's connection: here they would stall every session.
+        # left to the worker's checkpoint thread: here they would stall every session.
         self._store.conn.execute("PRAGMA wal_autocheckpoint = 0")
         self._reader = Store.open(self.db_path)  # backlog counts, on the loop thread
         self._pending = self._reader.pending_count()
