@@ -32,7 +32,7 @@ class DatabaseConfig:
     #: Raw messages and bounce rows older than this are purged by the cleanup job.
     retention: timedelta = timedelta(days=180)
     #: SQLite page cache (MiB) of each connection of the daemon and ``bounced ingest``.
-    cache_mb: int = 64
+    cache_mb: int = 16
 
 
 @dataclass(frozen=True)
