@@ -450,6 +450,10 @@ def _migration_5(db: sqlite_utils.Database) -> None:
 #: Hex digits of ``sha256`` the duplicate index keys on (64 bits): the full digest is
 #: compared on the few rows that share them.
 DIGEST_PREFIX = 16
+#: The stored message with a digest, if any: ``(digest[:DIGEST_PREFIX], digest)``.
+DUPLICATE_LOOKUP = (
+    f"SELECT id FROM messages WHERE substr(sha256, 1, {DIGEST_PREFIX}) = ? AND +sha256 = ?"
+)
 
 
 def _migration_6(db: sqlite_utils.Database) -> None:
@@ -795,9 +799,7 @@ class Store:
             for message in messages:
                 digest = hashlib.sha256(message.raw).hexdigest()
                 existing = conn.execute(
-                    f"SELECT id FROM messages WHERE substr(sha256, 1, {DIGEST_PREFIX}) = ? "
-                    "AND +sha256 = ?",
-                    (digest[:DIGEST_PREFIX], digest),
+                    DUPLICATE_LOOKUP, (digest[:DIGEST_PREFIX], digest)
                 ).fetchone()
                 if existing is not None:
                     results.append(StoredMessage(int(existing[0]), duplicate=True))

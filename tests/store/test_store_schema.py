@@ -17,6 +17,7 @@ from bounced.model import Reason
 from bounced.qualify import load_default_rules
 from bounced.store import (
     DIGEST_PREFIX,
+    DUPLICATE_LOOKUP,
     MIGRATIONS,
     SCHEMA_VERSION,
     WAL_SAFETY_NET_PAGES,
@@ -193,9 +194,7 @@ def test_a_digest_sharing_only_the_indexed_prefix_is_not_a_duplicate(store: Stor
 
 
 def test_the_duplicate_lookup_searches_the_prefix_index_instead_of_scanning(store: Store):
-    plan = store.conn.execute(
-        "EXPLAIN QUERY PLAN SELECT id FROM messages "
-        f"WHERE substr(sha256, 1, {DIGEST_PREFIX}) = ? AND +sha256 = ?", ("a", "b")).fetchall()
+    plan = store.conn.execute(f"EXPLAIN QUERY PLAN {DUPLICATE_LOOKUP}", ("a", "b")).fetchall()
     assert "USING INDEX idx_messages_sha256_prefix" in plan[0][3]
 
 
