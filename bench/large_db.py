@@ -335,21 +335,52 @@ def measure_ingest(path: Path, directory: Path, at: datetime,
     return len(files) / seconds
 
 
+def disk_read_bytes() -> int:
+    """Bytes this process has read from the block device (Linux), 0 elsewhere."""
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("read_bytes:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 @dataclass(frozen=True)
-class IngestFigure:
-    """Median over rounds: wall-clock messages per second and CPU milliseconds per
-    message (CPU time is not inflated by other processes on a shared host)."""
+class Sample:
+    """One measured segment: messages per second (wall clock), CPU milliseconds per
+    message (not inflated by other processes on a shared host) and KiB read from disk
+    per message (pages the OS cache did not have)."""
 
     rate: float
     cpu_ms: float
+    disk_kib: float
+
+    @classmethod
+    def of(cls, run: Callable[[], object], messages: int) -> Sample:
+        disk, cpu, wall = disk_read_bytes(), time.process_time(), time.perf_counter()
+        run()
+        wall = time.perf_counter() - wall
+        return cls(messages / wall, 1000 * (time.process_time() - cpu) / messages,
+                   (disk_read_bytes() - disk) / 1024 / messages)
+
+    def describe(self) -> str:
+        return (f"{self.rate:,.0f} msg/s, {self.cpu_ms:.2f} ms CPU/msg, "
+                f"{self.disk_kib:.1f} KiB/msg from disk")
+
+    @classmethod
+    def median(cls, samples: Sequence[Sample]) -> Sample:
+        return cls(statistics.median(s.rate for s in samples),
+                   statistics.median(s.cpu_ms for s in samples),
+                   statistics.median(s.disk_kib for s in samples))
 
 
 def ingest_rounds(work: Path, big: Path, addresses: Sequence[str], args: argparse.Namespace,
                   end: datetime, label: str, log: Callable[[str], None]
-                  ) -> tuple[IngestFigure, IngestFigure]:
+                  ) -> tuple[Sample, Sample]:
     """Interleaved rounds (a fresh empty database, then the large one, with the same
     addresses and templates), so that load from other processes hits both alike."""
-    figures: dict[str, list[tuple[float, float]]] = {"empty": [], "large": []}
+    samples: dict[str, list[Sample]] = {"empty": [], "large": []}
     for round_ in range(1, args.ingest_rounds + 1):
         seed = hash((label, round_)) & 0xFFFF
         for kind in ("empty", "large"):
@@ -359,15 +390,11 @@ def ingest_rounds(work: Path, big: Path, addresses: Sequence[str], args: argpars
             target = big if kind == "large" else work / f"empty-{tag}.db"
             if kind == "empty":
                 Store.open(target).close()
-            cpu = time.process_time()
-            rate = measure_ingest(target, files, end, args.config)
-            cpu_ms = 1000 * (time.process_time() - cpu) / args.ingest_messages
-            figures[kind].append((rate, cpu_ms))
-            log(f"  {label}, round {round_}, {kind}: {rate:,.0f} msg/s, {cpu_ms:.2f} ms CPU/msg")
-    empty, large = (IngestFigure(statistics.median(r for r, _ in figures[k]),
-                                 statistics.median(c for _, c in figures[k]))
-                    for k in ("empty", "large"))
-    return empty, large
+            sample = Sample.of(lambda t=target, f=files: measure_ingest(t, f, end, args.config),
+                               args.ingest_messages)
+            samples[kind].append(sample)
+            log(f"  {label}, round {round_}, {kind}: {sample.describe()}")
+    return Sample.median(samples["empty"]), Sample.median(samples["large"])
 
 
 class SteadyIngest:
@@ -380,11 +407,17 @@ class SteadyIngest:
 
     def __init__(self, path: Path, config_path: str | None, at: datetime) -> None:
         from bounced.config import load_config
+        from bounced.store import PROCESSING_BTREES, STORING_BTREES
 
         self.config = load_config(config_path)
         self.store = Store.open(path, cache_mb=self.config.database.cache_mb)
         self._open = contextlib.ExitStack()
         self._open.enter_context(self.store)
+        # the daemon's worker prewarms what processing reads, its SMTP writer what
+        # storing reads; here one connection does both jobs
+        self.prewarmed = (
+            [self.store.prewarm(PROCESSING_BTREES), self.store.prewarm(STORING_BTREES)]
+            if self.config.database.prewarm else [])
         self._open.enter_context(self.store.checkpoint_in_background())
         self.rules = self.store.load_rules()
         self.at = at
@@ -406,39 +439,47 @@ class SteadyIngest:
 
 
 def steady_rounds(work: Path, big: Path, addresses: Sequence[str], args: argparse.Namespace,
-                  end: datetime, log: Callable[[str], None]
-                  ) -> tuple[IngestFigure, IngestFigure]:
-    """Both databases open at once, each warmed with ``--steady-warmup`` messages, then
-    measured in alternating segments of ``--ingest-messages`` (so that a slow moment of
-    a shared host hits both alike); medians over ``--ingest-rounds`` segments each."""
-    empty_path = work / "steady-empty.db"
+                  end: datetime, config: str | None, label: str, log: Callable[[str], None]
+                  ) -> tuple[Sample, Sample]:
+    """Both databases open at once with ``config``, each warmed with ``--steady-warmup``
+    messages, then measured in alternating segments of ``--ingest-messages`` (so that a
+    slow moment of a shared host hits both alike); medians over ``--steady-rounds``
+    segments each."""
+    empty_path = work / f"steady-empty-{label.replace(' ', '')}.db"
     Store.open(empty_path).close()
-    feeders = {"empty": SteadyIngest(empty_path, args.config, end),
-               "large": SteadyIngest(big, args.config, end)}
+    feeders = {"empty": SteadyIngest(empty_path, config, end),
+               "large": SteadyIngest(big, config, end)}
+    for prewarmed in feeders["large"].prewarmed:
+        log(f"  {label}: prewarm {'+'.join(prewarmed.btrees)}: {prewarmed.mib or 0:.0f} MiB "
+            f"{'loaded' if prewarmed.loaded else 'NOT loaded (larger than the cache)'} "
+            f"in {prewarmed.seconds:.1f} s")
     rng = random.Random(17)
-    figures: dict[str, list[tuple[float, float]]] = {"empty": [], "large": []}
+    samples: dict[str, list[Sample]] = {"empty": [], "large": []}
     try:
         for kind, feeder in feeders.items():
             feeder.feed(list(ingest_mails(addresses, args.steady_warmup, rng, f"w{kind}")))
-        for round_ in range(1, args.ingest_rounds + 1):
+        for round_ in range(1, args.steady_rounds + 1):
             order = ("empty", "large") if round_ % 2 else ("large", "empty")
             for kind in order:
                 mails = list(ingest_mails(addresses, args.ingest_messages, rng,
-                                          f"s{kind}{round_}"))
-                cpu, wall = time.process_time(), time.perf_counter()
-                feeders[kind].feed(mails)
-                wall = time.perf_counter() - wall
-                cpu_ms = 1000 * (time.process_time() - cpu) / len(mails)
-                figures[kind].append((len(mails) / wall, cpu_ms))
-                log(f"  steady, round {round_}, {kind}: {len(mails) / wall:,.0f} msg/s, "
-                    f"{cpu_ms:.2f} ms CPU/msg")
+                                          f"s{label}{kind}{round_}"))
+                sample = Sample.of(lambda f=feeders[kind], m=mails: f.feed(m), len(mails))
+                samples[kind].append(sample)
+                log(f"  {label}, round {round_}, {kind}: {sample.describe()}")
+        log(f"  {label}: this process's RSS {rss_mib():.0f} MiB (both databases open)")
     finally:
         for feeder in feeders.values():
             feeder.close()
-    empty, large = (IngestFigure(statistics.median(r for r, _ in figures[k]),
-                                 statistics.median(c for _, c in figures[k]))
-                    for k in ("empty", "large"))
-    return empty, large
+    return Sample.median(samples["empty"]), Sample.median(samples["large"])
+
+
+def rss_mib() -> float:
+    """Resident memory of this process now (Linux), 0 elsewhere."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except OSError:
+        return 0.0
 
 
 def wal_pages(path: Path, directory: Path, at: datetime, config: str | None
@@ -525,6 +566,11 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
                         help="messages per ingest round (default 500)")
     parser.add_argument("--ingest-rounds", type=int, default=4,
                         help="interleaved rounds per database (default 4)")
+    parser.add_argument("--steady-rounds", type=int, default=8,
+                        help="alternating steady segments per database (default 8)")
+    parser.add_argument("--cache-mb", type=int, default=512,
+                        help="database.cache_mb of the sized daemon run (default 512, "
+                        "what config/bounced.toml advises for this size)")
     parser.add_argument("--steady-warmup", type=int, default=2000,
                         help="messages fed to each database before the steady (daemon-like) "
                         "rounds are measured (default 2000)")
@@ -601,21 +647,27 @@ def main_bench(argv: Sequence[str] | None = None) -> int:
         log(f"  reading {big.name} once (an OS page cache as warm as a running daemon's)")
         read_file(big)
         hot = ingest_rounds(work, big, addresses, args, end, "warm cache", log)
-        log(f"measuring steady ingest (daemon-like: one process, connections kept, "
+        log(f"measuring steady ingest (the daemon's path: one process, connections kept, "
             f"{args.steady_warmup} messages of warm-up per database)")
-        steady = steady_rounds(work, big, addresses, args, end, log)
-        # The target is the daemon's: its process lives for weeks. A fresh `bounced
-        # ingest` of a few hundred files pays a cold start on every run, more of it on
-        # the large database; it is printed beside, for what a one-shot import costs.
+        default = steady_rounds(work, big, addresses, args, end, args.config,
+                                "daemon, default config", log)
+        sized_config = work / "sized.toml"
+        sized_config.write_text(f"[database]\ncache_mb = {args.cache_mb}\nprewarm = true\n")
+        sized = steady_rounds(work, big, addresses, args, end, str(sized_config),
+                              f"daemon, cache_mb {args.cache_mb}", log)
+        # The target is the daemon's, configured as config/bounced.toml advises for the
+        # database's size: its process lives for weeks. A fresh `bounced ingest` of a
+        # few hundred files starts cold every time (disk reads on the large database
+        # when the OS has dropped its pages); it is printed for what a one-shot costs.
+        log("ingest, empty vs large database (medians):")
         for name, (empty, large), target in (
             ("fresh `bounced ingest`, as built", cold, ""),
-            ("fresh `bounced ingest`, warm OS cache", hot, ""),
-            ("daemon (steady)", steady, " (target <= 20%)"),
+            ("fresh `bounced ingest`, file read just before", hot, ""),
+            ("daemon, default config (cache_mb 16)", default, ""),
+            (f"daemon, cache_mb {args.cache_mb} + prewarm", sized, " (target <= 20%)"),
         ):
-            log(f"  {name}: empty {empty.rate:,.0f} msg/s "
-                f"({empty.cpu_ms:.2f} ms CPU/msg), "
-                f"large {large.rate:,.0f} msg/s ({large.cpu_ms:.2f} ms CPU/msg), "
-                f"drop {100 * (1 - large.rate / empty.rate):.1f}%{target}")
+            log(f"  {name}: drop {100 * (1 - large.rate / empty.rate):.1f}%{target}\n"
+                f"      empty {empty.describe()}\n      large {large.describe()}")
         if args.wal_pages:
             log(f"pages written by one ingest of {args.ingest_messages} messages "
                 "(distinct pages / WAL frames)")

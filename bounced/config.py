@@ -33,6 +33,9 @@ class DatabaseConfig:
     retention: timedelta = timedelta(days=180)
     #: SQLite page cache (MiB) of each connection of the daemon and ``bounced ingest``.
     cache_mb: int = 16
+    #: The daemon reads the b-trees each bounce reaches at random into that cache at
+    #: start, when they fit (:meth:`bounced.store.Store.prewarm`).
+    prewarm: bool = True
 
 
 @dataclass(frozen=True)

@@ -59,7 +59,15 @@ from bounced.receive import (
     new_limits,
     protocol_factory,
 )
-from bounced.store import IncomingMessage, Store, StoredMessage, StoreError, parse_time
+from bounced.store import (
+    PROCESSING_BTREES,
+    STORING_BTREES,
+    IncomingMessage,
+    Store,
+    StoredMessage,
+    StoreError,
+    parse_time,
+)
 
 log = get_logger("bounced.serve")
 
@@ -192,9 +200,11 @@ class GroupCommitWriter:
         on_commit: Callable[[], None] = lambda: None,
         shared: SharedCounters | None = None,
         cache_mb: int | None = None,
+        prewarm: bool = False,
     ) -> None:
         self.db_path = db_path
         self.cache_mb = cache_mb
+        self.prewarm = prewarm
         self.max_pending = max_pending
         self.on_commit = on_commit
         self.shared = shared
@@ -225,6 +235,8 @@ class GroupCommitWriter:
         # Checkpoints (copying the WAL into the database file, with its own fsync) are
         # left to the worker's checkpoint thread: here they would stall every session.
         self._store.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        if self.prewarm:  # on the commit thread, ahead of the first commit
+            self._executor.submit(self._prewarm, self._store)
         self._reader = Store.open(self.db_path)  # backlog counts, on the loop thread
         self._pending = self._reader.pending_count()
         self._refresh()
@@ -245,6 +257,13 @@ class GroupCommitWriter:
     @property
     def alive(self) -> bool:
         return self._store is not None
+
+    @staticmethod
+    def _prewarm(store: Store) -> None:
+        try:
+            log.info("database.prewarm", **store.prewarm(STORING_BTREES).log_fields())
+        except sqlite3.Error as error:  # an optimisation: the writer works without it
+            log.warning("database.prewarm.failed", error=repr(error))
 
     @property
     def _queued(self) -> int:
@@ -485,6 +504,12 @@ class ProcessingWorker:
             pending=self.store.pending_count(),
             rules=len(self.rules),
         )
+        if self.config.database.prewarm:
+            try:
+                prewarmed = self.store.prewarm(PROCESSING_BTREES)
+                self.log.info("database.prewarm", **prewarmed.log_fields())
+            except sqlite3.Error as error:  # an optimisation: processing works without it
+                self.log.warning("database.prewarm.failed", error=repr(error))
         evidence = DnsEvidenceThread(self)
         evidence.start()
         try:
@@ -759,6 +784,7 @@ class Daemon:
             on_commit=self.worker.nudge,
             shared=self.worker.shared,
             cache_mb=config.database.cache_mb,
+            prewarm=config.database.prewarm,
         )
         self.writer.start()
         policy = ReceivePolicy.from_config(config)

@@ -23,7 +23,14 @@ from typing import Any, TextIO
 
 from bounced.config import Config, ConfigError, load_config
 from bounced.model import MessageState
-from bounced.store import SCHEMA_VERSION, Store, StoreError
+from bounced.store import (
+    PROCESSING_BTREES,
+    SCHEMA_VERSION,
+    STORING_BTREES,
+    Store,
+    StoreError,
+    btree_mib,
+)
 
 #: Exit status for a usage problem an operator must fix (same as argparse's).
 USAGE_ERROR = 2
@@ -152,6 +159,15 @@ def check_database(path: str) -> tuple[list[str], list[str]]:
         counts = dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state"))
         for state in MessageState:
             facts.append(f"messages {state.value}: {counts.get(state.value, 0)}")
+        processing = btree_mib(conn, tuple(PROCESSING_BTREES))
+        storing = btree_mib(conn, tuple(STORING_BTREES))
+        if processing is not None and storing is not None:
+            facts.append(
+                f"b-trees read at random: {processing:.1f} MiB to process bounces "
+                f"({', '.join(PROCESSING_BTREES)}), {storing:.1f} MiB to store messages; "
+                f"database.cache_mb >= {int(max(processing, storing)) + 1} lets the "
+                "daemon prewarm them"
+            )
         failed = counts.get(MessageState.FAILED.value, 0)
         if failed:
             problems.append(

@@ -18,6 +18,22 @@ def test_init_creates_a_database_that_check_finds_healthy(db, bounced):
     assert check.out.rstrip().endswith(": ok")
 
 
+def test_check_tells_how_much_cache_the_daemon_needs_to_prewarm(db, bounced):
+    bounced(["db", "init", "--db", str(db)])
+    with sqlite3.connect(db) as conn:
+        conn.executemany(
+            "INSERT INTO addresses (address, state, error_count, updated_at, undefined_count) "
+            "VALUES (?, 'erroneous', 1, '2026-11-22T13:05:00Z', 0)",
+            ((f"someone.with.a.long.name.{i}@example.org",) for i in range(30_000)))
+    check = bounced(["db", "check", "--db", str(db)])
+    assert check.status == 0, check.out
+    (line,) = [line for line in check.out.splitlines() if line.startswith("b-trees read")]
+    processing = float(line.split(": ", 1)[1].split(" MiB")[0])
+    assert processing > 2  # 30,000 addresses
+    assert line.endswith(f"database.cache_mb >= {int(processing) + 1} lets the daemon "
+                         "prewarm them")
+
+
 def test_check_reports_pending_messages_without_failing(db, bounced):
     bounced(["db", "init", "--db", str(db)])
     with sqlite3.connect(db) as conn:

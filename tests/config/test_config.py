@@ -54,6 +54,7 @@ def test_a_file_only_needs_the_keys_it_changes(tmp_path: Path) -> None:
         ({"verp": {"separator": "+-"}}, "verp.separator", "one character"),
         ({"smtp": "yes"}, "smtp", "table"),
         ({"database": {"cache_mb": 0}}, "database.cache_mb", ">= 1"),
+        ({"database": {"prewarm": "yes"}}, "database.prewarm", "true or false"),
     ],
 )
 def test_a_wrong_value_is_reported_with_its_key_and_what_was_expected(

@@ -258,6 +258,24 @@ def test_pending_messages_left_by_a_crash_are_processed_at_start(
     assert query(db, "SELECT count(*) FROM bounces") == [(5,)]
 
 
+def test_both_processes_prewarm_the_btrees_they_read_at_random(
+    serve: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """The worker loads what processing reads (address, bounces and history by address),
+    the SMTP writer what storing reads (the duplicate index), each into its own cache."""
+    from bounced.store import PROCESSING_BTREES, STORING_BTREES
+
+    server = serve("--db", str(tmp_path / "warm.db"), "--smtp", "127.0.0.1:0").ready()
+    first, second = server.wait_event("database.prewarm"), server.wait_event(
+        "database.prewarm", count=2)
+    by_btrees = {event["btrees"]: event for event in (first, second)}
+    assert set(by_btrees) == {",".join(PROCESSING_BTREES), ",".join(STORING_BTREES)}
+    for event in by_btrees.values():
+        assert event["loaded"] is True and event["cache_mib"] == 16
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
 def test_the_worker_copies_the_wal_into_the_database_file_in_the_background(
     serve: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:

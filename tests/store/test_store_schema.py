@@ -19,7 +19,9 @@ from bounced.store import (
     DIGEST_PREFIX,
     DUPLICATE_LOOKUP,
     MIGRATIONS,
+    PROCESSING_BTREES,
     SCHEMA_VERSION,
+    STORING_BTREES,
     WAL_SAFETY_NET_PAGES,
     Checkpointer,
     IncomingMessage,
@@ -220,6 +222,8 @@ def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(d
         assert "idx_messages_sha256_prefix" in indexes and "idx_messages_sha256" not in indexes
         assert "idx_addresses_state" not in {
             row[1] for row in store.conn.execute("PRAGMA index_list(addresses)")}
+        assert "idx_bounces_original_message_id" not in {
+            row[1] for row in store.conn.execute("PRAGMA index_list(bounces)")}
         again = store.insert_messages([message(b"old"), message(b"new")])
         assert [(m.id, m.duplicate) for m in again] == [(1, True), (2, False)]
         # addresses: clustered by the address now (migration 7), rows and view intact
@@ -231,6 +235,65 @@ def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(d
             "FROM addresses").fetchall() == [("a@b.example", "quarantine", 1, 1, 2)]
         assert store.conn.execute("SELECT address, reason FROM suppression_list").fetchall() == [
             ("a@b.example", "User unknown")]
+
+
+def test_migrations_leave_an_operators_own_index_alone(db: Path):
+    conn = sqlite3.connect(db, isolation_level=None)
+    old = sqlite_utils.Database(conn)
+    for step in MIGRATIONS[:7]:
+        step(old)
+    conn.execute("PRAGMA user_version = 7")
+    conn.execute("CREATE INDEX my_bounces_by_original ON bounces (original_message_id)")
+    conn.close()
+    with Store.open(db) as store:
+        indexes = {row[1] for row in store.conn.execute("PRAGMA index_list(bounces)")}
+    assert "my_bounces_by_original" in indexes
+    assert "idx_bounces_original_message_id" not in indexes
+
+
+@pytest.mark.parametrize("name", [*PROCESSING_BTREES, *STORING_BTREES])
+def test_each_prewarm_query_reads_its_own_btree_alone(store: Store, name: str):
+    query = {**PROCESSING_BTREES, **STORING_BTREES}[name]
+    (plan,) = store.conn.execute(f"EXPLAIN QUERY PLAN {query}").fetchall()
+    if name.startswith("idx_"):
+        assert plan[3].endswith(f"USING COVERING INDEX {name}")
+    else:
+        assert plan[3] == f"SCAN {name}"
+
+
+def _fill_addresses(db: Path, count: int) -> None:
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.execute("BEGIN")
+    conn.executemany(
+        "INSERT INTO addresses (address, state, error_count, updated_at, undefined_count) "
+        "VALUES (?, 'erroneous', 1, '2026-11-22T13:05:00Z', 0)",
+        ((f"someone.with.a.long.name.{i}@example.org",) for i in range(count)))
+    conn.execute("COMMIT")
+    conn.close()
+
+
+def test_prewarm_loads_the_btrees_a_bounce_reaches_when_they_fit(db: Path):
+    Store.open(db).close()
+    _fill_addresses(db, 5_000)
+    with Store.open(db, cache_mb=16) as store:
+        prewarmed = store.prewarm(PROCESSING_BTREES)
+    assert prewarmed.loaded
+    assert prewarmed.btrees == tuple(PROCESSING_BTREES)
+    assert prewarmed.mib is not None and 0.1 < prewarmed.mib < 16
+    assert prewarmed.cache_mib == 16
+    assert "advice" not in prewarmed.log_fields()
+
+
+def test_prewarm_skips_btrees_larger_than_the_cache_and_says_what_would_fit(db: Path):
+    Store.open(db).close()
+    _fill_addresses(db, 30_000)  # ~2.5 MiB of addresses
+    with Store.open(db, cache_mb=1) as store:
+        prewarmed = store.prewarm(PROCESSING_BTREES)
+    assert not prewarmed.loaded
+    assert prewarmed.mib is not None and prewarmed.mib > 1
+    fields = prewarmed.log_fields()
+    assert fields["loaded"] is False
+    assert fields["advice"] == f"database.cache_mb >= {int(prewarmed.mib) + 1} to prewarm them"
 
 
 def test_raw_bytes_are_kept_untouched(store: Store):
