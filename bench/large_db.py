@@ -7,11 +7,15 @@ separately for ``check``):
 
 - ``bounced check ADDRESS`` latency (target < 50 ms), median and worst of many calls;
 - ``bounced report --since 1d`` time (target < 2 s), by type, domain and provider;
-- ingest speed on that database vs an empty one (target: drop <= 20%), three ways:
+- ingest speed on that database vs an empty one (target: drop <= 20%), four ways:
   ``bounced ingest`` processes started on the database as built (page cache as the OS
-  left it), the same after reading the file once, and "steady": the daemon's own path
-  (store, then process, in batches) in one long-lived process whose connections keep
-  their page cache (``database.cache_mb``), as ``bounced serve`` does.
+  left it), the same right after reading the file once, and the daemon's own path
+  (store, then process, in batches, in one long-lived process whose connections keep
+  their page cache, checkpoints in a thread), once with the default configuration and
+  once with ``database.cache_mb`` sized as ``config/bounced.toml`` advises for this
+  database (``--cache-mb``, default 512) and ``database.prewarm``. Each line also says
+  how many KiB per message were read from disk: on a host that drops idle page cache
+  (this VM reclaims pages idle for ~60 s), that is where a large database loses speed.
 
 Shapes: every bounce has its own original Message-ID (a random-key index, as in
 production); recipient domains follow a heavy head (gmail.com, outlook.com, yahoo.com, ...)
