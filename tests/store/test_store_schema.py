@@ -200,12 +200,22 @@ def test_the_duplicate_lookup_searches_the_prefix_index_instead_of_scanning(stor
     assert "USING INDEX idx_messages_sha256_prefix" in plan[0][3]
 
 
-def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(db: Path):
+def database_at_version(db: Path, version: int) -> sqlite3.Connection:
+    """A database as release ``version`` of the schema left it (open, for setting up)."""
     conn = sqlite3.connect(db, isolation_level=None)
     old = sqlite_utils.Database(conn)
-    for step in MIGRATIONS[:5]:
+    for step in MIGRATIONS[:version]:
         step(old)
-    conn.execute("PRAGMA user_version = 5")
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
+def index_names(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA index_list({table})")}
+
+
+def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(db: Path):
+    conn = database_at_version(db, 5)
     conn.execute(
         "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, raw) "
         "VALUES ('2026-11-01T00:00:00Z', '', '[]', 3, ?, 'old')",
@@ -218,12 +228,10 @@ def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(d
         "1, '2026-11-01T00:00:00Z', 1, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z', 2)")
     conn.close()
     with Store.open(db) as store:
-        indexes = {row[1] for row in store.conn.execute("PRAGMA index_list(messages)")}
+        indexes = index_names(store.conn, "messages")
         assert "idx_messages_sha256_prefix" in indexes and "idx_messages_sha256" not in indexes
-        assert "idx_addresses_state" not in {
-            row[1] for row in store.conn.execute("PRAGMA index_list(addresses)")}
-        assert "idx_bounces_original_message_id" not in {
-            row[1] for row in store.conn.execute("PRAGMA index_list(bounces)")}
+        assert "idx_addresses_state" not in index_names(store.conn, "addresses")
+        assert "idx_bounces_original_message_id" not in index_names(store.conn, "bounces")
         again = store.insert_messages([message(b"old"), message(b"new")])
         assert [(m.id, m.duplicate) for m in again] == [(1, True), (2, False)]
         # addresses: clustered by the address now (migration 7), rows and view intact
@@ -238,15 +246,11 @@ def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(d
 
 
 def test_migrations_leave_an_operators_own_index_alone(db: Path):
-    conn = sqlite3.connect(db, isolation_level=None)
-    old = sqlite_utils.Database(conn)
-    for step in MIGRATIONS[:7]:
-        step(old)
-    conn.execute("PRAGMA user_version = 7")
+    conn = database_at_version(db, 7)
     conn.execute("CREATE INDEX my_bounces_by_original ON bounces (original_message_id)")
     conn.close()
     with Store.open(db) as store:
-        indexes = {row[1] for row in store.conn.execute("PRAGMA index_list(bounces)")}
+        indexes = index_names(store.conn, "bounces")
     assert "my_bounces_by_original" in indexes
     assert "idx_bounces_original_message_id" not in indexes
 
