@@ -278,6 +278,21 @@ class IngestFigures:
     rss_worker_mb: float | None
     errors: int
 
+    @classmethod
+    def of(cls, result: ClientResult, rss_server_mb: float, *,
+           verdicts_s: float | None = None,
+           rss_worker_mb: float | None = None) -> IngestFigures:
+        """The figures of one load run against one server."""
+        return cls(
+            result.sent / result.seconds,
+            percentile(result.latencies, 0.5) * 1000,
+            percentile(result.latencies, 0.99) * 1000,
+            verdicts_s,
+            rss_server_mb,
+            rss_worker_mb,
+            result.refused_451 + result.other_errors,
+        )
+
 
 def ingest_bare(
     workdir: Path, messages: int, connections: int, protocol: str = "stock"
@@ -288,15 +303,7 @@ def ingest_bare(
         rss = peak_rss_mb(server.process.pid)
     finally:
         server.stop()
-    return IngestFigures(
-        result.sent / result.seconds,
-        percentile(result.latencies, 0.5) * 1000,
-        percentile(result.latencies, 0.99) * 1000,
-        None,
-        rss,
-        None,
-        result.refused_451 + result.other_errors,
-    )
+    return IngestFigures.of(result, rss)
 
 
 def ingest_daemon(workdir: Path, messages: int, connections: int) -> IngestFigures:
@@ -314,15 +321,7 @@ def ingest_daemon(workdir: Path, messages: int, connections: int) -> IngestFigur
         rss_worker = peak_rss_mb(worker) if worker else float("nan")
     finally:
         server.stop()
-    return IngestFigures(
-        result.sent / result.seconds,
-        percentile(result.latencies, 0.5) * 1000,
-        percentile(result.latencies, 0.99) * 1000,
-        verdicts_s,
-        rss,
-        rss_worker,
-        result.refused_451 + result.other_errors,
-    )
+    return IngestFigures.of(result, rss, verdicts_s=verdicts_s, rss_worker_mb=rss_worker)
 
 
 def drain(workdir: Path, messages: int) -> float:
