@@ -40,7 +40,7 @@ def protocol_factory(kind: str, handler: Answer250) -> Callable[[], SMTP]:
     }
     if kind == "stock":
         return lambda: SMTP(handler, **options)
-    from bounced.receive import BouncedSMTP, new_limits
+    from bounced.daemon.receive import BouncedSMTP, new_limits
 
     limits = new_limits(100_000)
 

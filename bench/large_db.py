@@ -404,7 +404,7 @@ def ingest_rounds(work: Path, big: Path, addresses: Sequence[str], args: argpars
 class SteadyIngest:
     """What the daemon does with a message, in one long-lived process: store it
     (:meth:`Store.insert_messages`, committed), then process it
-    (:func:`bounced.pipeline.process_messages`), ``processing.batch_size`` at a time, on a
+    (:func:`bounced.ops.processing.process_messages`), ``processing.batch_size`` at a time, on a
     connection opened once with ``database.cache_mb`` as ``bounced serve`` opens its own.
     A fresh ``bounced ingest`` starts with an empty page cache; the daemon does not.
     Checkpoints run in the background, as in the daemon's worker."""
@@ -427,7 +427,7 @@ class SteadyIngest:
         self.at = at
 
     def feed(self, mails: Sequence[bytes]) -> None:
-        from bounced.pipeline import process_messages
+        from bounced.ops.processing import process_messages
         from bounced.store import IncomingMessage
 
         size = self.config.processing.batch_size

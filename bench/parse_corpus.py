@@ -29,12 +29,12 @@ sys.path.insert(0, str(ROOT))
 
 from flufl.bounce import scan_message  # noqa: E402
 
-from bounced.analyse import judge  # noqa: E402
 from bounced.cli import main as bounced_main  # noqa: E402
 from bounced.cli.parse_cmd import verdict_record  # noqa: E402
-from bounced.parse import parse_message  # noqa: E402
-from bounced.qualify import load_default_rules  # noqa: E402
-from bounced.sources import read_messages  # noqa: E402
+from bounced.core.judge import judge  # noqa: E402
+from bounced.core.parse import parse_message  # noqa: E402
+from bounced.core.qualify import load_default_rules  # noqa: E402
+from bounced.ops.sources import read_messages  # noqa: E402
 
 DEFAULT_CORPUS = ROOT / "tests" / "data" / "corpus" / "sisimai" / "eml"
 

@@ -117,7 +117,7 @@ class MaintenanceConfig:
 
 @dataclass(frozen=True)
 class AddressesConfig:
-    """Canonical address keys (:mod:`bounced.addresses`): which spellings are one mailbox.
+    """Canonical address keys (:mod:`bounced.core.addresses`): which spellings are one mailbox.
 
     Addresses are always compared lowercased with the domain in IDNA form. Folding
     ``+tags`` or dots is only true of some providers, so it is off unless listed here.
@@ -133,7 +133,7 @@ class AddressesConfig:
 
 @dataclass(frozen=True)
 class DnsConfig:
-    """DNS evidence and provider look-ups (:mod:`bounced.dns`). DNS never blocks
+    """DNS evidence and provider look-ups (:mod:`bounced.ops.dns`). DNS never blocks
     processing: a look-up that times out is recorded as ``unknown``."""
 
     #: Query DNS at all; false (an air-gapped host): no evidence is recorded and reports

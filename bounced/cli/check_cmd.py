@@ -13,7 +13,6 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from bounced.audit import AddressReport, check_address, render_table
 from bounced.cli.quarantine_cmd import (
     add_config,
     add_db,
@@ -22,6 +21,7 @@ from bounced.cli.quarantine_cmd import (
     iso,
     open_existing,
 )
+from bounced.ops.audit import AddressReport, check_address, render_table
 
 
 def register(subparsers: Any) -> None:

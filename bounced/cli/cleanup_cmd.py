@@ -2,7 +2,7 @@
 
 1. Release ``Mailbox full`` quarantines older than ``policy.mailbox_full_release_after``
    (30 days) and reset soft-error counters whose last counted error is older than
-   ``policy.counter_reset_after`` (10 days): :func:`bounced.pipeline.run_cleanup`, the
+   ``policy.counter_reset_after`` (10 days): :func:`bounced.ops.processing.run_cleanup`, the
    same job the daemon runs, each change written to the history.
 2. Purge what is older than ``database.retention``: raw messages and bounce rows, in
    batches of ``--batch`` messages per transaction so the daemon's writer is never
@@ -27,7 +27,7 @@ from typing import Any, TextIO
 
 from bounced.cli.db_cmd import load_config_or_fail, open_store_or_fail
 from bounced.cli.quarantine_cmd import add_at, add_db, guarded, iso, now_of
-from bounced.pipeline import run_cleanup
+from bounced.ops.processing import run_cleanup
 from bounced.store import Store, format_time
 
 #: Messages handled per purge transaction.

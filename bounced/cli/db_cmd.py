@@ -195,7 +195,7 @@ def run_check(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def run_retry(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     from bounced.cli.ingest_cmd import print_result
-    from bounced.pipeline import process_messages
+    from bounced.ops.processing import process_messages
 
     def body(args: argparse.Namespace, out: TextIO) -> int:
         config = load_config_or_fail(args.config)

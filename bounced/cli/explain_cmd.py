@@ -12,7 +12,6 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from bounced.audit import BounceStep, explain
 from bounced.cli.quarantine_cmd import (
     add_config,
     add_db,
@@ -21,6 +20,7 @@ from bounced.cli.quarantine_cmd import (
     iso,
     open_existing,
 )
+from bounced.ops.audit import BounceStep, explain
 
 
 def register(subparsers: Any) -> None:

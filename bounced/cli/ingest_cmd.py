@@ -37,12 +37,12 @@ from bounced.cli.db_cmd import (
     parse_at,
 )
 from bounced.config import Config
+from bounced.core.qualify import Rule
+from bounced.core.verp import trust_check
 from bounced.model import MessageState
-from bounced.pipeline import ProcessResult, process_messages
-from bounced.qualify import Rule
-from bounced.sources import read_messages
+from bounced.ops.processing import ProcessResult, process_messages
+from bounced.ops.sources import read_messages
 from bounced.store import IncomingMessage, Store, StoredMessage
-from bounced.verp import trust_check
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _ENVELOPE_HEADER = re.compile(

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from bounced.analyse import judge
+from bounced.core.judge import judge
+from bounced.core.parse import parse_message
+from bounced.core.qualify import load_default_rules
 from bounced.model import BounceReport, Verdict
-from bounced.parse import parse_message
-from bounced.qualify import load_default_rules
-from bounced.sources import read_messages
+from bounced.ops.sources import read_messages
 
 
 def register(subparsers: Any) -> None:

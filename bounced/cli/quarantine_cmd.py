@@ -26,8 +26,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from bounced.addresses import NO_FOLDING, AddressRules, rules_from_config
-from bounced.audit import check_address, history, parse_when, render_table
 from bounced.cli.db_cmd import (
     USAGE_ERROR,
     UsageError,
@@ -35,8 +33,10 @@ from bounced.cli.db_cmd import (
     open_store_or_fail,
     parse_at,
 )
+from bounced.core.addresses import NO_FOLDING, AddressRules, rules_from_config
 from bounced.model import QuarantineState
-from bounced.quarantine import (
+from bounced.ops.audit import check_address, history, parse_when, render_table
+from bounced.ops.quarantine import (
     ActionResult,
     Decision,
     act,

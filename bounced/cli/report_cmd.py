@@ -27,8 +27,8 @@ from bounced.cli.db_cmd import (
     parse_at,
 )
 from bounced.config import parse_duration
-from bounced.dns import cache_for
-from bounced.report import DEFAULT_DNS_LIMIT, GroupBy, build_report, render_text, to_json
+from bounced.ops.dns import cache_for
+from bounced.ops.report import DEFAULT_DNS_LIMIT, GroupBy, build_report, render_text, to_json
 
 
 def _since(value: str) -> timedelta | datetime:

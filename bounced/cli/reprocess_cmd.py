@@ -12,11 +12,11 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from bounced.audit import render_table
 from bounced.cli.db_cmd import load_config_or_fail, open_store_or_fail
 from bounced.cli.quarantine_cmd import add_at, add_db, guarded, iso, now_of, when
-from bounced.quarantine import AddressChange
-from bounced.reprocess import apply_plan, plan
+from bounced.ops.audit import render_table
+from bounced.ops.quarantine import AddressChange
+from bounced.ops.reprocess import apply_plan, plan
 
 
 def register(subparsers: Any) -> None:

@@ -2,7 +2,7 @@
 
 - ``queue``: texts waiting for a decision (view ``to_qualify``), most frequent first,
   with what decides each one today and a suggested type and reason (and how it was
-  suggested, see :mod:`bounced.rules_admin`);
+  suggested, see :mod:`bounced.ops.rules`);
 - ``qualify ID --type T --reason R`` / ``qualify ID --ignore``: the operator's decision
   on a text (qualification ``status`` keep / ignore);
 - ``add PATTERN --type T --reason R``, ``list``, ``disable ID``, ``enable ID``: rules;
@@ -24,8 +24,8 @@ from typing import Any, TextIO
 
 from bounced.cli.db_cmd import USAGE_ERROR, UsageError, open_store_or_fail
 from bounced.model import FailureType, QualificationStatus, Reason
-from bounced.report import render_table
-from bounced.rules_admin import (
+from bounced.ops.report import render_table
+from bounced.ops.rules import (
     AdminError,
     add_rule,
     explain_text,

@@ -1,4 +1,4 @@
-"""``bounced serve``: run the SMTP/LMTP bounce daemon (see :mod:`bounced.serve`)."""
+"""``bounced serve``: run the SMTP/LMTP bounce daemon (see :mod:`bounced.daemon.serve`)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bounced.serve import ServeOptions
-    from bounced.serve import run as serve
+    from bounced.daemon.serve import ServeOptions
+    from bounced.daemon.serve import run as serve
 
     return serve(ServeOptions(config_path=args.config, db=args.db, smtp=args.smtp, lmtp=args.lmtp))

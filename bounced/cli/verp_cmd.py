@@ -1,6 +1,6 @@
 """``bounced verp``: make and check signed VERP return paths (SPEC §7).
 
-Senders call ``bounced verp encode jane@example.org`` (or :func:`bounced.verp.encode_address`
+Senders call ``bounced verp encode jane@example.org`` (or :func:`bounced.core.verp.encode_address`
 from Python) to get the envelope sender of the mail they send to jane; a bounce to that
 address then names jane in a way nobody without the secret can forge.
 """
@@ -42,7 +42,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from bounced.config import ConfigError, load_config
-    from bounced.verp import encode_address, encode_token, token_of, verify_token
+    from bounced.core.verp import encode_address, encode_token, token_of, verify_token
 
     try:
         config = load_config(args.config)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-BAD = Path(__file__).parents[1] / "data" / "bad"
+from tests.paths import DATA
+
+BAD = DATA / "bad"
 
 
 def _mime_bomb(levels: int) -> bytes:

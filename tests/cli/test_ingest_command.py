@@ -7,9 +7,10 @@ import os
 import sqlite3
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+
+from tests.paths import ROOT
 
 
 def test_each_message_is_reported_with_its_id_kind_and_verdict(db, mail_file, bounced, sql):
@@ -105,7 +106,7 @@ def test_maildir_and_mbox_sources(db, mail_file, bounced, sql, tmp_path):
 
 def test_stdin_with_envelope_options_works_as_a_pipe_transport(db, mail_file, tmp_path):
     raw = mail_file("soft-mailbox-full", address="piped@example.org").read_bytes()
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, "-m", "bounced", "ingest", "--db", str(db),
          "--mail-from", "", "--rcpt-to", "bounces+piped42@bounce.example", "-"],

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from bounced.cli import main
+from tests.paths import DATA, ROOT
 from tests.scoring import CORPUS, group_by_file, load_expected, score
 
-SHARED_SCORER = Path(__file__).parents[2].parent / "shared" / "corpus" / "sisimai" / "score.py"
+SHARED_SCORER = ROOT.parent / "shared" / "corpus" / "sisimai" / "score.py"
 FLOORS = {"recipients": 97.0, "status": 95.0, "type": 95.0, "reason": 92.0, "kind": 100.0}
 REQUIRED_KEYS = {
     "file", "kind", "recipient", "action", "status", "reply_code", "diagnostic", "text",
@@ -79,7 +80,7 @@ def test_our_scorer_agrees_with_the_reference_scorer(corpus_output: Path) -> Non
 def test_a_message_with_no_recipient_gives_one_record_with_null_recipient(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    human = Path(__file__).parents[1] / "data" / "messages" / "human-reply.eml"
+    human = DATA / "messages" / "human-reply.eml"
     assert main(["parse", "--json", str(human)]) == 0
     [record] = _records_from(capsys.readouterr().out)
     assert record["recipient"] is None
@@ -87,7 +88,7 @@ def test_a_message_with_no_recipient_gives_one_record_with_null_recipient(
 
 
 def test_without_json_a_readable_table_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
-    sample = Path(__file__).parents[1] / "data" / "mta-lab" / "postfix-01-user-unknown-failed.eml"
+    sample = DATA / "mta-lab" / "postfix-01-user-unknown-failed.eml"
     assert main(["parse", str(sample)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split()[:4] == ["file", "kind", "recipient", "status"]
@@ -98,7 +99,7 @@ def test_without_json_a_readable_table_is_printed(capsys: pytest.CaptureFixture[
 def test_an_unreadable_path_is_reported_and_the_others_still_parsed(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    sample = Path(__file__).parents[1] / "data" / "mta-lab" / "postfix-02-mailbox-full-failed.eml"
+    sample = DATA / "mta-lab" / "postfix-02-mailbox-full-failed.eml"
     status = main(["parse", "--json", str(tmp_path / "missing.eml"), str(sample)])
     captured = capsys.readouterr()
     assert status == 1

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from bounced.config import Config, ConfigError, config_from_mapping, load_config, parse_duration
+from tests.paths import ROOT
 
-EXAMPLE = Path(__file__).parents[2] / "config" / "bounced.toml"
+EXAMPLE = ROOT / "config" / "bounced.toml"
 
 
 def test_the_documented_example_loads_and_matches_the_built_in_defaults() -> None:

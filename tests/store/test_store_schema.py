@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
+from bounced.core.qualify import load_default_rules
 from bounced.model import Reason
-from bounced.qualify import load_default_rules
 from bounced.store import (
     DIGEST_PREFIX,
     DUPLICATE_LOOKUP,

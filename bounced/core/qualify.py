@@ -1,0 +1,511 @@
+"""Qualify stage: a recipient's failure -> type, reason and what decided them (SPEC §4).
+
+The order, first match wins, and what each verdict records in ``qualified_by``:
+
+0. the message's **kind** decides alone when it is no failure report: ``delivered`` and
+   ``not_bounce`` get no verdict, a ``feedback`` (ARF spam complaint) is hard/Denylisted,
+   an ``autoreply`` is ignored/Not defined (``kind``);
+1. the **qualification-table entry** of the normalized text: ``keep`` uses the operator's
+   type and reason, ``ignore`` makes it ignored, ``to_qualify`` falls through
+   (``table:<entry id>``);
+2. the **processing rules**: regular expressions over the normalized text, by priority
+   then id (``rule:<rule id>``). The shipped defaults are data, ``bounced/data/rules.toml``;
+3. an **expired** failure: a failure report whose code is transient (4.X.Z, or a 4XX
+   reply with no enhanced code) means the MTA gave up retrying, soft/Unreachable
+   (SPEC §10) (``status:<code>``);
+4. the **status codes**: RFC 3463 enhanced codes, else the SMTP reply code
+   (``status:<code>``, see :mod:`bounced.core.statuscodes`); when the report carries no code
+   at all, the first ones written in the text;
+5. otherwise undefined/Not defined (``none``), and the text waits for an operator.
+
+A ``delay`` (DSN ``Action: delayed``) goes through the same steps for its reason, but its
+type is always ``ignored``: the MTA is still retrying, nothing is known yet.
+
+Why the expiry check sits where it does:
+
+- after the table, because an operator's ``keep`` is the last word on any text;
+- after the rules, because a rule recognises the *cause* (a full mailbox, a block, an
+  unknown user) and a give-up on a known cause is still that cause: "mailbox is full:
+  retry timeout exceeded" is a full mailbox, and Mailbox full has its own policy (release
+  after 30 days). The expiry wordings themselves ("retry timeout exceeded", "message
+  expired", "could not be delivered for 5 days", ...) are rules too, with the lowest
+  priority, so they are visible to and overridable by operators like any other rule;
+- before the status codes, because on a failure report a transient code only describes
+  the last attempt before giving up (4.7.1 "try again later" on the last try): what
+  counts for the address is that the validity period ran out, not that last hiccup.
+
+Everything is pure: same inputs, same verdict. Rule sets are compiled once; a rule's
+regex only runs when one of the literal strings every match of it must contain occurs
+in the text (see :func:`required_literals`); and the result of the rule search is
+cached per (text, status code, SMTP command), since bounce texts repeat a lot.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from bounced.core import statuscodes
+from bounced.model import (
+    Action,
+    FailureType,
+    Kind,
+    Qualification,
+    QualificationStatus,
+    QualifiedBy,
+    QualifiedBySource,
+    Reason,
+    RecipientReport,
+)
+
+DEFAULT_IDS = range(1, 10_000)
+"""Rule ids reserved for the shipped defaults."""
+
+USER_IDS_START = 10_000
+"""Operators' rules are numbered from here, so they never collide with a default."""
+
+DEFAULT_PRIORITY = 100
+
+_RULE_KEYS = frozenset(
+    {"id", "pattern", "type", "reason", "priority", "comment", "enabled", "status", "command"}
+)
+_REQUIRED_KEYS = ("id", "pattern", "type", "reason")
+_TEXT_CACHE_SIZE = 8192
+
+
+class RuleError(ValueError):
+    """A processing rule file that cannot be used, naming the rule and the key at fault."""
+
+
+@dataclass(frozen=True, slots=True)
+class TableEntry:
+    """The qualification-table row of a normalized text, as far as qualifying needs it."""
+
+    id: int
+    status: QualificationStatus
+    failure_type: FailureType
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One email processing rule: a regular expression over the normalized diagnostic
+    text (searched, case-insensitive) and the type and reason it gives.
+
+    Rules run by ``priority`` (lower first) then ``id``. ``comment`` says what the MTA or
+    provider means by the text and why it maps there, for the operator reading the
+    ``rules`` table.
+
+    ``status`` and ``command`` are optional extra conditions, regular expressions that
+    must match the whole enhanced status code (``"5.2.0"``) or SMTP command (``"DATA"``)
+    of the recipient; a missing one counts as the empty string (so a condition that
+    accepts the empty string also holds when the report has no code). They exist
+    because the same words mean different things depending on where they were said:
+    "User unknown" answered to RCPT TO is an unknown address, answered to DATA (after
+    RCPT TO accepted the address) it is a content filter.
+    """
+
+    id: int
+    pattern: str
+    failure_type: FailureType
+    reason: Reason
+    priority: int = DEFAULT_PRIORITY
+    comment: str = ""
+    enabled: bool = True
+    status: str | None = None
+    command: str | None = None
+
+    @property
+    def qualified_by(self) -> QualifiedBy:
+        return QualifiedBy(QualifiedBySource.RULE, str(self.id))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _fail(source: str, rule_id: object, key: str, message: str) -> RuleError:
+    return RuleError(f"{source}: rule {rule_id}: key {key!r}: {message}")
+
+
+def _rule_from_table(raw: Mapping[str, Any], source: str, index: int) -> Rule:
+    rule_id = raw.get("id", f"#{index + 1} (no id)")
+    for key in _REQUIRED_KEYS:
+        if key not in raw:
+            raise _fail(source, rule_id, key, "missing")
+    unknown = sorted(set(raw) - _RULE_KEYS)
+    if unknown:
+        raise _fail(source, rule_id, unknown[0], f"unknown key (allowed: {sorted(_RULE_KEYS)})")
+    if not isinstance(rule_id, int) or isinstance(rule_id, bool) or rule_id < 1:
+        raise _fail(source, rule_id, "id", "must be a positive integer")
+    pattern = raw["pattern"]
+    if not isinstance(pattern, str) or not pattern.strip():
+        raise _fail(source, rule_id, "pattern", "must be a non-empty string")
+    try:
+        compiled = re.compile(pattern, re.IGNORECASE)
+    except re.error as error:
+        raise _fail(source, rule_id, "pattern", f"invalid regular expression: {error}") from None
+    if compiled.search(""):
+        raise _fail(source, rule_id, "pattern", "matches the empty text, so every text")
+    try:
+        failure_type = FailureType(str(raw["type"]).strip().lower())
+    except ValueError:
+        allowed = [t.value for t in FailureType]
+        raise _fail(source, rule_id, "type", f"unknown type {raw['type']!r} ({allowed})") from None
+    reason_value = raw["reason"]
+    try:
+        reason = Reason.from_name(str(reason_value))
+    except ValueError:
+        raise _fail(source, rule_id, "reason", f"unknown reason {reason_value!r}") from None
+    priority = raw.get("priority", DEFAULT_PRIORITY)
+    if not isinstance(priority, int) or isinstance(priority, bool):
+        raise _fail(source, rule_id, "priority", "must be an integer")
+    comment = raw.get("comment", "")
+    if not isinstance(comment, str):
+        raise _fail(source, rule_id, "comment", "must be a string")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise _fail(source, rule_id, "enabled", "must be true or false")
+    conditions: dict[str, str | None] = {}
+    for key in ("status", "command"):
+        value = raw.get(key)
+        if value is not None:
+            if not isinstance(value, str) or not value.strip():
+                raise _fail(source, rule_id, key, "must be a non-empty string")
+            try:
+                re.compile(value, re.IGNORECASE)
+            except re.error as error:
+                raise _fail(source, rule_id, key, f"invalid regular expression: {error}") from None
+        conditions[key] = value
+    return Rule(
+        rule_id, pattern, failure_type, reason, priority, comment.strip(), enabled,
+        conditions["status"], conditions["command"],
+    )
+
+
+def parse_rules(
+    document: str, *, source: str = "<rules>", ids: range | None = None
+) -> tuple[Rule, ...]:
+    """Read and validate a TOML rule document (``[[rule]]`` tables), in priority order.
+
+    Every problem raises :class:`RuleError` naming the rule id and the key, because an
+    operator fixing a rule file must find the line at once. ``ids`` restricts the id
+    range (defaults and user rules have separate ranges).
+    """
+    try:
+        data = tomllib.loads(document)
+    except tomllib.TOMLDecodeError as error:
+        raise RuleError(f"{source}: not valid TOML: {error}") from None
+    extra = sorted(set(data) - {"rule"})
+    if extra:
+        raise RuleError(f"{source}: unknown top-level key {extra[0]!r} (expected [[rule]])")
+    tables = data.get("rule", [])
+    if not isinstance(tables, list):
+        raise RuleError(f"{source}: 'rule' must be an array of tables ([[rule]])")
+    rules: list[Rule] = []
+    seen: set[int] = set()
+    for index, raw in enumerate(tables):
+        if not isinstance(raw, dict):
+            raise RuleError(f"{source}: rule #{index + 1}: not a table ([[rule]])")
+        rule = _rule_from_table(raw, source, index)
+        if rule.id in seen:
+            raise _fail(source, rule.id, "id", "duplicate id")
+        if ids is not None and rule.id not in ids:
+            raise _fail(source, rule.id, "id", f"must be in {ids.start}..{ids.stop - 1}")
+        seen.add(rule.id)
+        rules.append(rule)
+    return order_rules(rules)
+
+
+def order_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
+    """Rules in the order they are tried: priority (lower first), then id."""
+    return tuple(sorted(rules, key=lambda rule: (rule.priority, rule.id)))
+
+
+def combine_rules(*rule_sets: Iterable[Rule]) -> tuple[Rule, ...]:
+    """Merge rule sets (defaults and an operator's) into one ordered set.
+
+    Two rules with the same id would make ``rule:<id>`` ambiguous in the delivery log,
+    so that is an error.
+    """
+    merged: dict[int, Rule] = {}
+    for rules in rule_sets:
+        for rule in rules:
+            if rule.id in merged:
+                raise RuleError(f"rule {rule.id}: key 'id': defined twice")
+            merged[rule.id] = rule
+    return order_rules(merged.values())
+
+
+@functools.cache
+def load_default_rules() -> tuple[Rule, ...]:
+    """The shipped default rules (``bounced/data/rules.toml``), read and validated once;
+    always the same tuple, so its compiled form is reused too."""
+    document = resources.files("bounced").joinpath("data/rules.toml").read_text("utf-8")
+    return parse_rules(document, source="bounced/data/rules.toml", ids=DEFAULT_IDS)
+
+
+def load_rules(path: str | Path) -> tuple[Rule, ...]:
+    """An operator's rule file, same format as the defaults, ids from 10000 on."""
+    path = Path(path)
+    return parse_rules(
+        path.read_text(encoding="utf-8"), source=str(path), ids=range(USER_IDS_START, 2**63)
+    )
+
+
+# -------------------------------------------------------------------------- matching
+
+
+# A rule's pattern is only searched when one of its *required literals* occurs in the
+# lowercased text: a cheap substring test rules out most of the ~40 regexes, each of
+# which would otherwise scan the text with dozens of alternatives. The literals come
+# from Python's own regex parser and are conservative: a rule gets none (always
+# searched) whenever its pattern is not a plain composition of literals, groups,
+# alternatives and repeats.
+try:
+    _SRE_PARSER: Any = importlib.import_module("re._parser")
+except ImportError:  # pragma: no cover - other Python implementations
+    _SRE_PARSER = None
+
+_MIN_LITERAL = 3
+
+
+def required_literals(pattern: str) -> frozenset[str] | None:
+    """Lowercase ASCII strings one of which occurs in every match of ``pattern``, or
+    ``None`` when no such set can be proved."""
+    if _SRE_PARSER is None:
+        return None
+    try:
+        parsed = _SRE_PARSER.parse(pattern, re.IGNORECASE)
+    except Exception:  # an invalid pattern is reported by the loader, not here
+        return None
+    return _sequence_literals(list(parsed))
+
+
+def _sequence_literals(items: list[tuple[Any, Any]]) -> frozenset[str] | None:
+    """All items of a sequence must match, so the best required set of any one is
+    required: take the one whose shortest string is longest (the most selective)."""
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, arg in items:
+        if str(op) == "LITERAL":
+            run.append(chr(arg))
+            continue
+        if run:
+            candidates.append(frozenset({"".join(run).lower()}))
+            run = []
+        found = _item_literals(str(op), arg)
+        if found is not None:
+            candidates.append(found)
+    if run:
+        candidates.append(frozenset({"".join(run).lower()}))
+    usable = [
+        each for each in candidates
+        if each and min(map(len, each)) >= _MIN_LITERAL and all(s.isascii() for s in each)
+    ]
+    if not usable:
+        return None
+    return max(usable, key=lambda each: (min(map(len, each)), -len(each)))
+
+
+def _item_literals(op: str, arg: Any) -> frozenset[str] | None:
+    if op == "SUBPATTERN":
+        return _sequence_literals(list(arg[-1]))
+    if op == "ATOMIC_GROUP":
+        return _sequence_literals(list(arg))
+    if op == "BRANCH":
+        union: set[str] = set()
+        for branch in arg[1]:
+            found = _sequence_literals(list(branch))
+            if found is None:
+                return None
+            union |= found
+        return frozenset(union)
+    if op in ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT") and arg[0] >= 1:
+        return _sequence_literals(list(arg[2]))
+    return None
+
+
+def _condition(pattern: str | None) -> re.Pattern[str] | None:
+    return None if pattern is None else re.compile(pattern, re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class _CompiledRule:
+    rule: Rule
+    pattern: re.Pattern[str]
+    status: re.Pattern[str] | None
+    command: re.Pattern[str] | None
+    literals: frozenset[str] | None
+
+    def matches(self, text: str, lowered: str | None, status: str | None,
+                command: str | None) -> bool:
+        """``lowered`` is the lowercased text when it is ASCII (so that lowercasing is
+        exactly what case-insensitive matching does), else ``None``: no prefilter."""
+        if lowered is not None and self.literals is not None:
+            for literal in self.literals:
+                if literal in lowered:
+                    break
+            else:
+                return False
+        if self.status is not None and not self.status.fullmatch(status or ""):
+            return False
+        if self.command is not None and not self.command.fullmatch(command or ""):
+            return False
+        return self.pattern.search(text) is not None
+
+
+@dataclass(slots=True)
+class _Matcher:
+    """A rule set compiled once, with the rule search cached per (text, status, command).
+
+    The cache only memoizes a pure function of its key, so it never changes a verdict.
+    """
+
+    source: Sequence[Rule]
+    rules: tuple[_CompiledRule, ...]
+    cache: dict[tuple[str, str | None, str | None], Rule | None] = field(default_factory=dict)
+
+    def first(self, text: str, status: str | None, command: str | None) -> Rule | None:
+        key = (text, status, command)
+        try:
+            return self.cache[key]
+        except KeyError:
+            pass
+        lowered = text.lower() if text.isascii() else None
+        found = next(
+            (each.rule for each in self.rules if each.matches(text, lowered, status, command)),
+            None,
+        )
+        if len(self.cache) >= _TEXT_CACHE_SIZE:
+            self.cache.clear()
+        self.cache[key] = found
+        return found
+
+
+_MATCHERS: dict[int, _Matcher] = {}
+
+
+def _matcher(rules: Sequence[Rule]) -> _Matcher:
+    """The compiled form of ``rules``, kept for tuples (immutable, so safe to reuse)."""
+    cached = _MATCHERS.get(id(rules))
+    if cached is not None and cached.source is rules:
+        return cached
+    compiled = tuple(
+        _CompiledRule(
+            rule,
+            re.compile(rule.pattern, re.IGNORECASE),
+            _condition(rule.status),
+            _condition(rule.command),
+            required_literals(rule.pattern),
+        )
+        for rule in order_rules(rule for rule in rules if rule.enabled)
+    )
+    matcher = _Matcher(rules, compiled)
+    if isinstance(rules, tuple):
+        if len(_MATCHERS) >= 16:
+            _MATCHERS.clear()
+        _MATCHERS[id(rules)] = matcher
+    return matcher
+
+
+def match_rule(
+    text: str, rules: Sequence[Rule], *, status: str | None = None, command: str | None = None
+) -> Rule | None:
+    """The first enabled rule (by priority, then id) whose pattern is found in ``text``
+    and whose ``status``/``command`` conditions, if any, hold."""
+    if not text or not rules:
+        return None
+    return _matcher(rules).first(text, status, command)
+
+
+# ------------------------------------------------------------------------ qualifying
+
+
+def _expired_code(recipient: RecipientReport) -> str | None:
+    """The transient code of a failure report, i.e. of an MTA that gave up retrying.
+
+    Only for failures (``Action: failed``, or a vendor bounce with no action): a delayed
+    DSN with the same code is a warning, the MTA is still trying.
+    """
+    if recipient.kind is not Kind.FAILURE or recipient.action not in (None, Action.FAILED):
+        return None
+    status = statuscodes.parse_enhanced(recipient.status)
+    if status is not None:
+        return "{}.{}.{}".format(*status) if status[0] == 4 else None
+    reply = (recipient.reply_code or "").strip()
+    if len(reply) == 3 and reply.startswith("4") and reply.isdigit():
+        return reply
+    return None
+
+
+def _qualify_failure(
+    recipient: RecipientReport, text: str, entry: TableEntry | None, rules: Sequence[Rule]
+) -> Qualification:
+    """Steps 1 to 5 of the order for a failure or a delay (before the delay's override)."""
+    if entry is not None:
+        by_table = QualifiedBy(QualifiedBySource.TABLE, str(entry.id))
+        if entry.status is QualificationStatus.KEEP:
+            return Qualification(entry.failure_type, entry.reason, by_table)
+        if entry.status is QualificationStatus.IGNORE:
+            return Qualification(FailureType.IGNORED, entry.reason, by_table)
+    rule = match_rule(
+        text, rules, status=recipient.status, command=recipient.smtp_command
+    )
+    if rule is not None:
+        return Qualification(rule.failure_type, rule.reason, rule.qualified_by)
+    expired = _expired_code(recipient)
+    if expired is not None:
+        return Qualification(
+            FailureType.SOFT, Reason.UNREACHABLE, QualifiedBy(QualifiedBySource.STATUS, expired)
+        )
+    status, reply_code = recipient.status, recipient.reply_code
+    if status is None and reply_code is None:
+        status, reply_code = statuscodes.codes_in_text(text)
+    code = statuscodes.from_codes(status, reply_code)
+    if code is not None:
+        return Qualification(
+            code.failure_type, code.reason, QualifiedBy(QualifiedBySource.STATUS, code.code)
+        )
+    return Qualification(FailureType.UNDEFINED, Reason.NOT_DEFINED)
+
+
+_FEEDBACK = Qualification(
+    FailureType.HARD, Reason.DENYLISTED, QualifiedBy(QualifiedBySource.KIND)
+)
+_AUTOREPLY = Qualification(
+    FailureType.IGNORED, Reason.NOT_DEFINED, QualifiedBy(QualifiedBySource.KIND)
+)
+
+
+def qualify(
+    recipient: RecipientReport,
+    text: str,
+    *,
+    entry: TableEntry | None = None,
+    rules: Sequence[Rule] = (),
+) -> Qualification | None:
+    """Judge one recipient's failure (see the module docstring for the order).
+
+    ``text`` is the normalized diagnostic (:func:`bounced.core.normalize.normalize`), ``entry``
+    its qualification-table row if the caller has one, ``rules`` the processing rules
+    (pass a tuple, e.g. :func:`load_default_rules`, to benefit from the compiled cache).
+    Returns ``None`` for kinds that are no failure (delivered, not_bounce).
+    """
+    kind = recipient.kind
+    if kind in (Kind.DELIVERED, Kind.NOT_BOUNCE):
+        return None
+    if kind is Kind.FEEDBACK:
+        return _FEEDBACK
+    if kind is Kind.AUTOREPLY:
+        return _AUTOREPLY
+    verdict = _qualify_failure(recipient, text, entry, rules)
+    if kind is Kind.DELAY and verdict.failure_type is not FailureType.IGNORED:
+        verdict = replace(verdict, failure_type=FailureType.IGNORED)
+    return verdict

@@ -1,0 +1,409 @@
+"""Processing of stored messages: parse -> judge -> policy -> write, atomically.
+
+The raw message is already committed (:meth:`Store.insert_messages`) when this runs.
+Messages are processed in batches of ``processing.batch_size`` inside one transaction,
+each message inside its own savepoint, so that:
+
+- a crash (kill -9, power loss) loses at most the uncommitted batch, whose messages
+  stay ``pending`` and are processed again from scratch: never half a message, never a
+  soft error counted twice;
+- an exception while processing one message undoes only that message's work; the
+  message is marked ``failed`` with its error (the raw stays, ready to be retried) and
+  the others of the batch go on.
+
+The time a bounce counts at is an input, not a clock read deep inside: ``at`` when
+given (replaying history), else the message's own ``Date`` header when
+``at_from_header`` is set, else the time it was received (which is "now" for the daemon
+and for ``bounced ingest``, and the right time after a backlog or a crash recovery).
+
+Signed-VERP verification is a seam (``trust``): a message judged untrusted keeps its
+verdicts in ``bounces`` but changes no address state (SPEC §7: a forged bounce must not
+quarantine an innocent address).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+
+from bounced.config import Config
+from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address, rules_from_config
+from bounced.core.judge import judge
+from bounced.core.parse import parse_message
+from bounced.core.policy import AddressEvent, PolicyFacts, apply, cleanup
+from bounced.core.qualify import Rule, TableEntry
+from bounced.model import (
+    BounceReport,
+    Kind,
+    MessageState,
+    QualificationStatus,
+    QuarantineState,
+    Reason,
+    Verdict,
+)
+from bounced.store import (
+    MAX_OCCURRENCES,
+    MessageRow,
+    Store,
+    format_time,
+    read_state,
+    verp_token_of,
+    write_event,
+    write_state,
+)
+
+#: Decides whether a message may change address states: ``(message, report, token)``.
+TrustCheck = Callable[[MessageRow, BounceReport, str | None], bool]
+Clock = Callable[[], datetime]
+
+
+def always_trusted(_message: MessageRow, _report: BounceReport, _token: str | None) -> bool:
+    """The default until signed VERP is configured: every bounce may change states."""
+    return True
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    """What happened to one recipient of one message (one ``bounces`` row)."""
+
+    bounce_id: int | None
+    recipient: str | None
+    kind: Kind
+    failure_type: str | None
+    reason: Reason | None
+    qualified_by: str | None
+    address_state: QuarantineState | None
+    event: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    """What happened to one stored message."""
+
+    message_id: int
+    state: MessageState
+    kind: Kind | None = None
+    recipients: tuple[RecipientResult, ...] = ()
+    error: str | None = None
+    trusted: bool = True
+    problems: tuple[str, ...] = ()
+    #: True when the message was already processed (by another process) and was skipped.
+    skipped: bool = False
+
+
+class _Batch:
+    """Per-batch caches: qualification entries by normalized text.
+
+    Dropped whenever a message's savepoint is rolled back, since the rows it cached
+    may have vanished with it.
+    """
+
+    def __init__(self, store: Store, address_rules: AddressRules = NO_FOLDING) -> None:
+        self.store = store
+        self.address_rules = address_rules
+        self.entries: dict[str, TableEntry | None] = {}
+
+    def lookup(self, text: str) -> TableEntry | None:
+        if text not in self.entries:
+            self.entries[text] = self.store.lookup_text(text)
+        return self.entries[text]
+
+
+def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _message_time(
+    row: MessageRow, report: BounceReport, at: datetime | None, at_from_header: bool
+) -> datetime:
+    if at is not None:
+        return at
+    if at_from_header and report.date is not None:
+        date = report.date
+        return date if date.tzinfo is not None else date.replace(tzinfo=UTC)
+    return row.received_at
+
+
+def _upsert_text(conn: sqlite3.Connection, batch: _Batch, verdict: Verdict,
+                 at: str) -> int | None:
+    """Count one occurrence of the verdict's normalized text; return its row id."""
+    if not verdict.text or verdict.qualification is None:
+        return None
+    qualification = verdict.qualification
+    row = conn.execute(
+        "INSERT INTO qualification (text, first_text, failure_type, reason_code, "
+        "qualified_by, status, occurrences, first_seen, last_seen) "
+        "VALUES (?, ?, ?, ?, ?, 'to_qualify', 1, ?, ?) "
+        "ON CONFLICT(text) DO UPDATE SET "
+        f"occurrences = min(occurrences + 1, {MAX_OCCURRENCES}), "
+        "first_seen = min(first_seen, excluded.first_seen), "
+        "last_seen = max(last_seen, excluded.last_seen), "
+        # An operator's decision (keep / ignore) is theirs; otherwise record what
+        # qualified the text this time, so the to_qualify list shows what rules decide.
+        "failure_type = CASE WHEN status = 'to_qualify' THEN excluded.failure_type "
+        "ELSE failure_type END, "
+        "reason_code = CASE WHEN status = 'to_qualify' THEN excluded.reason_code "
+        "ELSE reason_code END, "
+        "qualified_by = CASE WHEN status = 'to_qualify' THEN excluded.qualified_by "
+        "ELSE qualified_by END "
+        "RETURNING id",
+        (
+            verdict.text,
+            verdict.recipient.diagnostic,
+            qualification.failure_type.value,
+            int(qualification.reason),
+            str(qualification.qualified_by),
+            at,
+            at,
+        ),
+    ).fetchone()
+    text_id = int(row[0])
+    if batch.entries.get(verdict.text) is None:
+        batch.entries[verdict.text] = TableEntry(
+            id=text_id,
+            status=QualificationStatus.TO_QUALIFY,
+            failure_type=qualification.failure_type,
+            reason=qualification.reason,
+        )
+    return text_id
+
+
+def _process_one(
+    store: Store,
+    batch: _Batch,
+    row: MessageRow,
+    report: BounceReport,
+    *,
+    config: Config,
+    rules: Sequence[Rule],
+    at: datetime | None,
+    at_from_header: bool,
+    trust: TrustCheck,
+    now: datetime,
+) -> ProcessResult:
+    conn = store.conn
+    verdicts = judge(report, rules, batch.lookup)
+    moment = _message_time(row, report, at, at_from_header)
+    at_text = format_time(moment)
+    token = verp_token_of(row.rcpt_to, config.verp.separator) or report.verp_token
+    trusted = bool(trust(row, report, token))
+    received = format_time(row.received_at)
+    results: list[RecipientResult] = []
+    for verdict in verdicts:
+        recipient = verdict.recipient
+        if recipient.kind is Kind.NOT_BOUNCE:
+            continue
+        address = (
+            canonical_address(recipient.address, batch.address_rules)
+            if recipient.address else None
+        )
+        text_id = _upsert_text(conn, batch, verdict, at_text)
+        qualification = verdict.qualification
+        old_state = new_state = None
+        outcome = None
+        if address and trusted:
+            old_state = read_state(conn, address)
+            outcome = apply(
+                old_state,
+                PolicyFacts.of(verdict),
+                moment,
+                config.policy,
+                address=address,
+                qualification=qualification,
+            )
+            qualification = outcome.qualification
+            new_state = outcome.state
+        cursor = conn.execute(
+            "INSERT INTO bounces (message_id, recipient, kind, action, status, reply_code, "
+            "diagnostic, qualification_id, failure_type, reason_code, qualified_by, "
+            "original_message_id, received_at, at, original_recipient, remote_mta, "
+            "smtp_command, verp_token, feedback_type) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.id,
+                address,
+                recipient.kind.value,
+                recipient.action.value if recipient.action else None,
+                recipient.status,
+                recipient.reply_code,
+                recipient.diagnostic,
+                text_id,
+                qualification.failure_type.value if qualification else None,
+                int(qualification.reason) if qualification else None,
+                str(qualification.qualified_by) if qualification else None,
+                report.original_message_id,
+                received,
+                at_text,
+                recipient.original_recipient,
+                recipient.remote_mta,
+                recipient.smtp_command,
+                token,
+                recipient.feedback_type,
+            ),
+        )
+        bounce_id = int(cursor.lastrowid or 0)
+        if new_state is not None and new_state != old_state:
+            write_state(conn, new_state, now)
+        if outcome is not None and outcome.event is not None:
+            write_event(conn, outcome.event, bounce_id)
+        results.append(
+            RecipientResult(
+                bounce_id=bounce_id,
+                recipient=address,
+                kind=recipient.kind,
+                failure_type=qualification.failure_type.value if qualification else None,
+                reason=qualification.reason if qualification else None,
+                qualified_by=str(qualification.qualified_by) if qualification else None,
+                address_state=new_state.state if new_state is not None else None,
+                event=outcome.event.cause if outcome and outcome.event else None,
+            )
+        )
+    conn.execute(
+        "UPDATE messages SET state = 'processed', error = NULL, kind = ?, verp_token = ?, "
+        "trusted = ?, processed_at = ?, attempts = attempts + 1 WHERE id = ?",
+        (report.kind.value, token, int(trusted), format_time(now), row.id),
+    )
+    return ProcessResult(
+        message_id=row.id,
+        state=MessageState.PROCESSED,
+        kind=report.kind,
+        recipients=tuple(results),
+        trusted=trusted,
+        problems=report.problems,
+    )
+
+
+def _describe_error(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def process_messages(
+    store: Store,
+    ids: Sequence[int],
+    *,
+    config: Config,
+    rules: Sequence[Rule],
+    now: Clock | None = None,
+    at: datetime | None = None,
+    at_from_header: bool = False,
+    trust: TrustCheck = always_trusted,
+) -> list[ProcessResult]:
+    """Process the stored messages ``ids`` (pending or failed ones; already processed
+    ones are skipped, so two processes never count a message twice).
+
+    Returns one result per id, in order. Never raises for a message's own problem:
+    that message is marked ``failed`` and reported; database errors that prevent the
+    whole batch from committing (disk full, ...) do raise, leaving the batch pending.
+    """
+    clock = now or utc_now
+    results: list[ProcessResult] = []
+    for chunk in _chunks(list(ids), max(1, config.processing.batch_size)):
+        parsed = _parse_chunk(store, chunk)
+        batch = _Batch(store, rules_from_config(config.addresses))
+        with store.relaxed_sync(), store.transaction():
+            done: set[int] = set()
+            for message_id, row, report, parse_error in parsed:
+                if row is None:
+                    results.append(ProcessResult(message_id, MessageState.FAILED,
+                                                 error="no such message", skipped=True))
+                    continue
+                # Re-read under the write lock: another process may have processed it
+                # since it was parsed; it must not be counted twice.
+                if message_id in done or store.message_state(message_id) in (
+                    None, MessageState.PROCESSED
+                ):
+                    results.append(ProcessResult(message_id, MessageState.PROCESSED,
+                                                 skipped=True))
+                    continue
+                done.add(message_id)
+                moment = clock()
+                try:
+                    if report is None:
+                        raise _ParseError(parse_error or "parse failed")
+                    with store.savepoint("message"):
+                        result = _process_one(
+                            store, batch, row, report, config=config, rules=rules, at=at,
+                            at_from_header=at_from_header, trust=trust, now=moment,
+                        )
+                except Exception as error:  # one bad message must not stop the others
+                    batch.entries.clear()
+                    message = str(error) if isinstance(error, _ParseError) else (
+                        _describe_error(error))
+                    store.mark_failed(row.id, message, moment)
+                    result = ProcessResult(row.id, MessageState.FAILED, error=message)
+                results.append(result)
+    return results
+
+
+class _ParseError(Exception):
+    """The parser raised (it should not): the message fails, the others go on."""
+
+
+def _parse_chunk(
+    store: Store, chunk: Sequence[int]
+) -> list[tuple[int, MessageRow | None, BounceReport | None, str | None]]:
+    """Parse a batch BEFORE taking the write lock: parsing is pure and is most of the
+    work, so a concurrent writer (the SMTP daemon storing new mail) waits only for the
+    database part. Raw bytes are dropped once parsed, to bound a batch's memory."""
+    parsed: list[tuple[int, MessageRow | None, BounceReport | None, str | None]] = []
+    for message_id, row in store.iter_messages(chunk):
+        if row is None or row.state is MessageState.PROCESSED:
+            parsed.append((message_id, row, None, None))
+            continue
+        try:
+            report: BounceReport | None = parse_message(row.raw)
+            error = None
+        except Exception as failure:  # the parser promises not to raise; if it does...
+            report, error = None, _describe_error(failure)
+        parsed.append((message_id, replace(row, raw=b""), report, error))
+    return parsed
+
+
+def process_pending(
+    store: Store,
+    *,
+    config: Config,
+    rules: Sequence[Rule],
+    now: Clock | None = None,
+    limit: int | None = None,
+) -> list[ProcessResult]:
+    """Process the pending backlog, oldest first (what the daemon's worker loops on)."""
+    size = limit if limit is not None else config.processing.batch_size
+    return process_messages(
+        store, store.pending_message_ids(size), config=config, rules=rules, now=now
+    )
+
+
+def run_cleanup(store: Store, *, config: Config, at: datetime) -> list[AddressEvent]:
+    """The periodic job: release due Mailbox-full quarantines, reset stale counters.
+
+    Only candidate rows are read (by ``release_at`` / ``last_counted_error_at``), then
+    :func:`bounced.core.policy.cleanup` decides; every change is written with its event.
+    """
+    stale_before = format_time(at - config.policy.counter_reset_after)
+    events: list[AddressEvent] = []
+    with store.transaction() as conn:
+        rows = conn.execute(
+            "SELECT address FROM addresses WHERE (state = 'quarantine' AND release_at <= ?) "
+            "OR (state = 'erroneous' AND last_counted_error_at < ?)",
+            (format_time(at), stale_before),
+        ).fetchall()
+        for (address,) in rows:
+            state = read_state(conn, address)
+            if state is None:
+                continue
+            outcome = cleanup(state, at, config.policy)
+            if outcome.event is None or outcome.state is None:
+                continue
+            write_state(conn, outcome.state, at)
+            write_event(conn, outcome.event, None)
+            events.append(outcome.event)
+    return events

@@ -1,0 +1,215 @@
+"""Signed VERP: tokens that name the recipient and cannot be forged without the secret."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from bounced.cli import main
+from bounced.config import Config, DatabaseConfig, VerpConfig
+from bounced.core.verp import (
+    VerpProblem,
+    check_bounce,
+    encode_address,
+    encode_token,
+    token_of,
+    trust_check,
+    verify_address,
+    verify_token,
+)
+from bounced.daemon.serve import ProcessingWorker
+from bounced.store import IncomingMessage, Store
+from tests.paths import DATA
+
+SECRET = "s3cret-for-tests"
+SAMPLE = DATA / "mta-lab" / "postfix-01-user-unknown-failed.eml"
+#: The recipient the sample DSN reports as unknown.
+SAMPLE_RECIPIENT = "unknown-user@rcpt.test"
+
+
+def test_a_signed_token_verifies_and_gives_back_the_recipient() -> None:
+    token = encode_token("Jane.Doe@Example.org", SECRET)
+    check = verify_token(token, SECRET)
+    assert check.verified and check.problem is None
+    assert check.recipient == "jane.doe@example.org"
+
+
+def test_the_return_path_puts_the_token_after_the_separator() -> None:
+    address = encode_address("jane@example.org", "bounces@bounce.example", secret=SECRET)
+    assert address.startswith("bounces+jane=example.org=") and address.endswith("@bounce.example")
+    assert verify_address(address, SECRET).recipient == "jane@example.org"
+
+
+def test_a_token_survives_a_change_of_case_by_an_mta() -> None:
+    token = encode_token("jane@example.org", SECRET)
+    assert verify_token(token.upper(), SECRET).verified
+
+
+def test_local_parts_with_separators_in_them_round_trip() -> None:
+    for recipient in ("a=b@example.org", "first+tag@example.org", "x-y.z@sub.example.co.uk"):
+        assert verify_token(encode_token(recipient, SECRET), SECRET).recipient == recipient
+
+
+def test_another_secret_does_not_verify() -> None:
+    check = verify_token(encode_token("jane@example.org", "other"), SECRET)
+    assert (check.verified, check.problem) == (False, VerpProblem.BAD_SIGNATURE)
+
+
+def test_a_token_whose_recipient_was_changed_does_not_verify() -> None:
+    token = encode_token("jane@example.org", SECRET)
+    forged = token.replace("jane", "john", 1)
+    check = verify_token(forged, SECRET)
+    assert (check.verified, check.problem, check.recipient) == (
+        False,
+        VerpProblem.BAD_SIGNATURE,
+        "john@example.org",
+    )
+
+
+def test_an_unsigned_token_is_refused_when_a_secret_is_configured() -> None:
+    check = verify_token(encode_token("jane@example.org"), SECRET)
+    assert (check.verified, check.problem) == (False, VerpProblem.UNSIGNED)
+
+
+def test_without_a_secret_the_recipient_is_read_but_not_verified() -> None:
+    check = verify_token(encode_token("jane@example.org", SECRET), "")
+    assert (check.recipient, check.verified, check.problem) == (
+        "jane@example.org",
+        False,
+        VerpProblem.NO_SECRET,
+    )
+
+
+@pytest.mark.parametrize("token", ["", "abc123", "a1b2c3d4e5f6", "=example.org", "jane="])
+def test_malformed_tokens_are_reported_as_such(token: str) -> None:
+    assert verify_token(token, SECRET).problem is VerpProblem.MALFORMED
+
+
+def test_token_of_reads_the_part_after_the_separator() -> None:
+    assert token_of("bounces+abc=d.e@bounce.example") == "abc=d.e"
+    assert token_of("bounces@bounce.example") is None
+    assert token_of("<bounces-x@b.example>", "-") == "x"
+
+
+def test_not_an_address_cannot_be_encoded() -> None:
+    with pytest.raises(ValueError):
+        encode_token("no-at-sign", SECRET)
+
+
+def test_a_valid_token_does_not_vouch_for_another_recipient() -> None:
+    token = encode_token("attacker@evil.example", SECRET)
+    good = check_bounce(token, [("attacker@evil.example", None)], SECRET)
+    forged = check_bounce(
+        token, [("attacker@evil.example", None), ("victim@example.org", None)], SECRET
+    )
+    assert good.verified
+    assert (forged.verified, forged.problem) == (False, VerpProblem.RECIPIENT_MISMATCH)
+
+
+def test_the_original_recipient_field_counts_for_forwarded_mail() -> None:
+    token = encode_token("jane@example.org", SECRET)
+    check = check_bounce(token, [("jane@forward.example", "rfc822;Jane@Example.org")], SECRET)
+    assert check.verified
+
+
+def test_a_bounce_without_any_token_is_untrusted_once_a_secret_is_set() -> None:
+    assert check_bounce(None, [], SECRET).problem is VerpProblem.MISSING
+    assert trust_check("")(None, None, None) is True
+
+
+# ----------------------------------------------------------- through the pipeline
+
+
+def process_one(tmp_path: Path, rcpt: str, secret: str) -> tuple[Path, list[tuple[str, ...]]]:
+    """Store the sample DSN as received for ``rcpt`` and let the daemon's worker process it."""
+    db = tmp_path / "verp.db"
+    config = Config(database=DatabaseConfig(path=str(db)), verp=VerpConfig(secret=secret))
+    with Store.open(db) as store:
+        store.insert_messages(
+            [IncomingMessage(datetime.now(UTC), "", (rcpt,), SAMPLE.read_bytes())]
+        )
+    untrusted: list[tuple[str, ...]] = []
+    worker = ProcessingWorker(config)
+    worker._untrusted = lambda mid, token, problem: untrusted.append((str(token), str(problem)))  # type: ignore[method-assign]
+    try:
+        assert worker.process_some() == 1
+    finally:
+        worker.close()
+    return db, untrusted
+
+
+def addresses(db: Path) -> list[str]:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return [row[0] for row in conn.execute("SELECT address FROM addresses")]
+    finally:
+        conn.close()
+
+
+def verdicts(db: Path) -> int:
+    import sqlite3
+
+    conn = sqlite3.connect(db)
+    try:
+        return int(conn.execute("SELECT count(*) FROM bounces").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def test_a_bounce_with_a_valid_token_changes_the_address_state(tmp_path: Path) -> None:
+    rcpt = encode_address(SAMPLE_RECIPIENT, "bounces@bounce.lab.test", secret=SECRET)
+    db, untrusted = process_one(tmp_path, rcpt, SECRET)
+    assert untrusted == []
+    assert verdicts(db) == 1
+    assert addresses(db) == [SAMPLE_RECIPIENT]
+
+
+def test_a_forged_bounce_is_stored_but_changes_no_state_and_says_why(tmp_path: Path) -> None:
+    rcpt = "bounces+" + encode_token(SAMPLE_RECIPIENT, "not-our-secret") + "@bounce.lab.test"
+    db, untrusted = process_one(tmp_path, rcpt, SECRET)
+    assert verdicts(db) == 1  # the verdict is kept for the audit
+    assert addresses(db) == []  # but nobody is quarantined
+    assert [problem for _token, problem in untrusted] == ["bad_signature"]
+
+
+def test_cli_encode_then_decode(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            [
+                "verp",
+                "--secret",
+                SECRET,
+                "encode",
+                "jane@example.org",
+                "--return-path",
+                "bounces@bounce.example",
+            ]
+        )
+        == 0
+    )
+    address = capsys.readouterr().out.strip()
+    assert main(["verp", "--secret", SECRET, "decode", address, "--json"]) == 0
+    decoded = json.loads(capsys.readouterr().out)
+    assert decoded["recipient"] == "jane@example.org" and decoded["verified"] is True
+    assert main(["verp", "--secret", "wrong", "decode", address]) == 1
+    assert "NOT verified (bad_signature)" in capsys.readouterr().out
+
+
+def test_cli_decode_runs_as_a_module() -> None:
+    import subprocess
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bounced", "verp", "encode", "a@b.example"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == "a=b.example"
+    assert "not signed" in result.stderr
