@@ -427,8 +427,8 @@ class SteadyIngest:
         self.at = at
 
     def feed(self, mails: Sequence[bytes]) -> None:
+        from bounced.model import IncomingMessage
         from bounced.ops.processing import process_messages
-        from bounced.store import IncomingMessage
 
         size = self.config.processing.batch_size
         for start in range(0, len(mails), size):

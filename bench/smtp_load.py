@@ -243,7 +243,8 @@ def wait_processed(db: Path, expected: int, deadline_s: float = 600.0) -> float:
 def preload(db: Path, messages: int, first_serial: int) -> None:
     """Store ``messages`` pending DSNs directly (what a crash or flood leaves behind)."""
     sys.path.insert(0, str(ROOT))
-    from bounced.store import IncomingMessage, Store
+    from bounced.model import IncomingMessage
+    from bounced.store import Store
 
     template = SAMPLE.read_bytes()
     with Store.open(db) as store:

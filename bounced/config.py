@@ -10,12 +10,13 @@ Durations are written with a unit: ``"90s"``, ``"15m"``, ``"24h"``, ``"10d"``.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_type_hints
+
+from bounced.core.times import parse_duration
 
 
 class ConfigError(ValueError):
@@ -170,20 +171,10 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
 
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 _CHOICES = {
     "logging.format": ("auto", "json", "console"),
     "logging.level": ("debug", "info", "warning", "error"),
 }
-
-
-def parse_duration(value: str) -> timedelta:
-    """``"24h"`` -> ``timedelta(hours=24)``; raises ValueError on anything else."""
-    match = _DURATION.match(value)
-    if not match:
-        raise ValueError(f"not a duration: {value!r}")
-    return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
 
 
 def _convert(key: str, expected: Any, value: Any) -> Any:

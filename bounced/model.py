@@ -263,3 +263,125 @@ class Verdict:
     @property
     def reason(self) -> Reason | None:
         return self.qualification.reason if self.qualification else None
+
+
+# --------------------------------------------------------------------------- messages
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMessage:
+    """A message as received (SMTP envelope + bytes), before it is stored.
+
+    ``verp_token`` is the token of the envelope recipient (``bounces+TOKEN@...``), read
+    with the configured ``verp.separator`` by whoever received the message
+    (:func:`bounced.core.verp.envelope_token`).
+    """
+
+    received_at: datetime
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes
+    peer: str | None = None
+    verp_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AcceptedMessage:
+    """Where an incoming message went: its row id, and whether identical bytes
+    (same sha256) were already stored, in which case nothing new was stored."""
+
+    id: int
+    duplicate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A stored message as the pipeline reads it back."""
+
+    id: int
+    received_at: datetime
+    mail_from: str
+    rcpt_to: tuple[str, ...]
+    raw: bytes
+    state: MessageState
+    peer: str | None
+    error: str | None
+
+
+# --------------------------------------------------------------------------- qualification
+
+#: Priority of a rule that does not say (lower runs first).
+DEFAULT_PRIORITY = 100
+
+
+@dataclass(frozen=True, slots=True)
+class TableEntry:
+    """The qualification-table row of a normalized text, as far as qualifying needs it."""
+
+    id: int
+    status: QualificationStatus
+    failure_type: FailureType
+    reason: Reason
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One email processing rule: a regular expression over the normalized diagnostic
+    text (searched, case-insensitive) and the type and reason it gives.
+
+    Rules run by ``priority`` (lower first) then ``id``. ``comment`` says what the MTA or
+    provider means by the text and why it maps there, for the operator reading the
+    ``rules`` table.
+
+    ``status`` and ``command`` are optional extra conditions, regular expressions that
+    must match the whole enhanced status code (``"5.2.0"``) or SMTP command (``"DATA"``)
+    of the recipient; a missing one counts as the empty string (so a condition that
+    accepts the empty string also holds when the report has no code). They exist
+    because the same words mean different things depending on where they were said:
+    "User unknown" answered to RCPT TO is an unknown address, answered to DATA (after
+    RCPT TO accepted the address) it is a content filter.
+    """
+
+    id: int
+    pattern: str
+    failure_type: FailureType
+    reason: Reason
+    priority: int = DEFAULT_PRIORITY
+    comment: str = ""
+    enabled: bool = True
+    status: str | None = None
+    command: str | None = None
+
+    @property
+    def qualified_by(self) -> QualifiedBy:
+        return QualifiedBy(QualifiedBySource.RULE, str(self.id))
+
+
+# --------------------------------------------------------------------------- addresses
+
+
+@dataclass(frozen=True, slots=True)
+class AddressState:
+    """One row of ``addresses``: where an address stands and the memory behind it."""
+
+    address: str
+    state: QuarantineState = QuarantineState.VALID
+    error_count: int = 0
+    last_error_at: datetime | None = None
+    last_counted_error_at: datetime | None = None
+    reason: Reason | None = None
+    quarantined_at: datetime | None = None
+    release_at: datetime | None = None
+    undefined_count: int = 0
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AddressEvent:
+    """One row of the append-only ``address_events`` history: a change of state."""
+
+    address: str
+    at: datetime
+    old_state: QuarantineState | None
+    new_state: QuarantineState
+    cause: str

@@ -21,7 +21,8 @@ from bounced.cli.quarantine_cmd import (
     iso,
     open_existing,
 )
-from bounced.ops.audit import AddressReport, check_address, render_table
+from bounced.core.tables import render_table
+from bounced.ops.audit import AddressReport, check_address
 
 
 def register(subparsers: Any) -> None:

@@ -27,8 +27,9 @@ from typing import Any, TextIO
 
 from bounced.cli.db_cmd import load_config_or_fail, open_store_or_fail
 from bounced.cli.quarantine_cmd import add_at, add_db, guarded, iso, now_of
+from bounced.core.times import format_time
 from bounced.ops.processing import run_cleanup
-from bounced.store import Store, format_time
+from bounced.store import Store
 
 #: Messages handled per purge transaction.
 DEFAULT_BATCH = 500

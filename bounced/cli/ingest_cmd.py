@@ -37,12 +37,11 @@ from bounced.cli.db_cmd import (
     parse_at,
 )
 from bounced.config import Config
-from bounced.core.qualify import Rule
-from bounced.core.verp import trust_check
-from bounced.model import MessageState
+from bounced.core.verp import envelope_token, trust_check
+from bounced.model import AcceptedMessage, IncomingMessage, MessageState, Rule
 from bounced.ops.processing import ProcessResult, process_messages
 from bounced.ops.sources import read_messages
-from bounced.store import IncomingMessage, Store, StoredMessage
+from bounced.store import Store
 
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _ENVELOPE_HEADER = re.compile(
@@ -147,7 +146,7 @@ class _Named:
 
 
 def _messages(
-    paths: Sequence[str], args: argparse.Namespace, errors: list[str]
+    paths: Sequence[str], args: argparse.Namespace, errors: list[str], separator: str
 ) -> Iterator[_Named]:
     for path in paths:
         try:
@@ -162,6 +161,7 @@ def _messages(
                         rcpt_to=rcpt,
                         raw=source.raw,
                         peer=None,
+                        verp_token=envelope_token(rcpt, separator),
                     ),
                 )
         except OSError as error:
@@ -192,7 +192,7 @@ def _ingest_batch(
     out: TextIO,
 ) -> int:
     """Store the batch (committed), then process what needs it; returns failures."""
-    stored: list[StoredMessage] = store.insert_messages([item.message for item in batch])
+    stored: list[AcceptedMessage] = store.insert_messages([item.message for item in batch])
     to_process: dict[int, None] = {}  # ordered, and the same bytes twice count once
     for result in stored:
         if result.id in to_process:
@@ -238,7 +238,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         with store, store.checkpoint_in_background():
             rules = store.load_rules()
             batch: list[_Named] = []
-            for item in _messages(args.paths, args, errors):
+            for item in _messages(args.paths, args, errors, config.verp.separator):
                 batch.append(item)
                 if len(batch) >= config.processing.batch_size:
                     failures += _ingest_batch(store, batch, args, config, rules, out)

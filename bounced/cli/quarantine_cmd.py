@@ -34,8 +34,10 @@ from bounced.cli.db_cmd import (
     parse_at,
 )
 from bounced.core.addresses import NO_FOLDING, AddressRules, rules_from_config
+from bounced.core.tables import render_table
+from bounced.core.times import format_time, parse_when
 from bounced.model import QuarantineState
-from bounced.ops.audit import check_address, history, parse_when, render_table
+from bounced.ops.audit import check_address, history
 from bounced.ops.quarantine import (
     ActionResult,
     Decision,
@@ -48,7 +50,7 @@ from bounced.ops.quarantine import (
     released,
     rollback,
 )
-from bounced.store import BUSY_TIMEOUT_MS, SCHEMA_VERSION, format_time
+from bounced.store import BUSY_TIMEOUT_MS, SCHEMA_VERSION
 
 # --------------------------------------------------------------------------- shared helpers
 

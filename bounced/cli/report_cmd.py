@@ -26,7 +26,7 @@ from bounced.cli.db_cmd import (
     open_store_or_fail,
     parse_at,
 )
-from bounced.config import parse_duration
+from bounced.core.times import parse_duration
 from bounced.ops.dns import cache_for
 from bounced.ops.report import DEFAULT_DNS_LIMIT, GroupBy, build_report, render_text, to_json
 

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from bounced.cli.db_cmd import load_config_or_fail, open_store_or_fail
 from bounced.cli.quarantine_cmd import add_at, add_db, guarded, iso, now_of, when
-from bounced.ops.audit import render_table
+from bounced.core.tables import render_table
 from bounced.ops.quarantine import AddressChange
 from bounced.ops.reprocess import apply_plan, plan
 

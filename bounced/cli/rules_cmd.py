@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bounced.cli.db_cmd import USAGE_ERROR, UsageError, open_store_or_fail
+from bounced.core.tables import render_table
 from bounced.model import FailureType, QualificationStatus, Reason
-from bounced.ops.report import render_table
 from bounced.ops.rules import (
     AdminError,
     add_rule,

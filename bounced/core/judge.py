@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from bounced.core.normalize import normalize
-from bounced.core.qualify import Rule, TableEntry, qualify
-from bounced.model import BounceReport, RecipientReport, Verdict
+from bounced.core.qualify import qualify
+from bounced.model import BounceReport, RecipientReport, Rule, TableEntry, Verdict
 
 TableLookup = Callable[[str], TableEntry | None]
 

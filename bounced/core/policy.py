@@ -27,6 +27,8 @@ from datetime import datetime, timedelta
 
 from bounced.config import PolicyConfig
 from bounced.model import (
+    AddressEvent,
+    AddressState,
     FailureType,
     Kind,
     Qualification,
@@ -34,33 +36,6 @@ from bounced.model import (
     Reason,
     Verdict,
 )
-
-
-@dataclass(frozen=True, slots=True)
-class AddressState:
-    """One row of ``addresses``: where an address stands and the memory behind it."""
-
-    address: str
-    state: QuarantineState = QuarantineState.VALID
-    error_count: int = 0
-    last_error_at: datetime | None = None
-    last_counted_error_at: datetime | None = None
-    reason: Reason | None = None
-    quarantined_at: datetime | None = None
-    release_at: datetime | None = None
-    undefined_count: int = 0
-    updated_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class AddressEvent:
-    """One row of the append-only ``address_events`` history: a change of state."""
-
-    address: str
-    at: datetime
-    old_state: QuarantineState | None
-    new_state: QuarantineState
-    cause: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,6 +54,7 @@ from typing import Any
 
 from bounced.core import statuscodes
 from bounced.model import (
+    DEFAULT_PRIORITY,
     Action,
     FailureType,
     Kind,
@@ -63,6 +64,8 @@ from bounced.model import (
     QualifiedBySource,
     Reason,
     RecipientReport,
+    Rule,
+    TableEntry,
 )
 
 DEFAULT_IDS = range(1, 10_000)
@@ -71,7 +74,6 @@ DEFAULT_IDS = range(1, 10_000)
 USER_IDS_START = 10_000
 """Operators' rules are numbered from here, so they never collide with a default."""
 
-DEFAULT_PRIORITY = 100
 
 _RULE_KEYS = frozenset(
     {"id", "pattern", "type", "reason", "priority", "comment", "enabled", "status", "command"}
@@ -82,49 +84,6 @@ _TEXT_CACHE_SIZE = 8192
 
 class RuleError(ValueError):
     """A processing rule file that cannot be used, naming the rule and the key at fault."""
-
-
-@dataclass(frozen=True, slots=True)
-class TableEntry:
-    """The qualification-table row of a normalized text, as far as qualifying needs it."""
-
-    id: int
-    status: QualificationStatus
-    failure_type: FailureType
-    reason: Reason
-
-
-@dataclass(frozen=True, slots=True)
-class Rule:
-    """One email processing rule: a regular expression over the normalized diagnostic
-    text (searched, case-insensitive) and the type and reason it gives.
-
-    Rules run by ``priority`` (lower first) then ``id``. ``comment`` says what the MTA or
-    provider means by the text and why it maps there, for the operator reading the
-    ``rules`` table.
-
-    ``status`` and ``command`` are optional extra conditions, regular expressions that
-    must match the whole enhanced status code (``"5.2.0"``) or SMTP command (``"DATA"``)
-    of the recipient; a missing one counts as the empty string (so a condition that
-    accepts the empty string also holds when the report has no code). They exist
-    because the same words mean different things depending on where they were said:
-    "User unknown" answered to RCPT TO is an unknown address, answered to DATA (after
-    RCPT TO accepted the address) it is a content filter.
-    """
-
-    id: int
-    pattern: str
-    failure_type: FailureType
-    reason: Reason
-    priority: int = DEFAULT_PRIORITY
-    comment: str = ""
-    enabled: bool = True
-    status: str | None = None
-    command: str | None = None
-
-    @property
-    def qualified_by(self) -> QualifiedBy:
-        return QualifiedBy(QualifiedBySource.RULE, str(self.id))
 
 
 # --------------------------------------------------------------------------- loading

@@ -34,8 +34,6 @@ SOFT = FailureType.SOFT
 
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})$")
 _REPLY = re.compile(r"^([245])(\d)(\d)$")
-_ENHANCED_IN_TEXT = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
-_REPLY_IN_TEXT = re.compile(r"(?:^|[\s'\"(\[:#])([45][0-5]\d)(?=[\s\-:;,.)\]'\"]|$)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,17 +207,16 @@ def from_reply(code: str | None) -> CodeVerdict | None:
 
 
 def codes_in_text(text: str) -> tuple[str | None, str | None]:
-    """The first failure enhanced status code and SMTP reply code written in ``text``.
+    """The failure enhanced status code and SMTP reply code written in ``text``.
 
-    Used only when the report itself carries no code: a vendor bounce often has no DSN
-    fields, but its text still says ``550 5.1.1``. Success codes (2XX) are skipped, as
-    they only echo the accepted steps of the dialogue.
+    Used when a report itself carries no code: a vendor bounce often has no DSN
+    fields, but its text still says ``550 5.1.1``. Success codes (2XX) only echo the
+    accepted steps of the dialogue, so they are not returned.
     """
-    enhanced = _ENHANCED_IN_TEXT.search(text)
-    reply = _REPLY_IN_TEXT.search(text)
+    status, reply = find_status(text), find_reply_code(text)
     return (
-        ".".join(str(int(group)) for group in enhanced.groups()) if enhanced else None,
-        reply.group(1) if reply else None,
+        status if status is not None and status[0] != "2" else None,
+        reply if reply is not None and reply[0] != "2" else None,
     )
 
 
@@ -230,3 +227,95 @@ def from_codes(status: str | None, reply_code: str | None) -> CodeVerdict | None
     the text stays undefined until an operator qualifies it (SPEC §4 step 4).
     """
     return from_enhanced(status) or from_reply(reply_code)
+
+
+# --------------------------------------------------------------------------- codes in text
+
+STATUS = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.]*\d)")
+"""An enhanced status code ``class.subject.detail`` not embedded in a longer dotted
+number (an IP address or a version)."""
+
+_REPLY_AT_START = re.compile(r"^\s*([245]\d\d)(?=[\s\-.,;:)\]]|$)")
+_REPLY_NEAR_STATUS = re.compile(r"(?<![\d.])([245]\d\d)[\s\-]+[245]\.\d{1,3}\.\d{1,3}(?![\d.]*\d)")
+_REPLY_SAID = re.compile(
+    r"(?:said|says|replied|response(?: was)?|returned|reply(?: was)?|error|code|status|reason)"
+    r"\s*(?:[:=]\s*)?\(?([245]\d\d)(?=[\s\-.,;:)\]]|$)",
+    re.IGNORECASE,
+)
+_REPLY_AFTER_PUNCTUATION = re.compile(
+    r"(?:^|(?<=[:;'\"(\[<>#]))\s*([45][0-5]\d)(?=[ ,-]+(?:[245]\.\d|[A-Za-z<'\"(\[]))"
+)
+_REPLY_PATTERNS = (_REPLY_AT_START, _REPLY_NEAR_STATUS, _REPLY_SAID, _REPLY_AFTER_PUNCTUATION)
+_QMAIL_STATUS = re.compile(r"\(#([245])\.(\d{1,3})\.(\d{1,3})\)")
+
+
+def find_status(text: str) -> str | None:
+    """The first plausible enhanced status code in ``text`` (``"5.1.1"``).
+
+    A transcript shows the successful replies before the failing one (``250 2.1.5
+    Ok`` ... ``451 4.3.0 Error``): a 4.x.x or 5.x.x code wins over earlier 2.x.x ones.
+    """
+    if not text:
+        return None
+    match = _QMAIL_STATUS.search(text)
+    if match is None:
+        matches = list(STATUS.finditer(text)) if "2." in text else [STATUS.search(text)]
+        failing = [m for m in matches if m is not None and m.group(1) != "2"]
+        match = failing[0] if failing else (matches[0] if matches else None)
+    if match is None:
+        return None
+    return f"{match.group(1)}.{int(match.group(2))}.{int(match.group(3))}"
+
+
+def find_reply_code(text: str) -> str | None:
+    """The SMTP reply code of an error text, by the places MTAs put it, most telling
+    first: leading the text, before an enhanced code, after a "said:"-like word, or
+    right after punctuation (``Deferred: 421 ...``, ``<<< 550 ...``).
+
+    As for status codes, a failing (4xx/5xx) reply wins over a transcript's earlier
+    ``250`` ones; a lone ``2xx`` is returned only when nothing failed.
+    """
+    if not text:
+        return None
+    success = None
+    for pattern in _REPLY_PATTERNS:
+        for match in pattern.finditer(text):
+            code = match.group(1)
+            if code[0] != "2":
+                return code
+            success = success or code
+    return success
+
+
+def prefer_status(field: str | None, diagnostic_status: str | None) -> str | None:
+    """Choose between a DSN ``Status`` field and the code inside the diagnostic text.
+
+    The diagnostic's code wins: it is what the server that refused the mail said,
+    while the field is the reporting MTA's summary of it, often generic (Exim always
+    writes ``5.0.0``) or about the retry outcome rather than the cause (Sendmail's
+    ``4.4.7`` for an expired message whose last error was ``4.7.1``). Only a generic
+    ``X.0.0`` in the text does not override a specific field. Sisimai, whose labels the
+    corpus uses, chooses the same way.
+    """
+    if diagnostic_status is None:
+        return field
+    if field is not None and is_generic(diagnostic_status) and not is_generic(field):
+        return field
+    return diagnostic_status
+
+
+def is_generic(status: str) -> bool:
+    """``X.0.0`` says no more than "failed" or "delayed"."""
+    return status.endswith(".0.0")
+
+
+def status_from_reply(reply_code: str | None) -> str | None:
+    """The class-only status a bare reply code implies (``550`` -> ``5.0.0``).
+
+    RFC 3463 ``X.0.0`` means "other or undefined" in the class the reply code gives,
+    so this claims no more than the reply code itself says; used when a text has a
+    reply code but no enhanced status code at all.
+    """
+    if reply_code and reply_code[0] in "245":
+        return f"{reply_code[0]}.0.0"
+    return None

@@ -124,13 +124,30 @@ def verify_token(token: str, secret: str) -> VerpCheck:
     return VerpCheck(recipient, True)
 
 
+def split_local(local: str, separator: str = "+") -> tuple[str, str | None]:
+    """``bounces+TOKEN`` -> ``("bounces", "TOKEN")``; no separator (or nothing after
+    it) -> ``(local, None)``. The token starts at the FIRST separator: a signed token
+    never contains the separator's character in its base part."""
+    base, sep, token = local.partition(separator)
+    return (base, token) if sep and token else (local, None)
+
+
 def token_of(address: str, separator: str = "+") -> str | None:
     """The VERP token of a bounce address (``bounces+TOKEN@domain`` -> ``TOKEN``), if any."""
     local, at, _domain = address.strip().strip("<>").rpartition("@")
     if not at:
         return None
-    _base, sep, token = local.partition(separator)
-    return token if sep and token else None
+    return split_local(local, separator)[1]
+
+
+def envelope_token(recipients: Iterable[str], separator: str = "+") -> str | None:
+    """The token of the first envelope recipient shaped ``local+TOKEN@domain``: where
+    the MTA delivered the bounce, so the return path the original mail carried."""
+    for recipient in recipients:
+        token = token_of(recipient, separator)
+        if token is not None:
+            return token
+    return None
 
 
 def verify_address(address: str, secret: str, separator: str = "+") -> VerpCheck:

@@ -39,8 +39,9 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from bounced.config import Config
+from bounced.core.verp import envelope_token, split_local
 from bounced.log import get_logger
-from bounced.store import IncomingMessage
+from bounced.model import IncomingMessage
 
 log = get_logger("bounced.daemon.receive")
 
@@ -70,7 +71,7 @@ REPLY_SHUTTING_DOWN = "421 4.3.2 Service shutting down, try again later"
 
 
 class Accepted(Protocol):
-    """What the sink returns once a message is durable (``store.StoredMessage`` fits)."""
+    """What the sink returns once a message is durable (``store.AcceptedMessage`` fits)."""
 
     @property
     def id(self) -> int: ...
@@ -120,8 +121,8 @@ class RecipientPolicy:
             return True
         if f"{local}@{domain}" in self.addresses:
             return True
-        base, sep, _token = local.partition(self.separator)
-        return bool(sep) and f"{base}@{domain}" in self.addresses
+        base, token = split_local(local, self.separator)
+        return token is not None and f"{base}@{domain}" in self.addresses
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,7 @@ class BounceHandler:
             rcpt_to=tuple(envelope.rcpt_tos),
             raw=bytes(raw),
             peer=peer_text(session.peer),
+            verp_token=envelope_token(envelope.rcpt_tos, self.policy.recipients.separator),
         )
         try:
             stored = await self.sink.accept(message)

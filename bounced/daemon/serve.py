@@ -50,6 +50,7 @@ from typing import Any
 
 from bounced import log as logsetup
 from bounced.config import Config, ConfigError, load_config
+from bounced.core.times import parse_time
 from bounced.daemon import sdnotify
 from bounced.daemon.receive import (
     BouncedSMTP,
@@ -59,15 +60,8 @@ from bounced.daemon.receive import (
     protocol_factory,
 )
 from bounced.log import get_logger
-from bounced.store import (
-    PROCESSING_BTREES,
-    STORING_BTREES,
-    IncomingMessage,
-    Store,
-    StoredMessage,
-    StoreError,
-    parse_time,
-)
+from bounced.model import AcceptedMessage, IncomingMessage
+from bounced.store import PROCESSING_BTREES, STORING_BTREES, Store, StoreError
 
 log = get_logger("bounced.daemon.serve")
 
@@ -210,7 +204,7 @@ class GroupCommitWriter:
         self.shared = shared
         self.loop: asyncio.AbstractEventLoop | None = None
         self._store: Store | None = None
-        self._batch: list[tuple[IncomingMessage, asyncio.Future[StoredMessage]]] = []
+        self._batch: list[tuple[IncomingMessage, asyncio.Future[AcceptedMessage]]] = []
         self._flush_handle: asyncio.Handle | None = None
         self._busy_since: float | None = None
         self._refresh_handle: asyncio.TimerHandle | None = None
@@ -279,10 +273,10 @@ class GroupCommitWriter:
     def pending(self) -> int:
         return self._pending
 
-    async def accept(self, message: IncomingMessage) -> StoredMessage:
+    async def accept(self, message: IncomingMessage) -> AcceptedMessage:
         if self._closed or self._store is None or self.loop is None:
             raise StoreClosedError("the writer is stopped")
-        future: asyncio.Future[StoredMessage] = self.loop.create_future()
+        future: asyncio.Future[AcceptedMessage] = self.loop.create_future()
         self._batch.append((message, future))
         if self._flush_handle is None:
             # After the other callbacks of this turn, so their messages join the group
@@ -299,7 +293,7 @@ class GroupCommitWriter:
         store, loop = self._store, self.loop
         if self._inflight or not self._batch or store is None or loop is None:
             return
-        group: list[tuple[IncomingMessage, asyncio.Future[StoredMessage]]] = []
+        group: list[tuple[IncomingMessage, asyncio.Future[AcceptedMessage]]] = []
         size = 0
         for item in self._batch:
             if group and (len(group) >= MAX_GROUP or size >= MAX_GROUP_BYTES):
@@ -314,8 +308,8 @@ class GroupCommitWriter:
 
     def _committed(
         self,
-        group: list[tuple[IncomingMessage, asyncio.Future[StoredMessage]]],
-        done: asyncio.Future[list[StoredMessage]],
+        group: list[tuple[IncomingMessage, asyncio.Future[AcceptedMessage]]],
+        done: asyncio.Future[list[AcceptedMessage]],
     ) -> None:
         self._inflight = False
         error = done.exception()
@@ -362,7 +356,7 @@ class GroupCommitWriter:
 
     def _fail(
         self,
-        group: list[tuple[IncomingMessage, asyncio.Future[StoredMessage]]],
+        group: list[tuple[IncomingMessage, asyncio.Future[AcceptedMessage]]],
         error: BaseException,
     ) -> None:
         self._done_waiting()

@@ -14,13 +14,12 @@ command line (ISO-8601 or relative to a clock passed in) and :func:`render_table
 
 from __future__ import annotations
 
-import re
 import sqlite3
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address
+from bounced.core.times import format_optional, parse_time
 from bounced.model import (
     FailureType,
     QualificationStatus,
@@ -29,33 +28,6 @@ from bounced.model import (
     QuarantineState,
     Reason,
 )
-from bounced.store import format_time, parse_time
-
-# --------------------------------------------------------------------------- times
-
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
-
-
-def parse_when(text: str, now: datetime) -> datetime:
-    """A time given on the command line: ISO-8601 (``2026-11-22T13:05:00Z``, a date
-    alone meaning its midnight UTC) or a duration before ``now`` (``7d``, ``24h``).
-
-    ``now`` is passed in (``--at`` or the clock) so that ``--since 7d --at T`` means a
-    week before T in tests and replays alike. Raises ValueError with the accepted forms.
-    """
-    match = _RELATIVE.match(text)
-    if match:
-        amount = float(match.group(1))
-        return now - timedelta(**{_UNITS[match.group(2).lower()]: amount})
-    try:
-        moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"expected an ISO-8601 time (2026-11-22T13:05:00Z, 2026-11-22) or a duration "
-            f"before now (7d, 24h, 30m), got {text!r}"
-        ) from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def normalize_address(text: str, rules: AddressRules = NO_FOLDING) -> str:
@@ -63,24 +35,6 @@ def normalize_address(text: str, rules: AddressRules = NO_FOLDING) -> str:
     ``jane@example.org``, and an internationalized domain its IDNA form, exactly as the
     pipeline stored it (:func:`bounced.core.addresses.canonical_address`)."""
     return canonical_address(text.strip().strip("<>").strip(), rules)
-
-
-# --------------------------------------------------------------------------- tables
-
-
-def render_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    """Aligned columns for a human; ``None`` shows as ``-``. JSON is for machines."""
-    cells = [[("-" if value is None else str(value)) for value in row] for row in rows]
-    widths = [len(header) for header in headers]
-    for row in cells:
-        for index, value in enumerate(row):
-            widths[index] = max(widths[index], len(value))
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    lines.extend(
-        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells
-    )
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- check
@@ -130,25 +84,21 @@ class AddressReport:
             "deliverable": self.deliverable,
             "reason_code": int(self.reason) if self.reason is not None else None,
             "reason": self.reason.label if self.reason is not None else None,
-            "since": _iso(self.since),
+            "since": format_optional(self.since),
             "error_count": self.error_count,
-            "last_error_at": _iso(self.last_error_at),
-            "release_at": _iso(self.release_at),
+            "last_error_at": format_optional(self.last_error_at),
+            "release_at": format_optional(self.release_at),
             "last_bounce": None
             if last is None
             else {
                 "id": last.bounce_id,
-                "at": _iso(last.at),
+                "at": format_optional(last.at),
                 "kind": last.kind,
                 "failure_type": last.failure_type.value if last.failure_type else None,
                 "reason_code": int(last.reason) if last.reason is not None else None,
                 "diagnostic": last.diagnostic,
             },
         }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return format_time(moment) if moment is not None else None
 
 
 def _reason(code: object) -> Reason | None:
@@ -225,7 +175,7 @@ class HistoryEvent:
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.id,
-            "at": _iso(self.at),
+            "at": format_optional(self.at),
             "old_state": self.old_state.value if self.old_state else None,
             "new_state": self.new_state.value,
             "cause": self.cause,
@@ -286,7 +236,7 @@ class BounceStep:
         return {
             "type": "bounce",
             "bounce_id": self.bounce_id,
-            "at": _iso(self.at),
+            "at": format_optional(self.at),
             "message_id": self.message_id,
             "kind": self.kind,
             "status": self.status,
@@ -300,7 +250,7 @@ class BounceStep:
             "qualified_by": self.qualified_by,
             "decided_by": self.decided_by,
             "verdict_changes": [
-                {"at": _iso(c.at), "action": c.action, "old": c.old, "new": c.new,
+                {"at": format_optional(c.at), "action": c.action, "old": c.old, "new": c.new,
                  "cause": c.cause}
                 for c in self.changes
             ],

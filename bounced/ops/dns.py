@@ -43,8 +43,8 @@ import dns.resolver
 
 from bounced.config import DnsConfig
 from bounced.core.addresses import domain_of
+from bounced.core.times import format_time, parse_time
 from bounced.model import Reason
-from bounced.store import format_time, parse_time
 
 
 class DnsStatus(StrEnum):

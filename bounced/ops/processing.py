@@ -32,34 +32,36 @@ from bounced.config import Config
 from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address, rules_from_config
 from bounced.core.judge import judge
 from bounced.core.parse import parse_message
-from bounced.core.policy import AddressEvent, PolicyFacts, apply, cleanup
-from bounced.core.qualify import Rule, TableEntry
+from bounced.core.policy import PolicyFacts, apply, cleanup
+from bounced.core.times import format_time
+from bounced.core.verp import envelope_token
 from bounced.model import (
+    AddressEvent,
     BounceReport,
     Kind,
     MessageState,
     QualificationStatus,
     QuarantineState,
     Reason,
+    Rule,
+    StoredMessage,
+    TableEntry,
     Verdict,
 )
 from bounced.store import (
     MAX_OCCURRENCES,
-    MessageRow,
     Store,
-    format_time,
     read_state,
-    verp_token_of,
     write_event,
     write_state,
 )
 
 #: Decides whether a message may change address states: ``(message, report, token)``.
-TrustCheck = Callable[[MessageRow, BounceReport, str | None], bool]
+TrustCheck = Callable[[StoredMessage, BounceReport, str | None], bool]
 Clock = Callable[[], datetime]
 
 
-def always_trusted(_message: MessageRow, _report: BounceReport, _token: str | None) -> bool:
+def always_trusted(_message: StoredMessage, _report: BounceReport, _token: str | None) -> bool:
     """The default until signed VERP is configured: every bounce may change states."""
     return True
 
@@ -121,7 +123,7 @@ def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
 
 
 def _message_time(
-    row: MessageRow, report: BounceReport, at: datetime | None, at_from_header: bool
+    row: StoredMessage, report: BounceReport, at: datetime | None, at_from_header: bool
 ) -> datetime:
     if at is not None:
         return at
@@ -178,7 +180,7 @@ def _upsert_text(conn: sqlite3.Connection, batch: _Batch, verdict: Verdict,
 def _process_one(
     store: Store,
     batch: _Batch,
-    row: MessageRow,
+    row: StoredMessage,
     report: BounceReport,
     *,
     config: Config,
@@ -192,7 +194,7 @@ def _process_one(
     verdicts = judge(report, rules, batch.lookup)
     moment = _message_time(row, report, at, at_from_header)
     at_text = format_time(moment)
-    token = verp_token_of(row.rcpt_to, config.verp.separator) or report.verp_token
+    token = envelope_token(row.rcpt_to, config.verp.separator) or report.verp_token
     trusted = bool(trust(row, report, token))
     received = format_time(row.received_at)
     results: list[RecipientResult] = []
@@ -306,7 +308,7 @@ def process_messages(
     clock = now or utc_now
     results: list[ProcessResult] = []
     for chunk in _chunks(list(ids), max(1, config.processing.batch_size)):
-        parsed = _parse_chunk(store, chunk)
+        parsed = _parse_chunk(store, chunk, config.verp.separator)
         batch = _Batch(store, rules_from_config(config.addresses))
         with store.relaxed_sync(), store.transaction():
             done: set[int] = set()
@@ -348,18 +350,19 @@ class _ParseError(Exception):
 
 
 def _parse_chunk(
-    store: Store, chunk: Sequence[int]
-) -> list[tuple[int, MessageRow | None, BounceReport | None, str | None]]:
+    store: Store, chunk: Sequence[int], separator: str
+) -> list[tuple[int, StoredMessage | None, BounceReport | None, str | None]]:
     """Parse a batch BEFORE taking the write lock: parsing is pure and is most of the
     work, so a concurrent writer (the SMTP daemon storing new mail) waits only for the
     database part. Raw bytes are dropped once parsed, to bound a batch's memory."""
-    parsed: list[tuple[int, MessageRow | None, BounceReport | None, str | None]] = []
+    parsed: list[tuple[int, StoredMessage | None, BounceReport | None, str | None]] = []
     for message_id, row in store.iter_messages(chunk):
         if row is None or row.state is MessageState.PROCESSED:
             parsed.append((message_id, row, None, None))
             continue
         try:
-            report: BounceReport | None = parse_message(row.raw)
+            report: BounceReport | None = parse_message(
+                row.raw, verp_separator=separator)
             error = None
         except Exception as failure:  # the parser promises not to raise; if it does...
             report, error = None, _describe_error(failure)

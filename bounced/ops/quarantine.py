@@ -30,10 +30,11 @@ from datetime import datetime
 
 from bounced.config import Config, PolicyConfig
 from bounced.core.addresses import NO_FOLDING, AddressRules
-from bounced.core.policy import AddressEvent, AddressState, PolicyFacts, apply, cleanup
-from bounced.model import FailureType, Kind, QuarantineState, Reason
+from bounced.core.policy import PolicyFacts, apply, cleanup
+from bounced.core.times import format_time, parse_time
+from bounced.model import AddressEvent, AddressState, FailureType, Kind, QuarantineState, Reason
 from bounced.ops.audit import normalize_address
-from bounced.store import Store, format_time, parse_time, read_state, write_event, write_state
+from bounced.store import Store, read_state, write_event, write_state
 
 #: Causes of operator decisions start with one of these; :func:`replay` builds on them.
 RELEASED = "released by operator"

@@ -19,15 +19,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from bounced.core.tables import render_table
+from bounced.core.times import format_time, parse_time
 from bounced.model import Reason
 from bounced.ops.dns import DnsCache, DnsStatus, DomainEvidence
-from bounced.store import format_time, parse_time
 
 #: How many domains a report may look up in DNS (the most bounced first); the others
 #: use cached answers only, so a report never waits on thousands of look-ups.
@@ -377,34 +378,3 @@ def render_text(report: Report, width: int | None = None) -> str:
         [(c.status, str(c.domains), str(c.bounces), ", ".join(c.examples))
          for c in report.invalid_domains]) if report.invalid_domains else "none")
     return "\n".join(out) + "\n"
-
-
-
-
-def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Rows as aligned columns under a header line; numbers right-aligned.
-
-    Plain text with no colours or box drawing, so it reads the same on a terminal, in
-    a log and in an e-mail.
-    """
-    widths = [len(header) for header in headers]
-    for row in rows:
-        widths = [max(width, len(cell)) for width, cell in zip(widths, row, strict=True)]
-    numeric = [
-        bool(rows) and all(_is_number(row[index]) for row in rows) for index in range(len(headers))
-    ]
-
-    def line(cells: Sequence[str]) -> str:
-        parts = [
-            cell.rjust(width) if right else cell.ljust(width)
-            for cell, width, right in zip(cells, widths, numeric, strict=True)
-        ]
-        return "  ".join(parts).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(headers), rule, *(line(row) for row in rows)])
-
-
-def _is_number(cell: str) -> bool:
-    plain = cell.replace(".", "", 1).replace("%", "").replace(",", "").strip()
-    return plain.isdigit() or cell == "-"

@@ -29,6 +29,7 @@ from datetime import datetime
 from bounced.config import Config
 from bounced.core.judge import judge
 from bounced.core.parse import parse_message
+from bounced.core.times import format_time
 from bounced.model import FailureType, Kind, Reason
 from bounced.ops.quarantine import (
     BATCH,
@@ -38,7 +39,7 @@ from bounced.ops.quarantine import (
     state_of,
     write_recomputed,
 )
-from bounced.store import Store, format_time
+from bounced.store import Store
 
 
 @dataclass(frozen=True, slots=True)

@@ -54,7 +54,7 @@ from enum import StrEnum
 
 from bounced.core import statuscodes
 from bounced.core.normalize import normalize
-from bounced.core.qualify import Rule, RuleError, match_rule, parse_rules, qualify
+from bounced.core.qualify import RuleError, match_rule, parse_rules, qualify
 from bounced.model import (
     Action,
     FailureType,
@@ -64,6 +64,7 @@ from bounced.model import (
     QualifiedBySource,
     Reason,
     RecipientReport,
+    Rule,
 )
 from bounced.store import FIRST_USER_RULE_ID, Store
 
@@ -73,8 +74,6 @@ STRONG_SIMILARITY = 0.5
 WEAK_SIMILARITY = 0.25
 USER_IDS = range(FIRST_USER_RULE_ID, 2**63)
 
-_ENHANCED = re.compile(r"(?<![\d.])([245])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
-_REPLY = re.compile(r"(?<![\d.#])([245]\d\d)(?:[ -]|$)")
 _WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|')+")
 _REGEX_ESCAPE = re.compile(r"\\[a-zA-Z]|\(\?[:!=<]+|\{\d*,?\d*\}")
 _STOP = frozenset((
@@ -186,18 +185,14 @@ class Knowledge:
 
 def codes_in(text: str, qualified_by: str | None = None) -> tuple[str | None, str | None]:
     """``(enhanced, reply)`` status codes of a text: the one the pipeline qualified it by
-    (``status:5.1.1``) first, else the first of each kind written in the text."""
-    enhanced = reply = None
+    (``status:5.1.1``) first, else the failure codes written in the text."""
+    enhanced, reply = statuscodes.codes_in_text(text)
     if qualified_by and qualified_by.startswith("status:"):
         code = qualified_by.partition(":")[2]
         if statuscodes.parse_enhanced(code) is not None:
             enhanced = code
         elif code.isdigit():
             reply = code
-    if enhanced is None and (match := _ENHANCED.search(text)):
-        enhanced = match.group(0)
-    if reply is None and (match := _REPLY.search(text)):
-        reply = match.group(1)
     return enhanced, reply
 
 

@@ -44,14 +44,21 @@ from pathlib import Path
 
 import sqlite_utils
 
-from bounced.core.policy import AddressEvent, AddressState
-from bounced.core.qualify import Rule, TableEntry, load_default_rules
+from bounced.core.qualify import load_default_rules
+from bounced.core.times import format_optional, format_time, parse_time
 from bounced.model import (
+    AcceptedMessage,
+    AddressEvent,
+    AddressState,
     FailureType,
+    IncomingMessage,
     MessageState,
     QualificationStatus,
     QuarantineState,
     Reason,
+    Rule,
+    StoredMessage,
+    TableEntry,
 )
 
 #: Occurrence counter cap of the qualification table (SPEC §4).
@@ -68,30 +75,6 @@ _last_rules: tuple[Rule, ...] = ()
 
 class StoreError(Exception):
     """The database cannot be used (unreadable, not a bounced database, too new)."""
-
-
-# --------------------------------------------------------------------------- time
-
-
-def format_time(moment: datetime) -> str:
-    """UTC ISO-8601 with a ``Z`` (``2026-11-22T13:05:00Z``), the one time format stored.
-
-    A naive datetime is taken as UTC already; the same format everywhere keeps string
-    comparison in SQL (``WHERE at >= '2026-11-01'``) equal to time comparison.
-    """
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """The inverse of :func:`format_time` (also accepts any ISO-8601 form)."""
-    if not text:
-        return None
-    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
 
 
 # --------------------------------------------------------------------------- address state I/O
@@ -124,8 +107,6 @@ def read_state(conn: sqlite3.Connection, address: str) -> AddressState | None:
     )
 
 
-def _t(moment: datetime | None) -> str | None:
-    return format_time(moment) if moment is not None else None
 
 
 def write_state(conn: sqlite3.Connection, state: AddressState, now: datetime) -> None:
@@ -144,11 +125,11 @@ def write_state(conn: sqlite3.Connection, state: AddressState, now: datetime) ->
             state.address,
             state.state.value,
             state.error_count,
-            _t(state.last_error_at),
-            _t(state.last_counted_error_at),
+            format_optional(state.last_error_at),
+            format_optional(state.last_counted_error_at),
             int(state.reason) if state.reason is not None else None,
-            _t(state.quarantined_at),
-            _t(state.release_at),
+            format_optional(state.quarantined_at),
+            format_optional(state.release_at),
             format_time(state.updated_at or now),
             state.undefined_count,
         ),
@@ -172,40 +153,6 @@ def write_event(conn: sqlite3.Connection, event: AddressEvent, bounce_id: int | 
 
 
 # --------------------------------------------------------------------------- API types
-
-
-@dataclass(frozen=True)
-class IncomingMessage:
-    """A message as received (SMTP envelope + bytes), before it is stored."""
-
-    received_at: datetime
-    mail_from: str
-    rcpt_to: tuple[str, ...]
-    raw: bytes
-    peer: str | None = None
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    """Where an incoming message went: its row id, and whether identical bytes
-    (same sha256) were already stored, in which case nothing new was stored."""
-
-    id: int
-    duplicate: bool
-
-
-@dataclass(frozen=True)
-class MessageRow:
-    """A stored message as the pipeline reads it back."""
-
-    id: int
-    received_at: datetime
-    mail_from: str
-    rcpt_to: tuple[str, ...]
-    raw: bytes
-    state: MessageState
-    peer: str | None
-    error: str | None
 
 
 # --------------------------------------------------------------------------- schema
@@ -764,18 +711,6 @@ class Prewarm:
 # --------------------------------------------------------------------------- the store
 
 
-def verp_token_of(rcpt_to: Sequence[str], separator: str = "+") -> str | None:
-    """The VERP token of the first envelope recipient shaped ``local+TOKEN@domain``."""
-    for rcpt in rcpt_to:
-        local, at, _domain = rcpt.strip().strip("<>").rpartition("@")
-        if not at:
-            continue
-        _base, sep, token = local.partition(separator)
-        if sep and token:
-            return token
-    return None
-
-
 class Store:
     """A bounced database. Open with :meth:`open`; one instance per thread/process.
 
@@ -892,11 +827,11 @@ class Store:
 
     # ---- messages
 
-    def insert_messages(self, messages: Sequence[IncomingMessage]) -> list[StoredMessage]:
+    def insert_messages(self, messages: Sequence[IncomingMessage]) -> list[AcceptedMessage]:
         """Store raw messages (state ``pending``) in ONE transaction, committed and on
         disk when this returns. Identical bytes already stored (same sha256, also within
         this batch) are not stored again: their existing id comes back as a duplicate."""
-        results: list[StoredMessage] = []
+        results: list[AcceptedMessage] = []
         with self.transaction() as conn:
             for message in messages:
                 digest = hashlib.sha256(message.raw).hexdigest()
@@ -904,7 +839,7 @@ class Store:
                     DUPLICATE_LOOKUP, (digest[:DIGEST_PREFIX], digest)
                 ).fetchone()
                 if existing is not None:
-                    results.append(StoredMessage(int(existing[0]), duplicate=True))
+                    results.append(AcceptedMessage(int(existing[0]), duplicate=True))
                     continue
                 cursor = conn.execute(
                     "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, "
@@ -917,10 +852,10 @@ class Store:
                         digest,
                         message.raw,
                         message.peer,
-                        verp_token_of(message.rcpt_to),
+                        message.verp_token,
                     ),
                 )
-                results.append(StoredMessage(int(cursor.lastrowid or 0), duplicate=False))
+                results.append(AcceptedMessage(int(cursor.lastrowid or 0), duplicate=False))
         return results
 
     def pending_message_ids(self, limit: int) -> list[int]:
@@ -952,12 +887,12 @@ class Store:
                 "UPDATE messages SET state = 'pending' WHERE state = 'failed'"
             ).rowcount
 
-    def get_message(self, message_id: int) -> MessageRow | None:
+    def get_message(self, message_id: int) -> StoredMessage | None:
         return self.get_messages([message_id]).get(message_id)
 
-    def get_messages(self, message_ids: Sequence[int]) -> dict[int, MessageRow]:
+    def get_messages(self, message_ids: Sequence[int]) -> dict[int, StoredMessage]:
         """The stored messages among ``message_ids``, by id."""
-        found: dict[int, MessageRow] = {}
+        found: dict[int, StoredMessage] = {}
         for message_id in dict.fromkeys(int(i) for i in message_ids):
             row = self.conn.execute(
                 "SELECT id, received_at, mail_from, rcpt_to, raw, state, peer, error "
@@ -968,7 +903,9 @@ class Store:
                 found[message_id] = self._row(row)
         return found
 
-    def iter_messages(self, message_ids: Sequence[int]) -> Iterator[tuple[int, MessageRow | None]]:
+    def iter_messages(
+        self, message_ids: Sequence[int]
+    ) -> Iterator[tuple[int, StoredMessage | None]]:
         """``(id, row or None)`` for each id in order, read one at a time (a batch of
         large messages never sits in memory whole)."""
         for message_id in message_ids:
@@ -980,8 +917,8 @@ class Store:
             yield message_id, (self._row(row) if row is not None else None)
 
     @staticmethod
-    def _row(row: tuple) -> MessageRow:
-        return MessageRow(
+    def _row(row: tuple) -> StoredMessage:
+        return StoredMessage(
             id=int(row[0]),
             received_at=parse_time(row[1]) or datetime.now(UTC),
             mail_from=row[2],

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bounced.config import Config, ConfigError, config_from_mapping, load_config, parse_duration
+from bounced.config import Config, ConfigError, config_from_mapping, load_config
+from bounced.core.times import parse_duration
 from tests.paths import ROOT
 
 EXAMPLE = ROOT / "config" / "bounced.toml"
@@ -83,13 +84,14 @@ def test_a_missing_file_is_reported(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "value"),
     [("90s", timedelta(seconds=90)), ("15m", timedelta(minutes=15)),
-     ("24h", timedelta(hours=24)), ("10d", timedelta(days=10)), ("1.5h", timedelta(minutes=90))],
+     ("24h", timedelta(hours=24)), ("10d", timedelta(days=10)), ("1.5h", timedelta(minutes=90)),
+     ("2w", timedelta(weeks=2))],
 )
 def test_durations_take_a_unit(text: str, value: timedelta) -> None:
     assert parse_duration(text) == value
 
 
-@pytest.mark.parametrize("text", ["10", "ten days", "3w", ""])
+@pytest.mark.parametrize("text", ["10", "ten days", "3y", "5 fortnights", ""])
 def test_a_duration_without_a_known_unit_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)

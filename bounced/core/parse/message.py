@@ -9,7 +9,8 @@ from datetime import UTC, datetime
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from enum import Enum
 
-from bounced.core.parse import arf, autoreply, codes, dsn, fallback, ses, vendors
+from bounced.core import statuscodes as codes
+from bounced.core.parse import arf, autoreply, commands, dsn, fallback, ses, vendors
 from bounced.core.parse.mime import (
     Headers,
     Loaded,
@@ -21,6 +22,7 @@ from bounced.core.parse.mime import (
     parse_headers,
     split_header_block,
 )
+from bounced.core.verp import token_of
 from bounced.model import Action, BounceReport, Kind, RecipientReport
 
 DELIVERY_STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
@@ -133,11 +135,12 @@ def _bounded_text(part: Part, problems: list[str]) -> str:
     return decode_bytes(part.body[:MAX_TEXT_BYTES], part.charset, problems)
 
 
-def parse_message(raw: bytes) -> BounceReport:
+def parse_message(raw: bytes, *, verp_separator: str = "+") -> BounceReport:
     """Parse one message. Never raises: unusable input gives kind ``not_bounce`` with
-    the reason in ``problems``."""
+    the reason in ``problems``. ``verp_separator`` is ``verp.separator`` of the
+    configuration: it finds the VERP token in the bounce's delivery headers."""
     try:
-        return _parse(raw)
+        return _parse(raw, verp_separator)
     except Exception as error:  # the last line of defence: a bounce must never crash us
         return BounceReport(
             kind=Kind.NOT_BOUNCE,
@@ -145,7 +148,7 @@ def parse_message(raw: bytes) -> BounceReport:
         )
 
 
-def _parse(raw: bytes) -> BounceReport:
+def _parse(raw: bytes, verp_separator: str = "+") -> BounceReport:
     """The parse proper; :func:`parse_message` only guards it."""
     if not raw.strip():
         return BounceReport(kind=Kind.NOT_BOUNCE, problems=("empty message (no content)",))
@@ -164,7 +167,7 @@ def _parse(raw: bytes) -> BounceReport:
         loaded.problems.append("message has headers but no body")
     view = _view(loaded)
     kind, recipients = _recognise(view)
-    return _report(view, kind, recipients)
+    return _report(view, kind, recipients, verp_separator)
 
 
 def _looks_binary(raw: bytes) -> bool:
@@ -351,14 +354,14 @@ def _reports_of(
     for block in status.recipients:
         address = dsn.recipient_address(block)
         diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
-        command = codes.find_command(diagnostic)
+        command = commands.find_command(diagnostic)
         if not diagnostic or diagnostic.isdigit() or command is None:
             if blocks is None:
                 blocks = {i.address.lower(): i for i in vendors.scan_recipients(prose())}
             found = blocks.get((address or "").lower())
             if not diagnostic or diagnostic.isdigit():
                 diagnostic = found.diagnostic if found else vendors.collapse(prose(), 1000)
-            command = command or codes.find_command(found.diagnostic if found else "")
+            command = command or commands.find_command(found.diagnostic if found else "")
         reports.append(_recipient_from_dsn(block, address, diagnostic, command))
     return reports
 
@@ -421,7 +424,7 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
         return []
     delayed = _is_delay_notice(view, text)
     whole = vendors.collapse(text)
-    section_command = codes.find_section_command(text) if len(found) == 1 else None
+    section_command = commands.find_section_command(text) if len(found) == 1 else None
     recipients = []
     for item in found:
         diagnostic = item.diagnostic
@@ -443,7 +446,7 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
                 reply_code=reply_code,
                 diagnostic=diagnostic,
                 remote_mta=_remote_host(diagnostic),
-                smtp_command=codes.find_command(diagnostic) or section_command,
+                smtp_command=commands.find_command(diagnostic) or section_command,
             )
         )
     return _dedupe(recipients)
@@ -535,7 +538,9 @@ def _dedupe(recipients: list[RecipientReport]) -> list[RecipientReport]:
     return list(seen.values())
 
 
-def _report(view: _View, kind: Kind, recipients: list[RecipientReport]) -> BounceReport:
+def _report(
+    view: _View, kind: Kind, recipients: list[RecipientReport], verp_separator: str
+) -> BounceReport:
     """The report, with what correlates it to the original message (SPEC §7)."""
     headers = view.headers
     returned = view.returned
@@ -546,7 +551,7 @@ def _report(view: _View, kind: Kind, recipients: list[RecipientReport]) -> Bounc
         recipients=tuple(recipients),
         original_message_id=view.original_message_id or _original_message_id(headers, returned),
         original_headers=_original_headers(returned),
-        verp_token=verp_token(headers),
+        verp_token=verp_token(headers, verp_separator),
         subject=headers.get("subject"),
         date=parse_date(headers.get("date")),
         sender=view.sender[1] or None,
@@ -613,18 +618,17 @@ def split_address(value: str) -> tuple[str, str]:
     return parseaddr(value)
 
 
-def verp_token(headers: Headers) -> str | None:
-    """The token of the bounce's own ``local+TOKEN@domain`` address (SPEC §7)."""
+def verp_token(headers: Headers, separator: str = "+") -> str | None:
+    """The token of the bounce's own ``local+TOKEN@domain`` address, as the delivery
+    headers name it (``docs/correlation.md``)."""
     for name in VERP_HEADERS:
         for value in headers.get_all(name):
-            if "+" not in value:
+            if separator not in value:
                 continue
             for _, address in getaddresses([value]):
-                local, at, _ = address.rpartition("@")
-                if at and "+" in local:
-                    token = local.split("+", 1)[1]
-                    if token:
-                        return token
+                token = token_of(address, separator)
+                if token is not None:
+                    return token
     return None
 
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from bounced.core.parse.codes import find_status
+from bounced.core.statuscodes import find_status
 from bounced.model import Action, Kind
 
 _ACTIONS = {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bounced.core.parse import codes, dsn
+from bounced.core.parse import commands, dsn
 from bounced.model import Action
 
 
@@ -87,36 +87,6 @@ def test_diagnostic_type_prefixes_are_removed() -> None:
     assert dsn.diagnostic_of("smtp;550 No such user") == "550 No such user"
 
 
-def test_status_codes_in_text() -> None:
-    assert codes.find_status("550 5.1.1 <a@b>: unknown") == "5.1.1"
-    assert codes.find_status("connect to 192.0.2.10:25 refused") is None
-    assert codes.find_status("Sorry (#5.4.4)") == "5.4.4"
-    assert codes.find_status("250 2.1.5 Ok ... 451 4.3.0 Error") == "4.3.0"
-
-
-def test_reply_codes_in_text() -> None:
-    assert codes.find_reply_code("550-5.1.1 The account") == "550"
-    assert codes.find_reply_code("host x said: 552 Mailbox full") == "552"
-    assert codes.find_reply_code("Mailbox full") is None
-
-
-def test_diagnostic_code_wins_over_the_status_summary() -> None:
-    assert codes.prefer_status("5.0.0", "5.1.1") == "5.1.1"
-    assert codes.prefer_status("4.4.7", "4.7.1") == "4.7.1"
-    assert codes.prefer_status("5.1.1", None) == "5.1.1"
-
-
-def test_reply_code_alone_gives_its_class() -> None:
-    assert codes.status_from_reply("550") == "5.0.0"
-    assert codes.status_from_reply("421") == "4.0.0"
-    assert codes.status_from_reply(None) is None
-
-
-def test_generic_code_in_the_text_does_not_hide_a_specific_field() -> None:
-    assert codes.prefer_status("4.5.0", "4.0.0") == "4.5.0"
-    assert codes.prefer_status("5.0.0", "5.0.0") == "5.0.0"
-
-
 def test_plus_tags_are_not_mistaken_for_xtext() -> None:
     assert dsn.address_of("rfc822; user+ab@example.org") == "user+ab@example.org"
     assert dsn.address_of("rfc822; bounces+01-x@example.org") == "bounces+01-x@example.org"
@@ -124,10 +94,10 @@ def test_plus_tags_are_not_mistaken_for_xtext() -> None:
 
 
 def test_smtp_command_from_words_and_transcripts() -> None:
-    assert codes.find_command("(in reply to RCPT TO command)") == "RCPT"
-    assert codes.find_command("SMTP error from remote mail server after end of data") == "DATA"
-    assert codes.find_command("error after initial connection: 554 go away") == "CONN"
-    assert codes.find_command("192.0.2.1 does not like recipient.") == "RCPT"
-    assert codes.find_command(">>> MAIL From:<a@b> <<< 250 ok >>> RCPT To:<c@d> <<< 550 no") == (
+    assert commands.find_command("(in reply to RCPT TO command)") == "RCPT"
+    assert commands.find_command("SMTP error from remote mail server after end of data") == "DATA"
+    assert commands.find_command("error after initial connection: 554 go away") == "CONN"
+    assert commands.find_command("192.0.2.1 does not like recipient.") == "RCPT"
+    assert commands.find_command(">>> MAIL From:<a@b> <<< 250 ok >>> RCPT To:<c@d> <<< 550 no") == (
         "RCPT")
-    assert codes.find_command("550 5.1.1 User unknown") is None
+    assert commands.find_command("550 5.1.1 User unknown") is None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from bounced.core.judge import judge
-from bounced.core.parse import codes, parse_message, vendors
+from bounced.core.parse import commands, parse_message, vendors
 from bounced.core.qualify import load_default_rules
 from bounced.model import FailureType, Kind, Reason, Verdict
 from tests.paths import DATA
@@ -76,7 +76,7 @@ def test_the_returned_message_separators_still_cut(title: str) -> None:
     ],
 )
 def test_smtp_command_under_its_own_label(text: str, command: str | None) -> None:
-    assert codes.find_section_command(text) == command
+    assert commands.find_section_command(text) == command
 
 
 # --- Sendmail transcripts ------------------------------------------------------------
@@ -128,4 +128,4 @@ def test_greeting_refusal_named_only_in_the_prose_is_a_block_of_our_ip() -> None
 
 def test_refused_to_talk_to_me_names_the_connection_stage() -> None:
     text = "host mx.example.net[198.51.100.25] refused to talk to me: 421 try later"
-    assert codes.find_command(text) == "CONN"
+    assert commands.find_command(text) == "CONN"

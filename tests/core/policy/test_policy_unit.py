@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bounced.config import PolicyConfig
-from bounced.core.policy import AddressState, PolicyFacts, apply, cleanup, ordinal
+from bounced.core.policy import PolicyFacts, apply, cleanup, ordinal
 from bounced.model import (
+    AddressState,
     FailureType,
     Kind,
     Qualification,

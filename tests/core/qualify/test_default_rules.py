@@ -10,14 +10,13 @@ import pytest
 
 from bounced.core.normalize import normalize, normalize_sms
 from bounced.core.qualify import (
-    Rule,
     _matcher,
     load_default_rules,
     match_rule,
     qualify,
     required_literals,
 )
-from bounced.model import Action, FailureType, Kind, Reason, RecipientReport
+from bounced.model import Action, FailureType, Kind, Reason, RecipientReport, Rule
 from tests.paths import DATA
 
 DEFAULTS = load_default_rules()

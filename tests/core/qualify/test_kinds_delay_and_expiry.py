@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from bounced.core.normalize import normalize
-from bounced.core.qualify import TableEntry, load_default_rules, qualify
+from bounced.core.qualify import load_default_rules, qualify
 from bounced.model import (
     Action,
     FailureType,
@@ -17,6 +17,7 @@ from bounced.model import (
     QualifiedBySource,
     Reason,
     RecipientReport,
+    TableEntry,
 )
 
 DEFAULTS = load_default_rules()

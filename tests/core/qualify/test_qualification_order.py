@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bounced.core.qualify import Rule, TableEntry, match_rule, qualify
+from bounced.core.qualify import match_rule, qualify
 from bounced.model import (
     Action,
     FailureType,
@@ -16,6 +16,8 @@ from bounced.model import (
     QualifiedBySource,
     Reason,
     RecipientReport,
+    Rule,
+    TableEntry,
 )
 
 UNKNOWN_USER_RULE = Rule(

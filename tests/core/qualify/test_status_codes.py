@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bounced.core import statuscodes
 from bounced.core.statuscodes import codes_in_text, from_codes, from_enhanced, from_reply
 from bounced.model import FailureType, Reason
 
@@ -108,3 +109,33 @@ def test_a_generic_enhanced_code_alone_decides_nothing() -> None:
 )
 def test_codes_written_in_the_text(text: str, codes: tuple[str | None, str | None]) -> None:
     assert codes_in_text(text) == codes
+
+
+def test_status_codes_in_text() -> None:
+    assert statuscodes.find_status("550 5.1.1 <a@b>: unknown") == "5.1.1"
+    assert statuscodes.find_status("connect to 192.0.2.10:25 refused") is None
+    assert statuscodes.find_status("Sorry (#5.4.4)") == "5.4.4"
+    assert statuscodes.find_status("250 2.1.5 Ok ... 451 4.3.0 Error") == "4.3.0"
+
+
+def test_reply_codes_in_text() -> None:
+    assert statuscodes.find_reply_code("550-5.1.1 The account") == "550"
+    assert statuscodes.find_reply_code("host x said: 552 Mailbox full") == "552"
+    assert statuscodes.find_reply_code("Mailbox full") is None
+
+
+def test_diagnostic_code_wins_over_the_status_summary() -> None:
+    assert statuscodes.prefer_status("5.0.0", "5.1.1") == "5.1.1"
+    assert statuscodes.prefer_status("4.4.7", "4.7.1") == "4.7.1"
+    assert statuscodes.prefer_status("5.1.1", None) == "5.1.1"
+
+
+def test_reply_code_alone_gives_its_class() -> None:
+    assert statuscodes.status_from_reply("550") == "5.0.0"
+    assert statuscodes.status_from_reply("421") == "4.0.0"
+    assert statuscodes.status_from_reply(None) is None
+
+
+def test_generic_code_in_the_text_does_not_hide_a_specific_field() -> None:
+    assert statuscodes.prefer_status("4.5.0", "4.0.0") == "4.5.0"
+    assert statuscodes.prefer_status("5.0.0", "5.0.0") == "5.0.0"

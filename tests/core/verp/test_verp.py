@@ -16,13 +16,16 @@ from bounced.core.verp import (
     check_bounce,
     encode_address,
     encode_token,
+    envelope_token,
+    split_local,
     token_of,
     trust_check,
     verify_address,
     verify_token,
 )
 from bounced.daemon.serve import ProcessingWorker
-from bounced.store import IncomingMessage, Store
+from bounced.model import IncomingMessage
+from bounced.store import Store
 from tests.paths import DATA
 
 SECRET = "s3cret-for-tests"
@@ -213,3 +216,17 @@ def test_cli_decode_runs_as_a_module() -> None:
     assert result.returncode == 0
     assert result.stdout.strip() == "a=b.example"
     assert "not signed" in result.stderr
+
+
+def test_the_envelope_token_is_the_first_recipient_carrying_one() -> None:
+    assert envelope_token(["<bounces+t=o=k@b.example>"]) == "t=o=k"
+    assert envelope_token(["bounces@b.example", "bounces+second@b.example"]) == "second"
+    assert envelope_token(["bounces@b.example"]) is None
+    assert envelope_token(["bounces+@b.example"]) is None
+
+
+def test_the_token_is_read_with_the_configured_separator() -> None:
+    assert envelope_token(["bounces-jane=example.org@b.example"], separator="-") == (
+        "jane=example.org")
+    assert envelope_token(["bounces-jane=example.org@b.example"], separator="+") is None
+    assert split_local("bounces-a-b", "-") == ("bounces", "a-b")

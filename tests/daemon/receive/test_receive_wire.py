@@ -7,10 +7,19 @@ import smtplib
 import socket
 import threading
 from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from tests.harness.daemon import BOUNCE_ADDRESS, BOUNCE_DOMAIN, RunningDaemon, sample, unique_dsn
+from tests.harness.daemon import (
+    BOUNCE_ADDRESS,
+    BOUNCE_DOMAIN,
+    RunningDaemon,
+    daemon_config,
+    sample,
+    unique_dsn,
+)
 
 
 def smtp(server: RunningDaemon) -> smtplib.SMTP:
@@ -47,6 +56,20 @@ def test_a_bounce_to_a_bounce_domain_is_stored_byte_for_byte_before_250(
     assert code == 250 and text.startswith(b"2.0.0")
     rows = server.query("SELECT mail_from, rcpt_to, raw, size FROM messages")
     assert rows == [("", json.dumps([f"bounces+tok123@{BOUNCE_DOMAIN}"]), raw, len(raw))]
+
+
+def test_the_verp_token_is_read_with_the_configured_separator(
+    start_daemon: Callable[..., RunningDaemon], tmp_path: Path
+) -> None:
+    config = daemon_config(tmp_path)
+    server = start_daemon(replace(config, verp=replace(config.verp, separator="-")))
+    with smtp(server) as client:
+        replies, (code, _text) = transaction(
+            client, [f"{BOUNCE_ADDRESS.replace('@', '-jane=example.org@')}"], unique_dsn(7))
+    assert replies == [(250, b"2.1.5 Ok")] and code == 250
+    server.wait_processed()
+    assert server.query("SELECT verp_token FROM messages") == [("jane=example.org",)]
+    assert server.query("SELECT DISTINCT verp_token FROM bounces") == [("jane=example.org",)]
 
 
 def test_the_null_sender_is_accepted_and_stored_as_empty(server: RunningDaemon) -> None:

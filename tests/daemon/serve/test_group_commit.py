@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bounced.daemon.serve import GroupCommitWriter, StoreClosedError
-from bounced.store import IncomingMessage, Store
+from bounced.model import IncomingMessage
+from bounced.store import Store
 
 
 def message(n: int) -> IncomingMessage:

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bounced.config import Config, DatabaseConfig
-from bounced.core.policy import AddressState
 from bounced.daemon.serve import ProcessingWorker
-from bounced.model import QuarantineState, Reason
+from bounced.model import AddressState, QuarantineState, Reason
 from bounced.store import Store, write_state
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -240,7 +240,8 @@ def test_pending_messages_left_by_a_crash_are_processed_at_start(
 ) -> None:
     from datetime import UTC, datetime
 
-    from bounced.store import IncomingMessage, Store
+    from bounced.model import IncomingMessage
+    from bounced.store import Store
 
     db = tmp_path / "recover.db"
     with Store.open(db) as store:
@@ -284,7 +285,8 @@ def test_the_worker_copies_the_wal_into_the_database_file_in_the_background(
     import sqlite3
     from datetime import UTC, datetime
 
-    from bounced.store import IncomingMessage, Store
+    from bounced.model import IncomingMessage
+    from bounced.store import Store
 
     db = tmp_path / "ckpt.db"
     with Store.open(db) as store:

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bounced.config import Config, DnsConfig
+from bounced.model import IncomingMessage
 from bounced.ops.dns import (
     DnsCache,
     DnsPythonQuery,
@@ -23,7 +24,7 @@ from bounced.ops.dns import (
     record_dns_evidence,
 )
 from bounced.ops.processing import process_messages
-from bounced.store import IncomingMessage, Store
+from bounced.store import Store
 from tests.paths import DATA
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

@@ -12,10 +12,9 @@ from pathlib import Path
 import pytest
 
 from bounced.config import Config
-from bounced.core.qualify import Rule
-from bounced.model import FailureType, MessageState, Reason
+from bounced.model import FailureType, IncomingMessage, MessageState, Reason, Rule
 from bounced.ops.processing import process_messages, process_pending
-from bounced.store import IncomingMessage, Store
+from bounced.store import Store
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 CONFIG = Config()
@@ -207,7 +206,8 @@ _INSERTING_DAEMON = """
 import sys
 from datetime import datetime, UTC
 from pathlib import Path
-from bounced.store import IncomingMessage, Store
+from bounced.model import IncomingMessage
+from bounced.store import Store
 
 store = Store.open(sys.argv[1])
 raws = [path.read_bytes() for path in sorted(Path(sys.argv[2]).iterdir())]

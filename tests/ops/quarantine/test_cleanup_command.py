@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bounced.store import IncomingMessage, Store
+from bounced.model import IncomingMessage
+from bounced.store import Store
 from tests.ops.quarantine.conftest import Ops, day, iso
 
 

@@ -7,9 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bounced.config import PolicyConfig
-from bounced.core.policy import AddressState
-from bounced.model import FailureType, Kind, QuarantineState, Reason
-from bounced.ops.audit import parse_when, render_table
+from bounced.core.times import parse_when
+from bounced.model import AddressState, FailureType, Kind, QuarantineState, Reason
 from bounced.ops.quarantine import (
     Override,
     StoredVerdict,
@@ -113,10 +112,3 @@ def test_replay_from_an_operator_allowlisting_never_quarantines() -> None:
     assert state is not None and state.state is QuarantineState.ALLOWLISTED
 
 
-def test_tables_align_columns_and_show_missing_values_as_dashes() -> None:
-    assert render_table(("A", "LONGER"), [("x", None), ("wide value", 3)]).splitlines() == [
-        "A           LONGER",
-        "----------  ------",
-        "x           -",
-        "wide value  3",
-    ]

@@ -3,8 +3,7 @@ that weak resemblances are labelled as such."""
 
 from __future__ import annotations
 
-from bounced.core.qualify import Rule
-from bounced.model import FailureType, Reason
+from bounced.model import FailureType, Reason, Rule
 from bounced.ops.rules import Knowledge, codes_in, suggest, tokens
 
 RULES = (Rule(300, r"user unknown|no such user", FailureType.HARD, Reason.USER_UNKNOWN),
