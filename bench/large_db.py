@@ -403,7 +403,7 @@ def ingest_rounds(work: Path, big: Path, addresses: Sequence[str], args: argpars
 
 class SteadyIngest:
     """What the daemon does with a message, in one long-lived process: store it
-    (:meth:`Store.insert_messages`, committed), then process it
+    (``store.messages.insert``, committed), then process it
     (:func:`bounced.ops.processing.process_messages`), ``processing.batch_size`` at a time, on a
     connection opened once with ``database.cache_mb`` as ``bounced serve`` opens its own.
     A fresh ``bounced ingest`` starts with an empty page cache; the daemon does not.
@@ -423,7 +423,7 @@ class SteadyIngest:
             [self.store.prewarm(PROCESSING_BTREES), self.store.prewarm(STORING_BTREES)]
             if self.config.database.prewarm else [])
         self._open.enter_context(self.store.checkpoint_in_background())
-        self.rules = self.store.load_rules()
+        self.rules = self.store.rules.enabled()
         self.at = at
 
     def feed(self, mails: Sequence[bytes]) -> None:
@@ -432,7 +432,7 @@ class SteadyIngest:
 
         size = self.config.processing.batch_size
         for start in range(0, len(mails), size):
-            stored = self.store.insert_messages([
+            stored = self.store.messages.insert([
                 IncomingMessage(self.at, "", ("bounces@bounce.example",), raw)
                 for raw in mails[start:start + size]])
             process_messages(self.store, [m.id for m in stored if not m.duplicate],

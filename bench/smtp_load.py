@@ -253,10 +253,10 @@ def preload(db: Path, messages: int, first_serial: int) -> None:
             raw = f"X-Bench-Serial: {serial}\r\n".encode() + template
             batch.append(IncomingMessage(datetime.now(UTC), "", (RCPT,), raw))
             if len(batch) == 1000:
-                store.insert_messages(batch)
+                store.messages.insert(batch)
                 batch = []
         if batch:
-            store.insert_messages(batch)
+            store.messages.insert(batch)
 
 
 # --------------------------------------------------------------------------- phases

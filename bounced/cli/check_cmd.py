@@ -1,4 +1,4 @@
-"""``bounced check ADDRESS...``: the sender's question (issue 4, item 1).
+"""``bounced check ADDRESS...``: may these addresses be sent to?
 
 For each address: its state and why (reason, since when, counted errors, the last
 bounce's text). The exit status answers the question for scripts: 0 when every address
@@ -13,15 +13,16 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from bounced.cli.quarantine_cmd import (
+from bounced.cli.common import (
     add_config,
     add_db,
+    add_json,
     address_rules,
-    guarded,
-    iso,
-    open_existing,
+    command,
+    open_readonly,
 )
 from bounced.core.tables import render_table
+from bounced.core.times import format_optional
 from bounced.ops.audit import AddressReport, check_address
 
 
@@ -35,7 +36,7 @@ def register(subparsers: Any) -> None:
     add_db(parser)
     add_config(parser)
     parser.add_argument("addresses", nargs="+", metavar="ADDRESS")
-    parser.add_argument("--json", action="store_true", help="one JSON object per address")
+    add_json(parser, "one JSON object per address")
     parser.set_defaults(handler=run)
 
 
@@ -46,30 +47,28 @@ def _row(report: AddressReport) -> tuple[object, ...]:
         report.state.value if report.known else "valid (never seen)",
         "yes" if report.deliverable else "NO",
         report.reason.label if report.reason is not None else None,
-        iso(report.since),
+        format_optional(report.since),
         report.error_count,
-        iso(last.at) if last is not None else None,
+        format_optional(last.at) if last is not None else None,
     )
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(args: argparse.Namespace, out: TextIO) -> int:
-        with open_existing(args.db) as store:
-            rules = address_rules(args)
-            reports = [check_address(store.conn, address, rules) for address in args.addresses]
-        if args.json:
-            for report in reports:
-                print(json.dumps(report.to_json()), file=out)
-        else:
-            print(render_table(
-                ("ADDRESS", "STATE", "SEND", "REASON", "SINCE", "ERRORS", "LAST BOUNCE"),
-                [_row(report) for report in reports]), file=out)
-            # The last bounce's text in full, under the table: it is the "why", and
-            # diagnostics are too long for a column.
-            for report in reports:
-                last = report.last_bounce
-                if last is not None and last.diagnostic:
-                    print(f"{report.address}: {' '.join(last.diagnostic.split())}", file=out)
-        return 0 if all(report.deliverable for report in reports) else 1
-
-    return guarded("check", body, args, out)
+@command("check")
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    rules = address_rules(args)
+    with open_readonly(args.db) as store:
+        reports = [check_address(store, address, rules) for address in args.addresses]
+    if args.json:
+        for report in reports:
+            print(json.dumps(report.to_json()), file=out)
+    else:
+        print(render_table(
+            ("ADDRESS", "STATE", "SEND", "REASON", "SINCE", "ERRORS", "LAST BOUNCE"),
+            [_row(report) for report in reports]), file=out)
+        # The last bounce's text in full, under the table: it is the "why", and
+        # diagnostics are too long for a column.
+        for report in reports:
+            last = report.last_bounce
+            if last is not None and last.diagnostic:
+                print(f"{report.address}: {' '.join(last.diagnostic.split())}", file=out)
+    return 0 if all(report.deliverable for report in reports) else 1

@@ -1,4 +1,4 @@
-"""``bounced explain ADDRESS``: why an address is where it is (issue 4, item 5).
+"""``bounced explain ADDRESS``: why an address is where it is.
 
 Every bounce that touched the address, in time order, with its normalized text, the
 qualification-table row and its status, what decided the verdict (which rule, which
@@ -12,14 +12,15 @@ import argparse
 import json
 from typing import Any, TextIO
 
-from bounced.cli.quarantine_cmd import (
+from bounced.cli.common import (
     add_config,
     add_db,
+    add_json,
     address_rules,
-    guarded,
-    iso,
-    open_existing,
+    command,
+    open_readonly,
 )
+from bounced.core.times import format_optional
 from bounced.ops.audit import BounceStep, explain
 
 
@@ -33,7 +34,7 @@ def register(subparsers: Any) -> None:
     add_db(parser)
     add_config(parser)
     parser.add_argument("address", metavar="ADDRESS")
-    parser.add_argument("--json", action="store_true", help="the timeline as JSON")
+    add_json(parser, "the timeline as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -41,7 +42,7 @@ def _print_bounce(step: BounceStep, out: TextIO) -> None:
     verdict = (f"{step.failure_type.value}/{step.reason.label} ({int(step.reason)})"
                if step.failure_type is not None and step.reason is not None else "no verdict")
     status = f" {step.status}" if step.status else ""
-    print(f"{iso(step.at)}  bounce #{step.bounce_id} (message #{step.message_id}) "
+    print(f"{format_optional(step.at)}  bounce #{step.bounce_id} (message #{step.message_id}) "
           f"{step.kind}{status}: {verdict}", file=out)
     if step.diagnostic:
         print(f"    diagnostic: {' '.join(step.diagnostic.split())}", file=out)
@@ -50,30 +51,30 @@ def _print_bounce(step: BounceStep, out: TextIO) -> None:
         print(f"    text #{step.text_id} [{state}]: {step.text}", file=out)
     print(f"    qualified by {step.qualified_by or '-'}: {step.decided_by}", file=out)
     for change in step.changes:
-        print(f"    {iso(change.at)} {change.cause}: {change.old} -> {change.new}", file=out)
+        print(f"    {format_optional(change.at)} {change.cause}: {change.old} -> {change.new}",
+              file=out)
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(args: argparse.Namespace, out: TextIO) -> int:
-        with open_existing(args.db) as store:
-            story = explain(store.conn, args.address, address_rules(args))
-        if args.json:
-            print(json.dumps(story.to_json(), indent=2), file=out)
-            return 0
-        current = story.current
-        reason = f", {current.reason.label}" if current.reason is not None else ""
-        known = "" if current.known else " (never seen)"
-        send = "may be sent to" if current.deliverable else "may NOT be sent to"
-        print(f"{current.address}: {current.state.value}{reason}{known}, {send}", file=out)
-        for step in story.steps:
-            if isinstance(step, BounceStep):
-                _print_bounce(step, out)
-            else:
-                old = step.old_state.value if step.old_state else "new"
-                print(f"{iso(step.at)}  state {old} -> {step.new_state.value}: {step.cause}",
-                      file=out)
-        if not story.steps:
-            print("no bounce and no state change recorded", file=out)
+@command("explain")
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    rules = address_rules(args)
+    with open_readonly(args.db) as store:
+        story = explain(store, args.address, rules)
+    if args.json:
+        print(json.dumps(story.to_json(), indent=2), file=out)
         return 0
-
-    return guarded("explain", body, args, out)
+    current = story.current
+    reason = f", {current.reason.label}" if current.reason is not None else ""
+    known = "" if current.known else " (never seen)"
+    send = "may be sent to" if current.deliverable else "may NOT be sent to"
+    print(f"{current.address}: {current.state.value}{reason}{known}, {send}", file=out)
+    for step in story.steps:
+        if isinstance(step, BounceStep):
+            _print_bounce(step, out)
+        else:
+            old = step.old_state.value if step.old_state else "new"
+            print(f"{format_optional(step.at)}  state {old} -> {step.new_state.value}: "
+                  f"{step.cause}", file=out)
+    if not story.steps:
+        print("no bounce and no state change recorded", file=out)
+    return 0

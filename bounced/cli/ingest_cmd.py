@@ -7,11 +7,9 @@ command also works as a Postfix ``pipe(8)`` transport::
       argv=/usr/bin/bounced ingest --db /var/lib/bounced/bounced.db
            --mail-from ${sender} --rcpt-to ${recipient} -
 
-Each raw message is committed to ``messages`` FIRST (in batches, one transaction per
-batch), then processed: a crash in between leaves it ``pending``, never lost. One line per
-recipient verdict is printed (or ``duplicate of #N``, or ``failed: <error>``). The exit
-status is 1 if any message failed to process (after processing all the others), 2 for
-a bad option, configuration or path, 0 otherwise.
+One line per recipient verdict is printed (or ``duplicate of #N``, or ``failed:
+<error>``). The exit status is 1 if any message failed to process (after processing all
+the others), 2 for a bad option, configuration or path, 0 otherwise.
 
 ``--at`` sets the time bounces count at for the quarantine policy: an ISO-8601 time, or
 ``header`` for each message's own ``Date`` (replaying an archive in its real order).
@@ -20,33 +18,19 @@ a bad option, configuration or path, 0 otherwise.
 from __future__ import annotations
 
 import argparse
-import re
-import sqlite3
+import itertools
 import sys
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from bounced.cli.db_cmd import (
-    USAGE_ERROR,
-    UsageError,
-    load_config_or_fail,
-    open_store_or_fail,
-    parse_at,
-)
-from bounced.config import Config
-from bounced.core.verp import envelope_token, trust_check
-from bounced.model import AcceptedMessage, IncomingMessage, MessageState, Rule
-from bounced.ops.processing import ProcessResult, process_messages
-from bounced.ops.sources import read_messages
-from bounced.store import Store
+from bounced.cli.common import USAGE_ERROR, UsageError, command, config_of, instant, open_store
+from bounced.model import MessageState
+from bounced.ops.ingest import Envelope, Named, incoming, ingest_batch
+from bounced.ops.processing import ProcessResult
 
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_ENVELOPE_HEADER = re.compile(
-    rb"^(delivered-to|x-original-to|return-path):[ \t]*<?([^\s<>]*)>?", re.IGNORECASE | re.M
-)
+#: ``--at header``: each message counts at its own Date.
+AT_HEADER = "header"
 
 
 def register(subparsers: Any) -> None:
@@ -60,9 +44,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument(
-        "--at",
-        type=_at_argument,
-        metavar="ISO-8601|header",
+        "--at", type=_at_argument, metavar="ISO-8601|header",
         help="time the bounces count at: an ISO-8601 time, or 'header' for each "
         "message's Date header (default: when received, i.e. now)",
     )
@@ -75,36 +57,8 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-@dataclass(frozen=True)
-class _AtHeader:
-    """Marker for ``--at header``."""
-
-
-AT_HEADER = _AtHeader()
-
-
-def _at_argument(value: str) -> datetime | _AtHeader:
-    return AT_HEADER if value.strip().lower() == "header" else parse_at(value)
-
-
-def envelope_from_headers(raw: bytes) -> tuple[str, tuple[str, ...]]:
-    """``(mail_from, rcpt_to)`` as local delivery recorded them in the headers.
-
-    A message delivered to a maildir or mbox by the MTA carries its envelope in
-    ``Return-Path`` and ``Delivered-To`` / ``X-Original-To``; these (not ``To:``) are
-    where the VERP token of the bounce address survives.
-    """
-    match = _HEADER_END.search(raw)
-    head = raw[: match.start()] if match else raw[:65536]
-    mail_from = ""
-    rcpt: list[str] = []
-    for name, value in _ENVELOPE_HEADER.findall(head):
-        text = value.decode("utf-8", "replace")
-        if name.lower() == b"return-path":
-            mail_from = mail_from or text
-        elif text and text not in rcpt:
-            rcpt.append(text)
-    return mail_from, tuple(rcpt)
+def _at_argument(value: str) -> datetime | str:
+    return AT_HEADER if value.strip().lower() == AT_HEADER else instant(value)
 
 
 def _describe_recipient(result: ProcessResult, index: int) -> str:
@@ -139,36 +93,7 @@ def print_result(name: str, result: ProcessResult, out: TextIO) -> None:
         print(f"{head} {_describe_recipient(result, index)}{untrusted}", file=out)
 
 
-@dataclass(frozen=True)
-class _Named:
-    name: str
-    message: IncomingMessage
-
-
-def _messages(
-    paths: Sequence[str], args: argparse.Namespace, errors: list[str], separator: str
-) -> Iterator[_Named]:
-    for path in paths:
-        try:
-            for source in read_messages(path):
-                header_from, header_rcpt = envelope_from_headers(source.raw)
-                rcpt = tuple(args.rcpt_to) if args.rcpt_to else header_rcpt
-                yield _Named(
-                    source.name,
-                    IncomingMessage(
-                        received_at=datetime.now(UTC),
-                        mail_from=args.mail_from if args.mail_from is not None else header_from,
-                        rcpt_to=rcpt,
-                        raw=source.raw,
-                        peer=None,
-                        verp_token=envelope_token(rcpt, separator),
-                    ),
-                )
-        except OSError as error:
-            errors.append(f"{path}: {error.strerror or error}")
-
-
-def _check_paths(paths: Sequence[str]) -> None:
+def _check_paths(paths: list[str]) -> None:
     for path in paths:
         if path == "-":
             continue
@@ -183,73 +108,31 @@ def _check_paths(paths: Sequence[str]) -> None:
                 raise UsageError(f"{path}: {error.strerror or error}") from None
 
 
-def _ingest_batch(
-    store: Store,
-    batch: list[_Named],
-    args: argparse.Namespace,
-    config: Config,
-    rules: Sequence[Rule],
-    out: TextIO,
-) -> int:
-    """Store the batch (committed), then process what needs it; returns failures."""
-    stored: list[AcceptedMessage] = store.insert_messages([item.message for item in batch])
-    to_process: dict[int, None] = {}  # ordered, and the same bytes twice count once
-    for result in stored:
-        if result.id in to_process:
-            continue
-        if not result.duplicate:
-            to_process[result.id] = None
-            continue
-        # A duplicate of a message never processed successfully (crash, failure) gets
-        # its chance now; a processed one is not counted twice.
-        if store.message_state(result.id) not in (None, MessageState.PROCESSED):
-            to_process[result.id] = None
+@command("ingest")
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    config = config_of(args)
+    _check_paths(args.paths)
     at = args.at if isinstance(args.at, datetime) else None
-    results = process_messages(
-        store, list(to_process), config=config, rules=rules, at=at,
-        at_from_header=args.at is AT_HEADER, trust=trust_check(config.verp.secret),
-    )
-    by_id = {result.message_id: result for result in results}
-    failures = 0
-    printed: set[int] = set()
-    for item, result in zip(batch, stored, strict=True):
-        processed = by_id.get(result.id)
-        if processed is None or result.id in printed:
-            print(f"{item.name}: duplicate of #{result.id}", file=out)
-            continue
-        printed.add(result.id)
-        print_result(item.name, processed, out)
-        failures += processed.state is MessageState.FAILED
-    return failures
-
-
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    try:
-        config = load_config_or_fail(args.config)
-        _check_paths(args.paths)
-        store = open_store_or_fail(args.db, cache_mb=config.database.cache_mb)
-    except UsageError as error:
-        print(f"bounced ingest: {error}", file=sys.stderr)
-        return USAGE_ERROR
+    envelope = Envelope(args.mail_from, tuple(args.rcpt_to or ()))
     errors: list[str] = []
     failures = 0
-    try:
-        with store, store.checkpoint_in_background():
-            rules = store.load_rules()
-            batch: list[_Named] = []
-            for item in _messages(args.paths, args, errors, config.verp.separator):
+    with open_store(args.db, cache_mb=config.database.cache_mb) as store, \
+            store.checkpoint_in_background():
+        rules = store.rules.enabled()
+        batch: list[Named] = []
+        messages = incoming(args.paths, envelope, config.verp.separator, errors)
+        for item in itertools.chain(messages, [None]):  # None: the end, flush
+            if item is not None:
                 batch.append(item)
-                if len(batch) >= config.processing.batch_size:
-                    failures += _ingest_batch(store, batch, args, config, rules, out)
-                    batch = []
-            if batch:
-                failures += _ingest_batch(store, batch, args, config, rules, out)
-    except sqlite3.Error as error:
-        # The database itself failed (locked beyond busy_timeout, disk full, ...): what
-        # was committed stays (stored messages are pending and will be processed later).
-        print(f"bounced ingest: database {args.db}: {error}", file=sys.stderr)
-        return 1
+            if batch and (item is None or len(batch) >= config.processing.batch_size):
+                for done in ingest_batch(store, batch, config=config, rules=rules, at=at,
+                                         at_from_header=args.at == AT_HEADER):
+                    if done.result is None:
+                        print(f"{done.name}: duplicate of #{done.accepted.id}", file=out)
+                        continue
+                    print_result(done.name, done.result, out)
+                    failures += done.result.state is MessageState.FAILED
+                batch = []
     for problem in errors:
         print(f"bounced ingest: {problem}", file=sys.stderr)
     if errors:

@@ -14,17 +14,19 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TextIO
 
-from bounced.cli.db_cmd import (
-    USAGE_ERROR,
+from bounced.cli.common import (
     UsageError,
-    load_config_or_fail,
-    open_store_or_fail,
-    parse_at,
+    add_at,
+    add_db,
+    add_json,
+    command,
+    config_of,
+    instant,
+    open_store,
 )
 from bounced.core.times import parse_duration
 from bounced.ops.dns import cache_for
@@ -37,7 +39,7 @@ def _since(value: str) -> timedelta | datetime:
     except ValueError:
         pass
     try:
-        return parse_at(value)
+        return instant(value)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected a duration (1d, 12h) or an ISO-8601 time, got {value!r}") from None
@@ -59,15 +61,14 @@ def register(subparsers: Any) -> None:
         help="counts, rates, waiting texts, quarantines per day",
         description="Report on the bounces of a time window.",
     )
-    parser.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
+    add_db(parser)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--since", type=_since, default=timedelta(days=7),
                         metavar="DURATION|ISO-8601", help="window start (default: 7d)")
-    parser.add_argument("--at", type=parse_at, metavar="ISO-8601",
-                        help="window end, the time the report is made as of (default: now)")
+    add_at(parser, "window end, the time the report is made as of (default: now)")
     parser.add_argument("--by", type=GroupBy, choices=list(GroupBy), default=GroupBy.TYPE,
                         help="breakdown (default: type)")
-    parser.add_argument("--json", action="store_true", help="one JSON document")
+    add_json(parser, "one JSON document")
     parser.add_argument("--top", type=int, default=10, help="waiting texts shown (default 10)")
     parser.add_argument("--no-dns", action="store_true",
                         help="no DNS queries: use answers cached in dns_cache only")
@@ -81,28 +82,23 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    try:
-        config = load_config_or_fail(args.config)
-        dns_config = config.dns
-        if args.dns_server:
-            dns_config = replace(dns_config, nameservers=tuple(args.dns_server))
-        if args.dns_timeout:
-            dns_config = replace(dns_config, timeout=timedelta(seconds=args.dns_timeout))
-        until = args.at or datetime.now(UTC)
-        since = until - args.since if isinstance(args.since, timedelta) else args.since
-        if since >= until:
-            raise UsageError(f"--since {format(since)} is not before the window end")
-        with open_store_or_fail(args.db) as store:
-            offline = args.no_dns or not dns_config.enabled
-            dns = None if offline else cache_for(store.conn, dns_config,
-                                                      clock=lambda: until)
-            report = build_report(store.conn, since=since, until=until, by=args.by, dns=dns,
-                                  dns_limit=args.dns_limit, top=args.top)
-    except UsageError as error:
-        print(f"bounced report: {error}", file=sys.stderr)
-        return USAGE_ERROR
+@command("report")
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    dns_config = config_of(args).dns
+    if args.dns_server:
+        dns_config = replace(dns_config, nameservers=tuple(args.dns_server))
+    if args.dns_timeout:
+        dns_config = replace(dns_config, timeout=timedelta(seconds=args.dns_timeout))
+    until = args.at or datetime.now(UTC)
+    since = until - args.since if isinstance(args.since, timedelta) else args.since
+    if since >= until:
+        raise UsageError(f"--since {format(since)} is not before the window end")
+    # Read-write: answers looked up now are kept in dns_cache for the next report.
+    with open_store(args.db) as store:
+        offline = args.no_dns or not dns_config.enabled
+        dns = None if offline else cache_for(store, dns_config, clock=lambda: until)
+        report = build_report(store, since=since, until=until, by=args.by, dns=dns,
+                              dns_limit=args.dns_limit, top=args.top)
     if args.json:
         print(to_json(report), file=out)
     else:

@@ -1,5 +1,5 @@
 """``bounced reprocess [--since T] [--dry-run]``: re-qualify stored bounces with today's
-rules (issue 4, item 5).
+rules.
 
 Prints the addresses that would leave or enter quarantine (and any other change of
 state), then applies, unless ``--dry-run``. Applying twice is harmless: the second run
@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
-from bounced.cli.db_cmd import load_config_or_fail, open_store_or_fail
-from bounced.cli.quarantine_cmd import add_at, add_db, guarded, iso, now_of, when
+from bounced.cli.common import add_at, add_db, command, config_of, now_of, open_store, when
 from bounced.core.tables import render_table
+from bounced.core.times import format_optional
 from bounced.ops.quarantine import AddressChange
 from bounced.ops.reprocess import apply_plan, plan
 
@@ -41,30 +41,29 @@ def _table(changes: tuple[AddressChange, ...]) -> str:
                         [(c.address, c.old.value, c.new.value, c.direction) for c in changes])
 
 
-def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(args: argparse.Namespace, out: TextIO) -> int:
-        config = load_config_or_fail(args.config)
-        now = now_of(args)
-        since = when(args.since, now, "--since")
-        with open_store_or_fail(args.db) as store:
-            planned = plan(store, since=since, config=config)
-            window = f" since {iso(since)}" if since is not None else ""
-            print(f"{planned.messages} message(s){window} re-qualified: "
-                  f"{len(planned.bounces)} bounce(s) get another verdict", file=out)
-            if planned.unmatched:
-                print(f"{planned.unmatched} stored bounce(s) no longer match the parsed "
-                      "message: left as they are", file=out)
-            if planned.changes:
-                print(_table(planned.changes), file=out)
-            leave = sum(c.direction == "leaves quarantine" for c in planned.changes)
-            enter = sum(c.direction == "enters quarantine" for c in planned.changes)
-            if args.dry_run:
-                print(f"would change {len(planned.changes)} address(es): {leave} leave "
-                      f"quarantine, {enter} enter quarantine (dry run, nothing written)",
-                      file=out)
-                return 0
-            applied = apply_plan(store, planned, config=config, at=now)
-        print(f"applied: {len(applied)} address(es) changed state", file=out)
-        return 0
+@command("reprocess")
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    config = config_of(args)
+    now = now_of(args)
+    since = when(args.since, now, "--since")
+    with open_store(args.db) as store:
+        planned = plan(store, since=since, config=config)
+        window = f" since {format_optional(since)}" if since is not None else ""
+        print(f"{planned.messages} message(s){window} re-qualified: "
+              f"{len(planned.bounces)} bounce(s) get another verdict", file=out)
+        if planned.unmatched:
+            print(f"{planned.unmatched} stored bounce(s) no longer match the parsed "
+                  "message: left as they are", file=out)
+        if planned.changes:
+            print(_table(planned.changes), file=out)
+        leave = sum(c.direction == "leaves quarantine" for c in planned.changes)
+        enter = sum(c.direction == "enters quarantine" for c in planned.changes)
+        if args.dry_run:
+            print(f"would change {len(planned.changes)} address(es): {leave} leave "
+                  f"quarantine, {enter} enter quarantine (dry run, nothing written)",
+                  file=out)
+            return 0
+        applied = apply_plan(store, planned, config=config, at=now)
+    print(f"applied: {len(applied)} address(es) changed state", file=out)
+    return 0
 
-    return guarded("reprocess", body, args, out)

@@ -2,7 +2,7 @@
 
 - ``queue``: texts waiting for a decision (view ``to_qualify``), most frequent first,
   with what decides each one today and a suggested type and reason (and how it was
-  suggested, see :mod:`bounced.ops.rules`);
+  suggested, see :mod:`bounced.core.suggest`);
 - ``qualify ID --type T --reason R`` / ``qualify ID --ignore``: the operator's decision
   on a text (qualification ``status`` keep / ignore);
 - ``add PATTERN --type T --reason R``, ``list``, ``disable ID``, ``enable ID``: rules;
@@ -17,25 +17,30 @@ invalid rule), 2 bad usage (unusable ``--db``, unknown type or reason).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bounced.cli.db_cmd import USAGE_ERROR, UsageError, open_store_or_fail
+from bounced.cli.common import UsageError, add_db, command, open_store
 from bounced.core.tables import render_table
 from bounced.model import FailureType, QualificationStatus, Reason
 from bounced.ops.rules import (
-    AdminError,
     add_rule,
-    explain_text,
     export_rules,
     import_rules,
     list_rules,
     qualify_text,
     queue,
     set_rule_enabled,
+    trace_text,
 )
+from bounced.store import Store
+
+#: A handler of one action, given the opened ``--db``.
+StoreHandler = Callable[[Store, argparse.Namespace, TextIO], int]
 
 
 def _type(value: str) -> FailureType:
@@ -66,7 +71,7 @@ def register(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "rules",
         help="qualification queue and processing rules",
-        description="Qualify waiting texts and manage email processing rules (SPEC §4).",
+        description="Qualify waiting texts and manage email processing rules.",
     )
     actions = parser.add_subparsers(dest="rules_action", metavar="ACTION", required=True)
 
@@ -135,195 +140,184 @@ def register(subparsers: Any) -> None:
 
     for sub in (q, qual, add, lst, test, exp, imp, *[
             actions.choices[name] for name in ("disable", "enable")]):
-        sub.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
+        add_db(sub)
 
 
-def _guarded(body: Any, args: argparse.Namespace, out: TextIO | None) -> int:
-    out = out or sys.stdout
-    try:
-        with open_store_or_fail(args.db) as store:
-            return int(body(store, args, out))
-    except UsageError as error:
-        print(f"bounced rules {args.rules_action}: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except AdminError as error:
-        print(f"bounced rules {args.rules_action}: {error}", file=sys.stderr)
-        return 1
+def _on_store(body: StoreHandler) -> Callable[..., int]:
+    """A ``bounced rules ACTION`` handler that works on the ``--db`` database."""
+    @command(lambda args: f"rules {args.rules_action}")
+    @functools.wraps(body)
+    def run(args: argparse.Namespace, out: TextIO) -> int:
+        with open_store(args.db) as store:
+            return body(store, args, out)
+    return run
 
 
 # --------------------------------------------------------------------------- queue
 
 
-def run_queue(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-        items = queue(store, limit=args.limit)
-        if args.json:
-            for item in items:
-                print(json.dumps({
-                    "id": item.id, "text": item.text, "first_text": item.first_text,
-                    "occurrences": item.occurrences, "last_seen": item.last_seen,
-                    "current": {"type": item.current_type, "reason": item.current_reason,
-                                "qualified_by": item.qualified_by},
-                    "suggested": {"type": item.suggestion.failure_type.value,
-                                  "reason": int(item.suggestion.reason),
-                                  "basis": item.suggestion.basis},
-                }, ensure_ascii=False), file=out)
-            return 0
-        if not items:
-            print("nothing to qualify", file=out)
-            return 0
+@_on_store
+def run_queue(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    items = queue(store, limit=args.limit)
+    if args.json:
         for item in items:
-            s = item.suggestion
-            print(f"#{item.id}  {item.occurrences}x  last seen {item.last_seen}", file=out)
-            print(f"  text:      {item.text}", file=out)
-            print(f"  now:       {_verdict(item.current_type, item.current_reason)}"
-                  f" by {item.qualified_by or 'none'}", file=out)
-            print(f"  suggested: {s.failure_type.value}/{s.reason.label} ({int(s.reason)})"
-                  f" - {s.basis}", file=out)
-            if s.failure_type.value == "undefined":
-                hint = f"bounced rules qualify --db {args.db} {item.id} --type T --reason R"
-            else:
-                hint = (f"bounced rules qualify --db {args.db} {item.id} "
-                        f"--type {s.failure_type.value} --reason {int(s.reason)}")
-            print(f"  accept:    {hint}", file=out)
+            print(json.dumps({
+                "id": item.id, "text": item.text, "first_text": item.first_text,
+                "occurrences": item.occurrences, "last_seen": item.last_seen,
+                "current": {"type": item.current_type, "reason": item.current_reason,
+                            "qualified_by": item.qualified_by},
+                "suggested": {"type": item.suggestion.failure_type.value,
+                              "reason": int(item.suggestion.reason),
+                              "basis": item.suggestion.basis},
+            }, ensure_ascii=False), file=out)
         return 0
-
-    return _guarded(body, args, out)
-
-
-def run_qualify(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-        if args.ignore and args.failure_type is not None:
-            raise UsageError("--ignore and --type exclude each other")
-        status = QualificationStatus.IGNORE if args.ignore else QualificationStatus.KEEP
-        before, after = qualify_text(
-            store, args.id, status=status, failure_type=args.failure_type, reason=args.reason
-        )
-        print(f"#{after.id} {after.text}", file=out)
-        print(f"  {before.status.value} {_verdict(before.failure_type, before.reason_code)}"
-              f" -> {after.status.value} {_verdict(after.failure_type, after.reason_code)}",
-              file=out)
+    if not items:
+        print("nothing to qualify", file=out)
         return 0
+    for item in items:
+        s = item.suggestion
+        print(f"#{item.id}  {item.occurrences}x  last seen {item.last_seen}", file=out)
+        print(f"  text:      {item.text}", file=out)
+        print(f"  now:       {_verdict(item.current_type, item.current_reason)}"
+              f" by {item.qualified_by or 'none'}", file=out)
+        print(f"  suggested: {s.failure_type.value}/{s.reason.label} ({int(s.reason)})"
+              f" - {s.basis}", file=out)
+        if s.failure_type.value == "undefined":
+            hint = f"bounced rules qualify --db {args.db} {item.id} --type T --reason R"
+        else:
+            hint = (f"bounced rules qualify --db {args.db} {item.id} "
+                    f"--type {s.failure_type.value} --reason {int(s.reason)}")
+        print(f"  accept:    {hint}", file=out)
+    return 0
 
-    return _guarded(body, args, out)
+
+
+@_on_store
+def run_qualify(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    if args.ignore and args.failure_type is not None:
+        raise UsageError("--ignore and --type exclude each other")
+    status = QualificationStatus.IGNORE if args.ignore else QualificationStatus.KEEP
+    before, after = qualify_text(
+        store, args.id, status=status, failure_type=args.failure_type, reason=args.reason
+    )
+    print(f"#{after.id} {after.text}", file=out)
+    print(f"  {before.status.value} {_verdict(before.failure_type, before.reason_code)}"
+          f" -> {after.status.value} {_verdict(after.failure_type, after.reason_code)}",
+          file=out)
+    return 0
+
 
 
 # --------------------------------------------------------------------------- rules
 
 
-def run_add(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-        rule = add_rule(store, args.pattern, args.failure_type, args.reason,
-                        priority=args.priority, comment=args.comment, status=args.status,
-                        command=args.command)
-        print(f"rule {rule.id} added: {rule.failure_type.value}/{rule.reason.label} "
-              f"priority {rule.priority} pattern {rule.pattern!r}", file=out)
+@_on_store
+def run_add(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    rule = add_rule(store, args.pattern, args.failure_type, args.reason,
+                    priority=args.priority, comment=args.comment, status=args.status,
+                    command=args.command)
+    print(f"rule {rule.id} added: {rule.failure_type.value}/{rule.reason.label} "
+          f"priority {rule.priority} pattern {rule.pattern!r}", file=out)
+    return 0
+
+
+
+@_on_store
+def run_list(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    rows = list_rules(store, args.origin)
+    if args.json:
+        for row in rows:
+            rule = row.rule
+            print(json.dumps({
+                "id": rule.id, "priority": rule.priority, "origin": row.origin,
+                "enabled": rule.enabled, "type": rule.failure_type.value,
+                "reason": int(rule.reason), "pattern": rule.pattern,
+                "status": rule.status, "command": rule.command, "comment": rule.comment,
+            }, ensure_ascii=False), file=out)
         return 0
+    table = [
+        (str(row.rule.id), str(row.rule.priority), row.origin,
+         "yes" if row.enabled else "NO", row.rule.failure_type.value, row.rule.reason.label,
+         _shorten(row.rule.pattern, 70))
+        for row in rows
+    ]
+    print(render_table(("id", "prio", "origin", "enabled", "type", "reason", "pattern"),
+                       table), file=out)
+    return 0
 
-    return _guarded(body, args, out)
-
-
-def run_list(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-        rows = list_rules(store, args.origin)
-        if args.json:
-            for row in rows:
-                rule = row.rule
-                print(json.dumps({
-                    "id": rule.id, "priority": rule.priority, "origin": row.origin,
-                    "enabled": rule.enabled, "type": rule.failure_type.value,
-                    "reason": int(rule.reason), "pattern": rule.pattern,
-                    "status": rule.status, "command": rule.command, "comment": rule.comment,
-                }, ensure_ascii=False), file=out)
-            return 0
-        table = [
-            (str(row.rule.id), str(row.rule.priority), row.origin,
-             "yes" if row.enabled else "NO", row.rule.failure_type.value, row.rule.reason.label,
-             _shorten(row.rule.pattern, 70))
-            for row in rows
-        ]
-        print(render_table(("id", "prio", "origin", "enabled", "type", "reason", "pattern"),
-                           table), file=out)
-        return 0
-
-    return _guarded(body, args, out)
 
 
 def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def run_enable(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-        row = set_rule_enabled(store, args.id, args.enabled)
-        state = "enabled" if row.enabled else "disabled"
-        print(f"rule {row.rule.id} ({row.origin}) {state}: {_shorten(row.rule.pattern, 70)}",
+@_on_store
+def run_enable(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    row = set_rule_enabled(store, args.id, args.enabled)
+    state = "enabled" if row.enabled else "disabled"
+    print(f"rule {row.rule.id} ({row.origin}) {state}: {_shorten(row.rule.pattern, 70)}",
+          file=out)
+    return 0
+
+
+
+@_on_store
+def run_test(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    found = trace_text(store, args.text, status=args.status,
+                         reply_code=args.reply_code, command=args.command)
+    verdict = found.qualification
+    print(f"normalized: {found.normalized}", file=out)
+    print(f"codes:      status {found.status or '-'}, reply {found.reply_code or '-'}",
+          file=out)
+    if found.table_id is None:
+        print("table:      no row yet (a new text: it would be added as to_qualify)",
               file=out)
-        return 0
-
-    return _guarded(body, args, out)
-
-
-def run_test(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-        found = explain_text(store, args.text, status=args.status,
-                             reply_code=args.reply_code, command=args.command)
-        verdict = found.qualification
-        print(f"normalized: {found.normalized}", file=out)
-        print(f"codes:      status {found.status or '-'}, reply {found.reply_code or '-'}",
-              file=out)
-        if found.table_id is None:
-            print("table:      no row yet (a new text: it would be added as to_qualify)",
-                  file=out)
-        else:
-            print(f"table:      #{found.table_id} status {found.table_status}", file=out)
-        print(f"verdict:    {verdict.failure_type.value}/{verdict.reason.label} "
-              f"({int(verdict.reason)}) by {verdict.qualified_by}", file=out)
-        print(f"step:       {found.step.value}", file=out)
-        if found.rule is not None:
-            print(f"rule:       {found.rule.id} priority {found.rule.priority}: "
-                  f"{_shorten(found.rule.pattern, 100)}", file=out)
-        if found.matching_rules:
-            listed = ", ".join(str(rule.id) for rule in found.matching_rules)
-            print(f"matching:   {listed} (the first one decides)", file=out)
-        else:
-            print("matching:   no rule", file=out)
-        return 0
-
-    return _guarded(body, args, out)
+    else:
+        print(f"table:      #{found.table_id} status {found.table_status}", file=out)
+    print(f"verdict:    {verdict.failure_type.value}/{verdict.reason.label} "
+          f"({int(verdict.reason)}) by {verdict.qualified_by}", file=out)
+    print(f"step:       {found.step.value}", file=out)
+    if found.rule is not None:
+        print(f"rule:       {found.rule.id} priority {found.rule.priority}: "
+              f"{_shorten(found.rule.pattern, 100)}", file=out)
+    if found.matching_rules:
+        listed = ", ".join(str(rule.id) for rule in found.matching_rules)
+        print(f"matching:   {listed} (the first one decides)", file=out)
+    else:
+        print("matching:   no rule", file=out)
+    return 0
 
 
-def run_export(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-        document = export_rules(store, include_defaults=args.all, include_texts=args.texts)
-        if args.output:
-            Path(args.output).write_text(document, encoding="utf-8")
-            count = document.count("[[rule]]")
-            print(f"{count} rule(s) written to {args.output}", file=sys.stderr)
-        else:
-            out.write(document)
-        return 0
 
-    return _guarded(body, args, out)
+@_on_store
+def run_export(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    document = export_rules(store, include_defaults=args.all, include_texts=args.texts)
+    if args.output:
+        Path(args.output).write_text(document, encoding="utf-8")
+        count = document.count("[[rule]]")
+        print(f"{count} rule(s) written to {args.output}", file=sys.stderr)
+    else:
+        out.write(document)
+    return 0
 
 
-def run_import(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    def body(store: Any, args: argparse.Namespace, out: TextIO) -> int:
-        path = Path(args.file)
-        try:
-            document = path.read_text(encoding="utf-8")
-        except OSError as error:
-            raise UsageError(f"{args.file}: {error.strerror or error}") from None
-        lines = import_rules(store, document, source=str(path), replace=args.replace,
-                             dry_run=args.dry_run)
-        for line in lines:
-            target = f" as {line.db_id}" if line.db_id not in (None, line.file_id) else ""
-            note = f" ({line.note})" if line.note else ""
-            print(f"rule {line.file_id}: {line.action.value}{target}{note}", file=out)
-        changed = sum(line.action.value.startswith(("added", "replaced")) for line in lines)
-        suffix = " (dry run: nothing written)" if args.dry_run else ""
-        print(f"{changed} rule(s) imported, {len(lines) - changed} left as they were{suffix}",
-              file=out)
-        return 0
 
-    return _guarded(body, args, out)
+@_on_store
+def run_import(store: Store, args: argparse.Namespace, out: TextIO) -> int:
+    path = Path(args.file)
+    try:
+        document = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise UsageError(f"{args.file}: {error.strerror or error}") from None
+    lines = import_rules(store, document, source=str(path), replace=args.replace,
+                         dry_run=args.dry_run)
+    for line in lines:
+        target = f" as {line.db_id}" if line.db_id not in (None, line.file_id) else ""
+        note = f" ({line.note})" if line.note else ""
+        print(f"rule {line.file_id}: {line.action.value}{target}{note}", file=out)
+    changed = sum(line.action.value.startswith(("added", "replaced")) for line in lines)
+    suffix = " (dry run: nothing written)" if args.dry_run else ""
+    print(f"{changed} rule(s) imported, {len(lines) - changed} left as they were{suffix}",
+          file=out)
+    return 0
+

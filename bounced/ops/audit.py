@@ -1,4 +1,4 @@
-"""The read side of operator workflows: why an address is where it is (issue 4, items 1, 5).
+"""The read side of operator workflows: why an address is where it is.
 
 ``check`` answers the sender's question ("may I send to these addresses, and if not,
 why?") from the ``addresses`` row and the address's last bounce. ``explain`` lays the
@@ -7,19 +7,15 @@ normalized text and what qualified it (which rule, which table row, which status
 every verdict an operator command changed since, and every change of state with its
 cause. Both only read the public schema, so what they print is what an operator would
 find with ``sqlite3``; they never need the daemon to be stopped (WAL readers).
-
-Also here, because every operator command needs them: :func:`parse_when` for times on the
-command line (ISO-8601 or relative to a clock passed in) and :func:`render_table`.
 """
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address
-from bounced.core.times import format_optional, parse_time
+from bounced.core.times import format_optional
 from bounced.model import (
     FailureType,
     QualificationStatus,
@@ -28,28 +24,11 @@ from bounced.model import (
     QuarantineState,
     Reason,
 )
-
-
-def normalize_address(text: str, rules: AddressRules = NO_FOLDING) -> str:
-    """The stored key of an address typed by an operator: ``<Jane@Example.org>`` finds
-    ``jane@example.org``, and an internationalized domain its IDNA form, exactly as the
-    pipeline stored it (:func:`bounced.core.addresses.canonical_address`)."""
-    return canonical_address(text.strip().strip("<>").strip(), rules)
-
+from bounced.store import Store
+from bounced.store.addresses import HistoryEvent
+from bounced.store.bounces import LastBounce
 
 # --------------------------------------------------------------------------- check
-
-
-@dataclass(frozen=True, slots=True)
-class LastBounce:
-    """The most recent bounce of an address: what the sender sees as "the last error"."""
-
-    bounce_id: int
-    at: datetime | None
-    kind: str
-    failure_type: FailureType | None
-    reason: Reason | None
-    diagnostic: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,102 +80,39 @@ class AddressReport:
         }
 
 
-def _reason(code: object) -> Reason | None:
-    return Reason(int(code)) if code is not None else None  # type: ignore[call-overload]
-
-
-def _failure_type(value: object) -> FailureType | None:
-    return FailureType(str(value)) if value else None
-
-
-def last_bounce(conn: sqlite3.Connection, address: str) -> LastBounce | None:
-    """The newest bounce row of ``address`` (by the time it counted at, then id)."""
-    row = conn.execute(
-        "SELECT id, COALESCE(at, received_at), kind, failure_type, reason_code, "
-        "COALESCE(diagnostic, '') FROM bounces WHERE recipient = ? "
-        "ORDER BY COALESCE(at, received_at) DESC, id DESC LIMIT 1",
-        (address,),
-    ).fetchone()
-    if row is None:
-        return None
-    return LastBounce(int(row[0]), parse_time(row[1]), row[2], _failure_type(row[3]),
-                      _reason(row[4]), row[5])
-
-
-def check_address(
-    conn: sqlite3.Connection, address: str, rules: AddressRules = NO_FOLDING
-) -> AddressReport:
+def check_address(store: Store, address: str, rules: AddressRules = NO_FOLDING
+                  ) -> AddressReport:
     """One address's state and why; two indexed lookups, so it answers in milliseconds
     on a database of millions of addresses. ``rules``: the ``[addresses]`` folding the
     pipeline stored keys with."""
-    key = normalize_address(address, rules)
-    row = conn.execute(
-        "SELECT state, reason_code, quarantined_at, updated_at, error_count, last_error_at, "
-        "release_at FROM addresses WHERE address = ?",
-        (key,),
-    ).fetchone()
-    if row is None:
-        return AddressReport(key, False, QuarantineState.VALID, None, None, 0, None, None,
-                             last_bounce(conn, key))
-    state = QuarantineState(row[0])
-    since = parse_time(row[2]) if state is QuarantineState.QUARANTINE else None
-    since = since or parse_time(row[3])
+    key = canonical_address(address, rules)
+    last = store.bounces.last_of(key)
+    state = store.addresses.get(key)
+    if state is None:
+        return AddressReport(key, False, QuarantineState.VALID, None, None, 0, None, None, last)
+    since = state.quarantined_at if state.state is QuarantineState.QUARANTINE else None
+    since = since or state.updated_at
     # A valid or allowlisted address keeps the reason of its last error in the row;
     # shown as the answer to "why?" it would read as a reason not to send.
-    why = state in (QuarantineState.ERRONEOUS, QuarantineState.QUARANTINE,
-                    QuarantineState.DENYLISTED)
+    why = state.state in (QuarantineState.ERRONEOUS, QuarantineState.QUARANTINE,
+                          QuarantineState.DENYLISTED)
     return AddressReport(
         address=key,
         known=True,
-        state=state,
-        reason=_reason(row[1]) if why else None,
+        state=state.state,
+        reason=state.reason if why else None,
         since=since,
-        error_count=int(row[4]),
-        last_error_at=parse_time(row[5]),
-        release_at=parse_time(row[6]),
-        last_bounce=last_bounce(conn, key),
+        error_count=state.error_count,
+        last_error_at=state.last_error_at,
+        release_at=state.release_at,
+        last_bounce=last,
     )
 
 
-# --------------------------------------------------------------------------- history
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryEvent:
-    """One row of ``address_events``."""
-
-    id: int
-    at: datetime | None
-    old_state: QuarantineState | None
-    new_state: QuarantineState
-    cause: str
-    bounce_id: int | None
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "id": self.id,
-            "at": format_optional(self.at),
-            "old_state": self.old_state.value if self.old_state else None,
-            "new_state": self.new_state.value,
-            "cause": self.cause,
-            "bounce_id": self.bounce_id,
-        }
-
-
-def history(
-    conn: sqlite3.Connection, address: str, rules: AddressRules = NO_FOLDING
-) -> tuple[HistoryEvent, ...]:
+def history(store: Store, address: str, rules: AddressRules = NO_FOLDING
+            ) -> tuple[HistoryEvent, ...]:
     """The address's append-only history, oldest first."""
-    rows = conn.execute(
-        "SELECT id, at, old_state, new_state, cause, bounce_id FROM address_events "
-        "WHERE address = ? ORDER BY at, id",
-        (normalize_address(address, rules),),
-    ).fetchall()
-    return tuple(
-        HistoryEvent(int(r[0]), parse_time(r[1]), QuarantineState(r[2]) if r[2] else None,
-                     QuarantineState(r[3]), r[4], int(r[5]) if r[5] is not None else None)
-        for r in rows
-    )
+    return store.addresses.history(canonical_address(address, rules))
 
 
 # --------------------------------------------------------------------------- explain
@@ -258,7 +174,7 @@ class BounceStep:
 
 
 @dataclass(frozen=True, slots=True)
-class Explanation:
+class Timeline:
     """Everything known about one address, in time order."""
 
     current: AddressReport
@@ -276,8 +192,9 @@ class Explanation:
         }
 
 
-def describe_qualified_by(conn: sqlite3.Connection, qualified_by: str | None) -> str:
-    """Say in words which step of the qualification order decided (SPEC §4)."""
+def describe_qualified_by(store: Store, qualified_by: str | None) -> str:
+    """Say in words which step of the qualification order decided
+    (``docs/qualification.md``)."""
     if not qualified_by:
         return "no verdict (not a failure)"
     try:
@@ -285,19 +202,16 @@ def describe_qualified_by(conn: sqlite3.Connection, qualified_by: str | None) ->
     except ValueError:
         return qualified_by
     if source.source is QualifiedBySource.RULE and source.ref:
-        row = conn.execute(
-            "SELECT pattern, origin, enabled FROM rules WHERE id = ?", (source.ref,)
-        ).fetchone()
+        row = store.rules.get(int(source.ref)) if source.ref.isdigit() else None
         if row is None:
             return f"rule #{source.ref} (since removed)"
-        pattern = row[0] if len(row[0]) <= 70 else row[0][:67] + "..."
-        disabled = "" if row[2] else ", now disabled"
-        return f"{row[1]} rule #{source.ref}{disabled}: /{pattern}/"
+        pattern = row.rule.pattern
+        pattern = pattern if len(pattern) <= 70 else pattern[:67] + "..."
+        disabled = "" if row.enabled else ", now disabled"
+        return f"{row.origin} rule #{source.ref}{disabled}: /{pattern}/"
     if source.source is QualifiedBySource.TABLE and source.ref:
-        row = conn.execute(
-            "SELECT status FROM qualification WHERE id = ?", (source.ref,)
-        ).fetchone()
-        status = row[0] if row else "removed"
+        text = store.qualification.get(int(source.ref)) if source.ref.isdigit() else None
+        status = text.status.value if text else "removed"
         return f"qualification table row #{source.ref} (operator: {status})"
     if source.source is QualifiedBySource.STATUS:
         code = f" {source.ref}" if source.ref else ""
@@ -307,65 +221,39 @@ def describe_qualified_by(conn: sqlite3.Connection, qualified_by: str | None) ->
     return "nothing matched: undefined, waiting in the qualification queue"
 
 
-def _verdict_label(failure_type: object, reason: object, qualified_by: object) -> str:
-    reason_text = Reason(int(reason)).label if reason is not None else "-"  # type: ignore[call-overload]
+def _verdict_label(verdict: tuple[str | None, int | None, str | None]) -> str:
+    failure_type, reason, qualified_by = verdict
+    reason_text = Reason(int(reason)).label if reason is not None else "-"
     return f"{failure_type or '-'}/{reason_text} ({qualified_by or '-'})"
 
 
-def explain(
-    conn: sqlite3.Connection, address: str, rules: AddressRules = NO_FOLDING
-) -> Explanation:
+def explain(store: Store, address: str, rules: AddressRules = NO_FOLDING) -> Timeline:
     """The address's bounces and state changes, merged in time order.
 
     A state change caused by a bounce sorts right after that bounce, even when the
     bounce was replayed with an older ``--at`` than the time the event was written.
     """
-    key = normalize_address(address, rules)
-    rows = conn.execute(
-        "SELECT b.id, COALESCE(b.at, b.received_at), b.message_id, b.kind, b.status, "
-        "COALESCE(b.diagnostic, ''), b.qualification_id, q.text, q.status, b.failure_type, "
-        "b.reason_code, b.qualified_by FROM bounces b "
-        "LEFT JOIN qualification q ON q.id = b.qualification_id "
-        "WHERE b.recipient = ? ORDER BY COALESCE(b.at, b.received_at), b.id",
-        (key,),
-    ).fetchall()
+    key = canonical_address(address, rules)
     changes: dict[int, list[VerdictChange]] = {}
-    for change in conn.execute(
-        "SELECT c.bounce_id, c.at, c.action, c.old_failure_type, c.old_reason_code, "
-        "c.old_qualified_by, c.new_failure_type, c.new_reason_code, c.new_qualified_by, "
-        "c.cause FROM verdict_changes c JOIN bounces b ON b.id = c.bounce_id "
-        "WHERE b.recipient = ? ORDER BY c.id",
-        (key,),
-    ):
-        changes.setdefault(int(change[0]), []).append(
-            VerdictChange(parse_time(change[1]), change[2],
-                          _verdict_label(change[3], change[4], change[5]),
-                          _verdict_label(change[6], change[7], change[8]), change[9])
-        )
+    for change in store.bounces.changes_of(key):
+        changes.setdefault(change.bounce_id, []).append(VerdictChange(
+            change.at, change.action, _verdict_label(change.old), _verdict_label(change.new),
+            change.cause))
     bounces = [
         BounceStep(
-            bounce_id=int(r[0]),
-            at=parse_time(r[1]),
-            message_id=int(r[2]),
-            kind=r[3],
-            status=r[4],
-            diagnostic=r[5],
-            text_id=int(r[6]) if r[6] is not None else None,
-            text=r[7],
-            text_status=QualificationStatus(r[8]) if r[8] else None,
-            failure_type=_failure_type(r[9]),
-            reason=_reason(r[10]),
-            qualified_by=r[11],
-            decided_by=describe_qualified_by(conn, r[11]),
-            changes=tuple(changes.get(int(r[0]), ())),
+            bounce_id=row.bounce_id, at=row.at, message_id=row.message_id, kind=row.kind,
+            status=row.status, diagnostic=row.diagnostic, text_id=row.text_id, text=row.text,
+            text_status=row.text_status, failure_type=row.failure_type, reason=row.reason,
+            qualified_by=row.qualified_by,
+            decided_by=describe_qualified_by(store, row.qualified_by),
+            changes=tuple(changes.get(row.bounce_id, ())),
         )
-        for r in rows
+        for row in store.bounces.of_address(key)
     ]
-    events = history(conn, key)
     by_bounce: dict[int, list[HistoryEvent]] = {}
     loose: list[HistoryEvent] = []
     bounce_ids = {b.bounce_id for b in bounces}
-    for event in events:
+    for event in store.addresses.history(key):
         if event.bounce_id is not None and event.bounce_id in bounce_ids:
             by_bounce.setdefault(event.bounce_id, []).append(event)
         else:
@@ -380,4 +268,4 @@ def explain(
         steps.append(bounce)
         steps.extend(by_bounce.get(bounce.bounce_id, ()))
     steps.extend(pending)
-    return Explanation(check_address(conn, key), tuple(steps))
+    return Timeline(check_address(store, key), tuple(steps))

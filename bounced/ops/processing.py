@@ -1,6 +1,6 @@
 """Processing of stored messages: parse -> judge -> policy -> write, atomically.
 
-The raw message is already committed (:meth:`Store.insert_messages`) when this runs.
+The raw message is already committed (``store.messages.insert``) when this runs.
 Messages are processed in batches of ``processing.batch_size`` inside one transaction,
 each message inside its own savepoint, so that:
 
@@ -17,13 +17,12 @@ given (replaying history), else the message's own ``Date`` header when
 and for ``bounced ingest``, and the right time after a backlog or a crash recovery).
 
 Signed-VERP verification is a seam (``trust``): a message judged untrusted keeps its
-verdicts in ``bounces`` but changes no address state (SPEC §7: a forged bounce must not
-quarantine an innocent address).
+verdicts in ``bounces`` but changes no address state (``docs/correlation.md``: a forged
+bounce must not quarantine an innocent address).
 """
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -33,7 +32,6 @@ from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address, 
 from bounced.core.judge import judge
 from bounced.core.parse import parse_message
 from bounced.core.policy import PolicyFacts, apply, cleanup
-from bounced.core.times import format_time
 from bounced.core.verp import envelope_token
 from bounced.model import (
     AddressEvent,
@@ -48,13 +46,8 @@ from bounced.model import (
     TableEntry,
     Verdict,
 )
-from bounced.store import (
-    MAX_OCCURRENCES,
-    Store,
-    read_state,
-    write_event,
-    write_state,
-)
+from bounced.store import Store
+from bounced.store.bounces import NewBounce
 
 #: Decides whether a message may change address states: ``(message, report, token)``.
 TrustCheck = Callable[[StoredMessage, BounceReport, str | None], bool]
@@ -113,7 +106,7 @@ class _Batch:
 
     def lookup(self, text: str) -> TableEntry | None:
         if text not in self.entries:
-            self.entries[text] = self.store.lookup_text(text)
+            self.entries[text] = self.store.qualification.lookup(text)
         return self.entries[text]
 
 
@@ -133,40 +126,13 @@ def _message_time(
     return row.received_at
 
 
-def _upsert_text(conn: sqlite3.Connection, batch: _Batch, verdict: Verdict,
-                 at: str) -> int | None:
+def _count_text(batch: _Batch, verdict: Verdict, at: datetime) -> int | None:
     """Count one occurrence of the verdict's normalized text; return its row id."""
     if not verdict.text or verdict.qualification is None:
         return None
     qualification = verdict.qualification
-    row = conn.execute(
-        "INSERT INTO qualification (text, first_text, failure_type, reason_code, "
-        "qualified_by, status, occurrences, first_seen, last_seen) "
-        "VALUES (?, ?, ?, ?, ?, 'to_qualify', 1, ?, ?) "
-        "ON CONFLICT(text) DO UPDATE SET "
-        f"occurrences = min(occurrences + 1, {MAX_OCCURRENCES}), "
-        "first_seen = min(first_seen, excluded.first_seen), "
-        "last_seen = max(last_seen, excluded.last_seen), "
-        # An operator's decision (keep / ignore) is theirs; otherwise record what
-        # qualified the text this time, so the to_qualify list shows what rules decide.
-        "failure_type = CASE WHEN status = 'to_qualify' THEN excluded.failure_type "
-        "ELSE failure_type END, "
-        "reason_code = CASE WHEN status = 'to_qualify' THEN excluded.reason_code "
-        "ELSE reason_code END, "
-        "qualified_by = CASE WHEN status = 'to_qualify' THEN excluded.qualified_by "
-        "ELSE qualified_by END "
-        "RETURNING id",
-        (
-            verdict.text,
-            verdict.recipient.diagnostic,
-            qualification.failure_type.value,
-            int(qualification.reason),
-            str(qualification.qualified_by),
-            at,
-            at,
-        ),
-    ).fetchone()
-    text_id = int(row[0])
+    text_id = batch.store.qualification.count(
+        verdict.text, verdict.recipient.diagnostic, qualification, at)
     if batch.entries.get(verdict.text) is None:
         batch.entries[verdict.text] = TableEntry(
             id=text_id,
@@ -190,13 +156,10 @@ def _process_one(
     trust: TrustCheck,
     now: datetime,
 ) -> ProcessResult:
-    conn = store.conn
     verdicts = judge(report, rules, batch.lookup)
     moment = _message_time(row, report, at, at_from_header)
-    at_text = format_time(moment)
     token = envelope_token(row.rcpt_to, config.verp.separator) or report.verp_token
     trusted = bool(trust(row, report, token))
-    received = format_time(row.received_at)
     results: list[RecipientResult] = []
     for verdict in verdicts:
         recipient = verdict.recipient
@@ -206,12 +169,12 @@ def _process_one(
             canonical_address(recipient.address, batch.address_rules)
             if recipient.address else None
         )
-        text_id = _upsert_text(conn, batch, verdict, at_text)
+        text_id = _count_text(batch, verdict, moment)
         qualification = verdict.qualification
         old_state = new_state = None
         outcome = None
         if address and trusted:
-            old_state = read_state(conn, address)
+            old_state = store.addresses.get(address)
             outcome = apply(
                 old_state,
                 PolicyFacts.of(verdict),
@@ -222,39 +185,31 @@ def _process_one(
             )
             qualification = outcome.qualification
             new_state = outcome.state
-        cursor = conn.execute(
-            "INSERT INTO bounces (message_id, recipient, kind, action, status, reply_code, "
-            "diagnostic, qualification_id, failure_type, reason_code, qualified_by, "
-            "original_message_id, received_at, at, original_recipient, remote_mta, "
-            "smtp_command, verp_token, feedback_type) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                row.id,
-                address,
-                recipient.kind.value,
-                recipient.action.value if recipient.action else None,
-                recipient.status,
-                recipient.reply_code,
-                recipient.diagnostic,
-                text_id,
-                qualification.failure_type.value if qualification else None,
-                int(qualification.reason) if qualification else None,
-                str(qualification.qualified_by) if qualification else None,
-                report.original_message_id,
-                received,
-                at_text,
-                recipient.original_recipient,
-                recipient.remote_mta,
-                recipient.smtp_command,
-                token,
-                recipient.feedback_type,
-            ),
-        )
-        bounce_id = int(cursor.lastrowid or 0)
+        bounce_id = store.bounces.add(NewBounce(
+            message_id=row.id,
+            recipient=address,
+            kind=recipient.kind,
+            action=recipient.action.value if recipient.action else None,
+            status=recipient.status,
+            reply_code=recipient.reply_code,
+            diagnostic=recipient.diagnostic,
+            qualification_id=text_id,
+            failure_type=qualification.failure_type if qualification else None,
+            reason=qualification.reason if qualification else None,
+            qualified_by=str(qualification.qualified_by) if qualification else None,
+            original_message_id=report.original_message_id,
+            received_at=row.received_at,
+            at=moment,
+            original_recipient=recipient.original_recipient,
+            remote_mta=recipient.remote_mta,
+            smtp_command=recipient.smtp_command,
+            verp_token=token,
+            feedback_type=recipient.feedback_type,
+        ))
         if new_state is not None and new_state != old_state:
-            write_state(conn, new_state, now)
+            store.addresses.put(new_state, now)
         if outcome is not None and outcome.event is not None:
-            write_event(conn, outcome.event, bounce_id)
+            store.addresses.record(outcome.event, bounce_id)
         results.append(
             RecipientResult(
                 bounce_id=bounce_id,
@@ -267,11 +222,8 @@ def _process_one(
                 event=outcome.event.cause if outcome and outcome.event else None,
             )
         )
-    conn.execute(
-        "UPDATE messages SET state = 'processed', error = NULL, kind = ?, verp_token = ?, "
-        "trusted = ?, processed_at = ?, attempts = attempts + 1 WHERE id = ?",
-        (report.kind.value, token, int(trusted), format_time(now), row.id),
-    )
+    store.messages.mark_processed(row.id, kind=report.kind, verp_token=token,
+                                  trusted=trusted, at=now)
     return ProcessResult(
         message_id=row.id,
         state=MessageState.PROCESSED,
@@ -310,7 +262,7 @@ def process_messages(
     for chunk in _chunks(list(ids), max(1, config.processing.batch_size)):
         parsed = _parse_chunk(store, chunk, config.verp.separator)
         batch = _Batch(store, rules_from_config(config.addresses))
-        with store.relaxed_sync(), store.transaction():
+        with store.relaxed_sync(), store.atomic():
             done: set[int] = set()
             for message_id, row, report, parse_error in parsed:
                 if row is None:
@@ -319,7 +271,7 @@ def process_messages(
                     continue
                 # Re-read under the write lock: another process may have processed it
                 # since it was parsed; it must not be counted twice.
-                if message_id in done or store.message_state(message_id) in (
+                if message_id in done or store.messages.state(message_id) in (
                     None, MessageState.PROCESSED
                 ):
                     results.append(ProcessResult(message_id, MessageState.PROCESSED,
@@ -330,7 +282,7 @@ def process_messages(
                 try:
                     if report is None:
                         raise _ParseError(parse_error or "parse failed")
-                    with store.savepoint("message"):
+                    with store.atomic():
                         result = _process_one(
                             store, batch, row, report, config=config, rules=rules, at=at,
                             at_from_header=at_from_header, trust=trust, now=moment,
@@ -339,7 +291,7 @@ def process_messages(
                     batch.entries.clear()
                     message = str(error) if isinstance(error, _ParseError) else (
                         _describe_error(error))
-                    store.mark_failed(row.id, message, moment)
+                    store.messages.mark_failed(row.id, message, moment)
                     result = ProcessResult(row.id, MessageState.FAILED, error=message)
                 results.append(result)
     return results
@@ -356,7 +308,7 @@ def _parse_chunk(
     work, so a concurrent writer (the SMTP daemon storing new mail) waits only for the
     database part. Raw bytes are dropped once parsed, to bound a batch's memory."""
     parsed: list[tuple[int, StoredMessage | None, BounceReport | None, str | None]] = []
-    for message_id, row in store.iter_messages(chunk):
+    for message_id, row in store.messages.iterate(chunk):
         if row is None or row.state is MessageState.PROCESSED:
             parsed.append((message_id, row, None, None))
             continue
@@ -381,32 +333,26 @@ def process_pending(
     """Process the pending backlog, oldest first (what the daemon's worker loops on)."""
     size = limit if limit is not None else config.processing.batch_size
     return process_messages(
-        store, store.pending_message_ids(size), config=config, rules=rules, now=now
+        store, store.messages.ids(MessageState.PENDING, size), config=config, rules=rules,
+        now=now,
     )
 
 
 def run_cleanup(store: Store, *, config: Config, at: datetime) -> list[AddressEvent]:
     """The periodic job: release due Mailbox-full quarantines, reset stale counters.
 
-    Only candidate rows are read (by ``release_at`` / ``last_counted_error_at``), then
-    :func:`bounced.core.policy.cleanup` decides; every change is written with its event.
+    Only candidate rows are read, then :func:`bounced.core.policy.cleanup` decides;
+    every change is written with its event.
     """
-    stale_before = format_time(at - config.policy.counter_reset_after)
     events: list[AddressEvent] = []
-    with store.transaction() as conn:
-        rows = conn.execute(
-            "SELECT address FROM addresses WHERE (state = 'quarantine' AND release_at <= ?) "
-            "OR (state = 'erroneous' AND last_counted_error_at < ?)",
-            (format_time(at), stale_before),
-        ).fetchall()
-        for (address,) in rows:
-            state = read_state(conn, address)
+    with store.atomic():
+        for address in store.addresses.due_for_cleanup(at, at - config.policy.counter_reset_after):
+            state = store.addresses.get(address)
             if state is None:
                 continue
             outcome = cleanup(state, at, config.policy)
             if outcome.event is None or outcome.state is None:
                 continue
-            write_state(conn, outcome.state, at)
-            write_event(conn, outcome.event, None)
+            store.addresses.change(outcome.state, outcome.event, at)
             events.append(outcome.event)
     return events

@@ -17,7 +17,6 @@ none (then only cached answers are used).
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,16 +24,18 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from bounced.core.dns import DnsStatus, DomainEvidence
 from bounced.core.tables import render_table
-from bounced.core.times import format_time, parse_time
+from bounced.core.times import format_time
 from bounced.model import Reason
-from bounced.ops.dns import DnsCache, DnsStatus, DomainEvidence
+from bounced.ops.dns import DnsCache
+from bounced.store import Store
+from bounced.store.reports import GroupCounts
 
 #: How many domains a report may look up in DNS (the most bounced first); the others
 #: use cached answers only, so a report never waits on thousands of look-ups.
 DEFAULT_DNS_LIMIT = 200
 NOT_LOOKED_UP = "(not looked up)"
-_DOMAIN = "lower(substr(b.recipient, instr(b.recipient, '@') + 1))"
 
 
 class GroupBy(StrEnum):
@@ -121,72 +122,26 @@ class Report:
 # --------------------------------------------------------------------------- building
 
 
-def _totals(conn: sqlite3.Connection, since: str, until: str) -> Totals:
-    row = conn.execute(
-        "SELECT count(*), count(DISTINCT recipient), count(DISTINCT message_id) "
-        "FROM bounces WHERE at >= ? AND at < ?", (since, until)).fetchone()
-    kinds = dict(conn.execute(
-        "SELECT kind, count(*) FROM bounces WHERE at >= ? AND at < ? GROUP BY kind",
-        (since, until)).fetchall())
-    types = dict(conn.execute(
-        "SELECT failure_type, count(*) FROM bounces WHERE at >= ? AND at < ? "
-        "AND failure_type IS NOT NULL GROUP BY failure_type", (since, until)).fetchall())
-    events = conn.execute(
-        "SELECT coalesce(sum(new_state = 'quarantine'), 0), "
-        "coalesce(sum(new_state = 'denylisted'), 0), "
-        "coalesce(sum(old_state = 'quarantine' AND new_state <> 'quarantine'), 0) "
-        "FROM address_events WHERE at >= ? AND at < ?", (since, until)).fetchone()
-    return Totals(int(row[0]), int(row[1]), int(row[2]), kinds, types,
-                  int(events[0]), int(events[1]), int(events[2]))
-
-
-def _key_sql(by: GroupBy) -> str:
-    if by is GroupBy.TYPE:
-        return "coalesce(b.failure_type, '(' || b.kind || ')')"
-    if by is GroupBy.REASON:
-        return "coalesce(r.label, '(' || b.kind || ')')"
-    if by is GroupBy.DAY:
-        return "substr(b.at, 1, 10)"
-    return _DOMAIN
-
-
-def _group_rows(conn: sqlite3.Connection, by: GroupBy, since: str, until: str
-                ) -> list[tuple[str, int, int, int, int, int, int]]:
-    key = _key_sql(by)
-    return [
-        (str(r[0]), *map(int, r[1:]))  # type: ignore[misc]
-        for r in conn.execute(
-            f"SELECT {key} AS key, count(*), count(DISTINCT b.recipient), "
-            "coalesce(sum(b.failure_type = 'hard'), 0), coalesce(sum(b.failure_type = 'soft'), 0), "
-            "coalesce(sum(b.failure_type = 'ignored'), 0), "
-            "coalesce(sum(b.failure_type = 'undefined'), 0) "
-            "FROM bounces b LEFT JOIN reasons r ON r.code = b.reason_code "
-            "WHERE b.at >= ? AND b.at < ? GROUP BY key", (since, until)).fetchall()
-    ]
-
-
 Resolve = Callable[[list[str]], dict[str, DomainEvidence]]
 
 
-def _providers(domains: list[str], resolve: Resolve | None, cached: Resolve | None,
+def _providers(domains: list[str], resolve: Resolve | None, cached: Resolve,
                limit: int) -> dict[str, str]:
     """Provider label per domain: looked up for the first ``limit`` domains (they come
     most bounced first), cached answers only for the rest."""
     found: dict[str, DomainEvidence] = {}
     if resolve is not None and limit > 0:
         found.update(resolve(domains[:limit]))
-    if cached is not None:
-        found.update({k: v for k, v in cached(
-            [d for d in domains if d not in found]).items()})
+    found.update(cached([d for d in domains if d not in found]))
     return {d: found[d].provider if d in found else NOT_LOOKED_UP for d in domains}
 
 
-def _groups(rows: list[tuple[str, int, int, int, int, int, int]], total: int,
-            by: GroupBy) -> tuple[Group, ...]:
+def _groups(rows: list[GroupCounts], total: int, by: GroupBy) -> tuple[Group, ...]:
     groups = [
-        Group(key, n, addresses, hard, soft, ignored, undefined,
-              n / total if total else 0.0, hard / n if n else 0.0)
-        for key, n, addresses, hard, soft, ignored, undefined in rows
+        Group(row.key, row.bounces, row.addresses, row.hard, row.soft, row.ignored,
+              row.undefined, row.bounces / total if total else 0.0,
+              row.hard / row.bounces if row.bounces else 0.0)
+        for row in rows
     ]
     if by is GroupBy.DAY:
         groups.sort(key=lambda g: g.key)
@@ -195,61 +150,39 @@ def _groups(rows: list[tuple[str, int, int, int, int, int, int]], total: int,
     return tuple(groups)
 
 
-def _merge_by_provider(rows: list[tuple[str, int, int, int, int, int, int]],
-                       providers: dict[str, str]) -> list[tuple[str, int, int, int, int, int, int]]:
+def _merge_by_provider(rows: list[GroupCounts], providers: dict[str, str]) -> list[GroupCounts]:
     merged: dict[str, list[int]] = {}
-    for domain, *counts in rows:
-        slot = merged.setdefault(providers.get(domain, NOT_LOOKED_UP), [0] * 6)
+    for row in rows:
+        slot = merged.setdefault(providers.get(row.key, NOT_LOOKED_UP), [0] * 6)
+        counts = (row.bounces, row.addresses, row.hard, row.soft, row.ignored, row.undefined)
         for index, value in enumerate(counts):
             slot[index] += value  # addresses add up: one address has one domain
-    return [(key, *values) for key, values in merged.items()]  # type: ignore[misc]
+    return [GroupCounts(key, *values) for key, values in merged.items()]
 
 
-def _waiting(conn: sqlite3.Connection, since: str, until: str, limit: int
+def _waiting(store: Store, since: datetime, until: datetime, limit: int
              ) -> tuple[WaitingText, ...]:
-    rows = conn.execute(
-        "SELECT q.id, q.text, w.n, q.occurrences, q.last_seen, q.failure_type, "
-        "q.reason_code, q.qualified_by FROM (SELECT qualification_id AS id, count(*) AS n "
-        "FROM bounces WHERE at >= ? AND at < ? AND qualification_id IS NOT NULL "
-        "GROUP BY qualification_id) w JOIN qualification q ON q.id = w.id "
-        "WHERE q.status = 'to_qualify' ORDER BY w.n DESC, q.occurrences DESC, q.id LIMIT ?",
-        (since, until, limit)).fetchall()
     return tuple(
-        WaitingText(int(r[0]), r[1], int(r[2]), int(r[3]), r[4],
-                    f"{r[5]}/{Reason(r[6]).label} by {r[7]}" if r[5] and r[6] is not None
-                    else "-")
-        for r in rows
+        WaitingText(row.id, row.text, row.in_window, row.occurrences, row.last_seen,
+                    f"{row.failure_type}/{Reason(row.reason_code).label} by {row.qualified_by}"
+                    if row.failure_type and row.reason_code is not None else "-")
+        for row in store.reports.waiting(since, until, limit)
     )
 
 
-def _days(conn: sqlite3.Connection, since: str, until: str) -> tuple[Day, ...]:
-    rows = conn.execute(
-        "SELECT substr(at, 1, 10) AS day, coalesce(sum(new_state = 'quarantine'), 0), "
-        "coalesce(sum(new_state = 'denylisted'), 0), "
-        "coalesce(sum(old_state = 'quarantine' AND new_state <> 'quarantine'), 0) "
-        "FROM address_events WHERE at >= ? AND at < ? GROUP BY day ORDER BY day",
-        (since, until)).fetchall()
-    return tuple(Day(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows)
-
-
-def _invalid_domains(conn: sqlite3.Connection, since: str, until: str,
-                     resolve: Resolve | None, cached: Resolve | None, limit: int
+def _invalid_domains(store: Store, since: datetime, until: datetime,
+                     resolve: Resolve | None, cached: Resolve, limit: int
                      ) -> tuple[DomainCheck, ...]:
     """Invalid-domain bounces by DNS status: the evidence recorded on the bounce when
     there is a definite one, else the domain's cached or fresh DNS answer."""
-    rows = conn.execute(
-        f"SELECT {_DOMAIN} AS domain, b.dns_status, count(*) FROM bounces b "
-        "WHERE b.at >= ? AND b.at < ? AND b.reason_code = ? GROUP BY domain, b.dns_status "
-        "ORDER BY count(*) DESC",
-        (since, until, int(Reason.INVALID_DOMAIN))).fetchall()
+    rows = store.reports.invalid_domains(since, until)
     # a recorded "unknown" (DNS was down then) is asked again: it may be known by now
     unchecked = list(dict.fromkeys(
         domain for domain, status, _ in rows if status in (None, DnsStatus.UNKNOWN.value)))
     looked: dict[str, DomainEvidence] = {}
     if resolve is not None and limit > 0:
         looked.update(resolve(unchecked[:limit]))
-    if cached is not None:
-        looked.update(cached([d for d in unchecked if d not in looked]))
+    looked.update(cached([d for d in unchecked if d not in looked]))
     domains: dict[str, set[str]] = {}
     counts: Counter[str] = Counter()
     for domain, status, n in rows:
@@ -258,7 +191,7 @@ def _invalid_domains(conn: sqlite3.Connection, since: str, until: str,
         else:
             label = status or "not checked"
         domains.setdefault(label, set()).add(domain)
-        counts[label] += int(n)
+        counts[label] += n
     order = [s.value for s in DnsStatus] + ["not checked"]
     return tuple(
         DomainCheck(label, len(domains[label]), counts[label],
@@ -268,7 +201,7 @@ def _invalid_domains(conn: sqlite3.Connection, since: str, until: str,
 
 
 def build_report(
-    conn: sqlite3.Connection,
+    store: Store,
     *,
     since: datetime,
     until: datetime,
@@ -278,45 +211,31 @@ def build_report(
     top: int = 10,
 ) -> Report:
     """The report for ``[since, until)``. ``dns`` (optional) answers provider and
-    domain questions; without it, only answers already in ``dns_cache`` are used."""
-    start, end = format_time(since), format_time(until)
-    totals = _totals(conn, start, end)
+    domain questions; without it, only answers already in ``dns_cache`` are used
+    (expired ones included: better an old answer than none)."""
+    window = store.reports.totals(since, until)
+    totals = Totals(window.bounces, window.addresses, window.messages, window.by_kind,
+                    window.by_type, window.quarantined, window.denylisted, window.released)
     resolve: Resolve | None = dns.resolve_many if dns is not None else None
-    cached: Resolve | None = None
     if dns is not None:
         def cached(domains: list[str]) -> dict[str, DomainEvidence]:
             return {d: e for d in domains if (e := dns.cached(d)) is not None}
     else:
-        cached = _cache_reader(conn)
-    rows = _group_rows(conn, by, start, end)
+        cached = store.dns_cache.known
     if by is GroupBy.PROVIDER:
-        rows.sort(key=lambda row: -row[1])
-        providers = _providers([row[0] for row in rows], resolve, cached, dns_limit)
+        rows = sorted(store.reports.groups("domain", since, until), key=lambda r: -r.bounces)
+        providers = _providers([row.key for row in rows], resolve, cached, dns_limit)
         rows = _merge_by_provider(rows, providers)
+    else:
+        rows = store.reports.groups(by.value, since, until)
     return Report(
         since=since, until=until, by=by, totals=totals,
         groups=_groups(rows, totals.bounces, by),
-        waiting=_waiting(conn, start, end, top),
-        days=_days(conn, start, end),
-        invalid_domains=_invalid_domains(conn, start, end, resolve, cached, dns_limit),
+        waiting=_waiting(store, since, until, top),
+        days=tuple(Day(d.day, d.quarantined, d.denylisted, d.released)
+                   for d in store.reports.days(since, until)),
+        invalid_domains=_invalid_domains(store, since, until, resolve, cached, dns_limit),
     )
-
-
-def _cache_reader(conn: sqlite3.Connection) -> Resolve:
-    """Read-only access to ``dns_cache`` (expired answers included: better an old
-    answer than none when DNS is not to be used)."""
-    def read(domains: list[str]) -> dict[str, DomainEvidence]:
-        found: dict[str, DomainEvidence] = {}
-        for domain in domains:
-            row = conn.execute(
-                "SELECT status, mx, detail, checked_at FROM dns_cache WHERE domain = ?",
-                (domain,)).fetchone()
-            if row is not None:
-                found[domain] = DomainEvidence(
-                    domain, DnsStatus(row[0]), tuple(row[1].split()), row[2],
-                    parse_time(row[3]) or datetime.min)
-        return found
-    return read
 
 
 # --------------------------------------------------------------------------- rendering

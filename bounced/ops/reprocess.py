@@ -1,4 +1,4 @@
-"""Re-qualify stored raw messages with today's rules (issue 4, item 5).
+"""Re-qualify stored raw messages with today's rules.
 
 Operators fix qualifications after the fact: a rule was too broad, a text in the queue
 gets its real meaning, a default rule changes in an upgrade. ``reprocess`` parses the
@@ -29,7 +29,6 @@ from datetime import datetime
 from bounced.config import Config
 from bounced.core.judge import judge
 from bounced.core.parse import parse_message
-from bounced.core.times import format_time
 from bounced.model import FailureType, Kind, Reason
 from bounced.ops.quarantine import (
     BATCH,
@@ -74,61 +73,41 @@ class ReprocessPlan:
     unmatched: int
 
 
-def _candidate_messages(store: Store, since: datetime | None) -> list[int]:
-    """Processed messages with raw bytes and a bounce counted since ``since`` (by
-    ``bounces.at``, indexed, so ``--since 1d`` does not scan months of bounces)."""
-    rows = store.conn.execute(
-        "SELECT DISTINCT m.id FROM bounces b JOIN messages m ON m.id = b.message_id "
-        "WHERE b.at >= ? AND m.state = 'processed' AND length(m.raw) > 0 ORDER BY m.id",
-        (format_time(since) if since is not None else "",),
-    ).fetchall()
-    return [int(row[0]) for row in rows]
-
-
 def requalify(store: Store, message_ids: Sequence[int]) -> tuple[list[Requalified], int]:
     """Today's verdicts for the stored bounces of ``message_ids`` that differ in type or
     reason; also how many bounce rows could not be matched to a re-parsed recipient."""
-    rules = store.load_rules()
+    rules = store.rules.enabled()
     changed: list[Requalified] = []
     unmatched = 0
     for message_id in message_ids:
         # One raw message in memory at a time: a reprocess of months of bounces must
         # not load them all.
-        raw_row = store.conn.execute(
-            "SELECT raw FROM messages WHERE id = ?", (message_id,)
-        ).fetchone()
-        if raw_row is None or not raw_row[0]:
+        raw = store.messages.raw(message_id)
+        if raw is None:
             continue
         verdicts = [
-            v for v in judge(parse_message(bytes(raw_row[0])), rules, store.lookup_text)
+            v for v in judge(parse_message(raw), rules, store.qualification.lookup)
             if v.recipient.kind is not Kind.NOT_BOUNCE
         ]
-        stored = store.conn.execute(
-            "SELECT b.id, b.recipient, b.failure_type, b.reason_code, b.qualified_by, "
-            "EXISTS (SELECT 1 FROM verdict_changes c WHERE c.bounce_id = b.id "
-            "AND c.action = 'rollback') FROM bounces b WHERE b.message_id = ? ORDER BY b.id",
-            (message_id,),
-        ).fetchall()
+        stored = store.bounces.of_message(message_id)
         if len(stored) != len(verdicts):
             unmatched += abs(len(stored) - len(verdicts))
-        for (bounce_id, recipient, old_type, old_reason, old_by, rolled_back), verdict in zip(
-            stored, verdicts, strict=False
-        ):
+        for old, verdict in zip(stored, verdicts, strict=False):
             address = verdict.recipient.address.strip().lower() if verdict.recipient.address \
                 else None
-            if address != recipient:
+            if address != old.recipient:
                 unmatched += 1
                 continue
             new = verdict.qualification
-            if new is None or rolled_back or old_reason == int(Reason.ERROR_IGNORED):
+            if new is None or old.rolled_back or old.reason_code == int(Reason.ERROR_IGNORED):
                 continue
-            if (old_type, old_reason) == (new.failure_type.value, int(new.reason)):
+            if (old.failure_type, old.reason_code) == (new.failure_type.value, int(new.reason)):
                 continue
             changed.append(Requalified(
-                int(bounce_id), recipient, verdict.text,
-                FailureType(old_type) if old_type else None,
-                Reason(old_reason) if old_reason is not None else None, old_by,
-                new.failure_type, new.reason, str(new.qualified_by),
+                old.bounce_id, old.recipient, verdict.text,
+                FailureType(old.failure_type) if old.failure_type else None,
+                Reason(old.reason_code) if old.reason_code is not None else None,
+                old.qualified_by, new.failure_type, new.reason, str(new.qualified_by),
             ))
     return changed, unmatched
 
@@ -139,12 +118,12 @@ def _overrides(bounces: Sequence[Requalified]) -> dict[int, Override]:
 
 def plan(store: Store, *, since: datetime | None, config: Config) -> ReprocessPlan:
     """Everything a reprocess would change, read-only."""
-    ids = _candidate_messages(store, since)
+    ids = store.messages.processed_with_bounces_since(since)
     bounces, unmatched = requalify(store, ids)
     overrides = _overrides(bounces)
     changes = []
     for address in sorted({b.address for b in bounces if b.address}):
-        current, target = recompute(store.conn, address, config.policy, overrides)
+        current, target = recompute(store, address, config.policy, overrides)
         if state_of(current) is not target.state:
             changes.append(AddressChange(address, state_of(current), target.state))
     return ReprocessPlan(since, len(ids), tuple(bounces), tuple(changes), unmatched)
@@ -164,43 +143,23 @@ def apply_plan(store: Store, planned: ReprocessPlan, *, config: Config,
         by_address.setdefault(bounce.address, []).append(bounce)
     keys = sorted(by_address, key=lambda a: a or "")
     changes: list[AddressChange] = []
-    stamp = format_time(at)
+    cause = "reprocess with today's rules"
     for start in range(0, len(keys), BATCH):
-        with store.transaction() as conn:
+        with store.atomic():
             for address in keys[start:start + BATCH]:
-                described = []
-                for bounce in by_address[address]:
-                    old_type = bounce.old_type.value if bounce.old_type else None
-                    old_reason = int(bounce.old_reason) if bounce.old_reason is not None \
-                        else None
-                    # old and new verdicts are columns of the row: the cause says why
-                    cause = "reprocess with today's rules"
-                    updated = conn.execute(
-                        "UPDATE bounces SET failure_type = ?, reason_code = ?, qualified_by = ?, "
-                        "qualification_id = COALESCE((SELECT id FROM qualification "
-                        "WHERE text = ?), qualification_id) "
-                        "WHERE id = ? AND failure_type IS ? AND reason_code IS ?",
-                        (bounce.new_type.value, int(bounce.new_reason), bounce.new_by,
-                         bounce.text, bounce.bounce_id, old_type, old_reason),
-                    ).rowcount
-                    if not updated:
-                        continue
-                    conn.execute(
-                        "INSERT INTO verdict_changes (bounce_id, at, action, old_failure_type, "
-                        "old_reason_code, old_qualified_by, new_failure_type, new_reason_code, "
-                        "new_qualified_by, cause) VALUES (?, ?, 'reprocess', ?, ?, ?, ?, ?, ?, ?)",
-                        (bounce.bounce_id, stamp, old_type, old_reason, bounce.old_by,
-                         bounce.new_type.value, int(bounce.new_reason), bounce.new_by, cause),
-                    )
-                    described.append(bounce)
+                described = [
+                    bounce for bounce in by_address[address]
+                    if store.bounces.requalify(
+                        bounce.bounce_id, old=(bounce.old_type, bounce.old_reason),
+                        new=(bounce.new_type, bounce.new_reason, bounce.new_by),
+                        text=bounce.text, old_by=bounce.old_by, at=at, cause=cause)
+                ]
                 if address is None or not described:
                     continue
-                current, target = recompute(conn, address, config.policy, {})
+                current, target = recompute(store, address, config.policy, {})
                 summary = described[-1].describe()
                 more = f" (+{len(described) - 1} more)" if len(described) > 1 else ""
-                change = write_recomputed(
-                    conn, current, target, at, f"reprocess with today's rules: {summary}{more}"
-                )
+                change = write_recomputed(store, current, target, at, f"{cause}: {summary}{more}")
                 if change is not None:
                     changes.append(change)
     return tuple(changes)

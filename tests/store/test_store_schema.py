@@ -15,11 +15,8 @@ import sqlite_utils
 
 from bounced.core.qualify import load_default_rules
 from bounced.core.times import format_time
-from bounced.model import IncomingMessage, Reason
+from bounced.model import IncomingMessage, MessageState, Reason
 from bounced.store import (
-    DIGEST_PREFIX,
-    DUPLICATE_LOOKUP,
-    MIGRATIONS,
     PROCESSING_BTREES,
     SCHEMA_VERSION,
     STORING_BTREES,
@@ -28,6 +25,7 @@ from bounced.store import (
     Store,
     StoreError,
 )
+from bounced.store.schema import DIGEST_PREFIX, DUPLICATE_LOOKUP, MIGRATIONS
 
 PUBLIC_COLUMNS = {
     "messages": {"id", "received_at", "mail_from", "rcpt_to", "size", "sha256", "raw", "state",
@@ -120,8 +118,8 @@ def test_default_rules_are_seeded_and_reseeding_keeps_user_rules_and_choices(db:
                                   ).fetchone() == (0,)
         assert store.conn.execute(
             "SELECT count(*) FROM rules WHERE origin = 'default'").fetchone()[0] == len(shipped)
-        assert any(rule.id == 10000 for rule in store.load_rules())
-        assert all(rule.id != first for rule in store.load_rules())
+        assert any(rule.id == 10000 for rule in store.rules.enabled())
+        assert all(rule.id != first for rule in store.rules.enabled())
 
 
 def test_reopening_is_idempotent(db: Path):
@@ -148,7 +146,7 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path):
 
 
 def test_inserted_messages_are_committed_and_visible_to_another_connection(db: Path, store):
-    stored = store.insert_messages([message(b"one"), message(b"two")])
+    stored = store.messages.insert([message(b"one"), message(b"two")])
     assert [s.duplicate for s in stored] == [False, False]
     other = sqlite3.connect(db)
     rows = other.execute("SELECT id, state, size, rcpt_to, received_at, peer FROM messages "
@@ -159,14 +157,14 @@ def test_inserted_messages_are_committed_and_visible_to_another_connection(db: P
         (stored[1].id, "pending", 3, '["bounces@bounce.example"]', "2026-11-22T13:05:00Z",
          "192.0.2.1"),
     ]
-    assert store.pending_count() == 2
-    assert store.pending_message_ids(10) == [stored[0].id, stored[1].id]
-    assert store.pending_message_ids(1) == [stored[0].id]
+    assert store.messages.count(MessageState.PENDING) == 2
+    assert store.messages.ids(MessageState.PENDING, 10) == [stored[0].id, stored[1].id]
+    assert store.messages.ids(MessageState.PENDING, 1) == [stored[0].id]
 
 
 def test_identical_bytes_are_stored_once_and_reported_as_duplicate(store: Store):
-    first = store.insert_messages([message(b"same"), message(b"same")])
-    again = store.insert_messages([message(b"same", rcpt=("other@bounce.example",))])
+    first = store.messages.insert([message(b"same"), message(b"same")])
+    again = store.messages.insert([message(b"same", rcpt=("other@bounce.example",))])
     assert first[0].duplicate is False
     assert first[1].duplicate is True and first[1].id == first[0].id
     assert again[0].duplicate is True and again[0].id == first[0].id
@@ -188,7 +186,7 @@ def test_a_digest_sharing_only_the_indexed_prefix_is_not_a_duplicate(store: Stor
     store.conn.execute(
         "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, raw) "
         "VALUES ('2026-11-22T13:05:00Z', '', '[]', 1, ?, x'00')", (impostor,))
-    stored = store.insert_messages([message(b"same")])
+    stored = store.messages.insert([message(b"same")])
     assert stored[0].duplicate is False
     assert store.conn.execute(
         "SELECT count(*) FROM messages WHERE substr(sha256, 1, ?) = ?",
@@ -205,9 +203,15 @@ def database_at_version(db: Path, version: int) -> sqlite3.Connection:
     conn = sqlite3.connect(db, isolation_level=None)
     old = sqlite_utils.Database(conn)
     for step in MIGRATIONS[:version]:
-        step(old)
+        step.apply(old)
     conn.execute(f"PRAGMA user_version = {version}")
     return conn
+
+
+def test_migrations_are_registered_in_order_under_distinct_names() -> None:
+    assert [step.version for step in MIGRATIONS] == list(range(1, SCHEMA_VERSION + 1))
+    names = [step.name for step in MIGRATIONS]
+    assert all(names) and len(set(names)) == len(names)
 
 
 def index_names(conn: sqlite3.Connection, table: str) -> set[str]:
@@ -232,7 +236,7 @@ def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(d
         assert "idx_messages_sha256_prefix" in indexes and "idx_messages_sha256" not in indexes
         assert "idx_addresses_state" not in index_names(store.conn, "addresses")
         assert "idx_bounces_original_message_id" not in index_names(store.conn, "bounces")
-        again = store.insert_messages([message(b"old"), message(b"new")])
+        again = store.messages.insert([message(b"old"), message(b"new")])
         assert [(m.id, m.duplicate) for m in again] == [(1, True), (2, False)]
         # addresses: clustered by the address now (migration 7), rows and view intact
         table_sql = store.conn.execute(
@@ -302,13 +306,13 @@ def test_prewarm_skips_btrees_larger_than_the_cache_and_says_what_would_fit(db: 
 
 def test_raw_bytes_are_kept_untouched(store: Store):
     raw = b"\x00\xff binary \r\n\r\n garbage \x1b"
-    stored = store.insert_messages([message(raw)])
-    row = store.get_message(stored[0].id)
+    stored = store.messages.insert([message(raw)])
+    row = store.messages.get(stored[0].id)
     assert row is not None and row.raw == raw
 
 
 def test_the_envelope_verp_token_is_recorded_at_insert(store: Store):
-    stored = store.insert_messages([
+    stored = store.messages.insert([
         message(b"x", rcpt=("bounces+abc123@bounce.example",), verp_token="abc123")])
     assert store.conn.execute("SELECT verp_token FROM messages WHERE id = ?",
                               (stored[0].id,)).fetchone() == ("abc123",)
@@ -338,7 +342,7 @@ from bounced.model import IncomingMessage
 from bounced.store import Store
 store = Store.open(sys.argv[1])
 for i in range(40):
-    store.insert_messages([IncomingMessage(datetime.now(UTC), "", ("b@x",),
+    store.messages.insert([IncomingMessage(datetime.now(UTC), "", ("b@x",),
                                            f"{sys.argv[2]}-{i}".encode())])
 store.close()
 """
@@ -361,7 +365,7 @@ def test_rules_read_back_from_the_table_are_the_shipped_rules_exactly(store: Sto
     """The table is what qualifies ingested mail: a rule losing a condition on the way
     (status, command) would match more than it ships for."""
     shipped = {rule for rule in load_default_rules() if rule.enabled}
-    assert set(store.load_rules()) == shipped
+    assert set(store.rules.enabled()) == shipped
 
 
 def _rows_in_database_file_alone(db: Path, copy: Path) -> int:
@@ -381,7 +385,7 @@ def test_the_background_checkpointer_copies_committed_pages_into_the_database_fi
     with Store.open(db) as store:
         store.conn.execute("PRAGMA wal_autocheckpoint = 0")  # nobody else checkpoints
         with Checkpointer(db, interval=0.01) as checkpointer:
-            store.insert_messages([message(f"m{i}".encode()) for i in range(50)])
+            store.messages.insert([message(f"m{i}".encode()) for i in range(50)])
             deadline = time.monotonic() + 10
             while checkpointer.frames == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
@@ -394,7 +398,7 @@ def test_without_a_checkpointer_the_rows_stay_in_the_wal(db: Path, tmp_path: Pat
     with Store.open(db) as store:
         store.conn.execute("PRAGMA wal_autocheckpoint = 0")
         store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the schema, not the rows
-        store.insert_messages([message(f"m{i}".encode()) for i in range(50)])
+        store.messages.insert([message(f"m{i}".encode()) for i in range(50)])
         assert _rows_in_database_file_alone(db, tmp_path / "copy.db") == 0
 
 

@@ -23,7 +23,7 @@ from bounced.core.verp import (
     verify_address,
     verify_token,
 )
-from bounced.daemon.serve import ProcessingWorker
+from bounced.daemon.worker import Worker
 from bounced.model import IncomingMessage
 from bounced.store import Store
 from tests.paths import DATA
@@ -132,14 +132,15 @@ def process_one(tmp_path: Path, rcpt: str, secret: str) -> tuple[Path, list[tupl
     db = tmp_path / "verp.db"
     config = Config(database=DatabaseConfig(path=str(db)), verp=VerpConfig(secret=secret))
     with Store.open(db) as store:
-        store.insert_messages(
+        store.messages.insert(
             [IncomingMessage(datetime.now(UTC), "", (rcpt,), SAMPLE.read_bytes())]
         )
     untrusted: list[tuple[str, ...]] = []
-    worker = ProcessingWorker(config)
-    worker._untrusted = lambda mid, token, problem: untrusted.append((str(token), str(problem)))  # type: ignore[method-assign]
+    worker = Worker(config)
+    worker.processing._untrusted = (  # type: ignore[method-assign]
+        lambda mid, token, problem: untrusted.append((str(token), str(problem))))
     try:
-        assert worker.process_some() == 1
+        assert worker.processing.run_once() == 1
     finally:
         worker.close()
     return db, untrusted

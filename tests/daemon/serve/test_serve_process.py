@@ -245,7 +245,7 @@ def test_pending_messages_left_by_a_crash_are_processed_at_start(
 
     db = tmp_path / "recover.db"
     with Store.open(db) as store:
-        store.insert_messages(
+        store.messages.insert(
             [
                 IncomingMessage(datetime.now(UTC), "", (BOUNCE,), wire_bytes(unique_dsn(n)))
                 for n in range(5)
@@ -290,7 +290,7 @@ def test_the_worker_copies_the_wal_into_the_database_file_in_the_background(
 
     db = tmp_path / "ckpt.db"
     with Store.open(db) as store:
-        store.insert_messages([
+        store.messages.insert([
             IncomingMessage(datetime.now(UTC), "", (BOUNCE,), wire_bytes(unique_dsn(n)))
             for n in range(5)
         ])

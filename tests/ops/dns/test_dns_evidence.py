@@ -10,22 +10,27 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bounced.config import Config, DnsConfig
-from bounced.model import IncomingMessage
-from bounced.ops.dns import (
-    DnsCache,
-    DnsPythonQuery,
+from bounced.core.dns import (
     DnsStatus,
+    DomainEvidence,
     Outcome,
     OutcomeKind,
+    Query,
     evidence_from,
     lookup,
     parse_nameserver,
     provider_of,
-    record_dns_evidence,
 )
+from bounced.model import IncomingMessage
+from bounced.ops.dns import DnsCache, DnsPythonQuery, record_dns_evidence
 from bounced.ops.processing import process_messages
 from bounced.store import Store
 from tests.paths import DATA
+
+
+def look_up(domain: str, query: Query, at: datetime, *, budget: float = 2.0) -> DomainEvidence:
+    """The MX -> A -> AAAA chain on the real clock, as the daemon runs it."""
+    return lookup(domain, query, at, budget=budget, monotonic=time.monotonic)
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 MTA_LAB = DATA / "mta-lab"
@@ -47,23 +52,23 @@ def query_for(server, timeout: float = 1.0) -> DnsPythonQuery:
     ],
 )
 def test_a_domain_is_classified_by_its_real_dns_answers(dns_server, domain, status, mx):
-    evidence = lookup(domain, query_for(dns_server), NOW, budget=2.0)
+    evidence = look_up(domain, query_for(dns_server), NOW, budget=2.0)
     assert (evidence.domain, evidence.status, evidence.mx) == (domain, status, mx)
     assert evidence.checked_at == NOW
 
 
 def test_the_details_say_what_the_dns_answered(dns_server):
     query = query_for(dns_server)
-    assert lookup("exists.test", query, NOW).detail == (
+    assert look_up("exists.test", query, NOW).detail == (
         "MX 10 mx1.exists.test, 20 mx2.exists.test")
-    assert lookup("nullmx.test", query, NOW).detail == "MX 0 . (RFC 7505 null MX)"
-    assert lookup("aonly.test", query, NOW).detail == "no MX, address 192.0.2.20"
-    assert lookup("gone.test", query, NOW).detail == "NXDOMAIN: no such domain"
+    assert look_up("nullmx.test", query, NOW).detail == "MX 0 . (RFC 7505 null MX)"
+    assert look_up("aonly.test", query, NOW).detail == "no MX, address 192.0.2.20"
+    assert look_up("gone.test", query, NOW).detail == "NXDOMAIN: no such domain"
 
 
 def test_a_silent_server_gives_unknown_within_the_time_budget(dns_server):
     started = time.monotonic()
-    evidence = lookup("slow.test", query_for(dns_server, timeout=0.5), NOW, budget=0.5)
+    evidence = look_up("slow.test", query_for(dns_server, timeout=0.5), NOW, budget=0.5)
     elapsed = time.monotonic() - started
     assert evidence.status is DnsStatus.UNKNOWN
     assert "timeout" in evidence.detail
@@ -72,13 +77,13 @@ def test_a_silent_server_gives_unknown_within_the_time_budget(dns_server):
 
 
 def test_no_address_lookup_is_made_when_the_domain_has_mx(dns_server):
-    lookup("exists.test", query_for(dns_server), NOW)
+    look_up("exists.test", query_for(dns_server), NOW)
     assert dns_server.queries[("exists.test.", "MX")] == 1
     assert dns_server.queries[("exists.test.", "A")] == 0
 
 
 def test_an_unreachable_resolver_is_unknown_not_an_error():
-    evidence = lookup("exists.test", DnsPythonQuery(["127.0.0.1:9"], timeout=0.3), NOW,
+    evidence = look_up("exists.test", DnsPythonQuery(["127.0.0.1:9"], timeout=0.3), NOW,
                       budget=0.3)
     assert evidence.status is DnsStatus.UNKNOWN
 
@@ -90,7 +95,7 @@ def test_an_unreachable_resolver_is_unknown_not_an_error():
      ("gone.test", "(no such domain)"), ("nullmx.test", "(no mail: null MX)")],
 )
 def test_the_provider_comes_from_the_mx_hosts(dns_server, domain, provider):
-    assert lookup(domain, query_for(dns_server), NOW).provider == provider
+    assert look_up(domain, query_for(dns_server), NOW).provider == provider
 
 
 def test_provider_suffixes_match_whole_labels_only():
@@ -119,7 +124,7 @@ def test_answers_are_cached_in_the_database_until_they_expire(dns_server, tmp_pa
     clock = [NOW]
     config = DnsConfig(cache_ttl=timedelta(hours=1), failure_ttl=timedelta(minutes=5))
     with Store.open(tmp_path / "b.db") as store:
-        cache = DnsCache(store.conn, query_for(dns_server), config, clock=lambda: clock[0])
+        cache = DnsCache(store, query_for(dns_server), config, clock=lambda: clock[0])
         cache.resolve_many(["gone.test", "exists.test"])
         cache.resolve_many(["gone.test", "exists.test"])
         assert dns_server.queries[("gone.test.", "MX")] == 1
@@ -140,7 +145,7 @@ def test_answers_are_cached_in_the_database_until_they_expire(dns_server, tmp_pa
 def test_an_unknown_answer_is_kept_only_briefly(dns_server, tmp_path):
     config = DnsConfig(timeout=timedelta(seconds=0.4), failure_ttl=timedelta(minutes=5))
     with Store.open(tmp_path / "b.db") as store:
-        cache = DnsCache(store.conn, query_for(dns_server, 0.4), config, clock=lambda: NOW)
+        cache = DnsCache(store, query_for(dns_server, 0.4), config, clock=lambda: NOW)
         assert cache.resolve_many(["slow.test"])["slow.test"].status is DnsStatus.UNKNOWN
         assert store.conn.execute(
             "SELECT status, expires_at FROM dns_cache WHERE domain = 'slow.test'"
@@ -152,11 +157,11 @@ def test_an_unknown_answer_is_kept_only_briefly(dns_server, tmp_path):
 
 def _process(store: Store, *names: str) -> list:
     """Store sample mails and process them the way the daemon does."""
-    ids = [stored.id for stored in store.insert_messages([
+    ids = [stored.id for stored in store.messages.insert([
         IncomingMessage(received_at=NOW, mail_from="", rcpt_to=("bounces@bounce.test",),
                         raw=(MTA_LAB / name).read_bytes())
         for name in names])]
-    return process_messages(store, ids, config=Config(), rules=store.load_rules())
+    return process_messages(store, ids, config=Config(), rules=store.rules.enabled())
 
 
 def test_invalid_domain_bounces_get_the_evidence_recorded(dns_server, tmp_path):
@@ -165,7 +170,7 @@ def test_invalid_domain_bounces_get_the_evidence_recorded(dns_server, tmp_path):
     with Store.open(tmp_path / "b.db") as store:
         results = _process(store, "postfix-09-nodomain-failed.eml",
                            "postfix-01-user-unknown-failed.eml")
-        cache = DnsCache(store.conn, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
+        cache = DnsCache(store, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
         # nodomain.test is not served: NXDOMAIN, like the real world's unknown domain
         assert record_dns_evidence(cache, results) == 1
         rows = store.conn.execute(
@@ -182,7 +187,7 @@ def test_invalid_domain_bounces_get_the_evidence_recorded(dns_server, tmp_path):
 def test_a_dns_outage_records_unknown_and_never_fails_the_hook(tmp_path):
     with Store.open(tmp_path / "b.db") as store:
         results = _process(store, "postfix-09-nodomain-failed.eml")
-        cache = DnsCache(store.conn, DnsPythonQuery(["127.0.0.1:9"], timeout=0.3),
+        cache = DnsCache(store, DnsPythonQuery(["127.0.0.1:9"], timeout=0.3),
                          DnsConfig(timeout=timedelta(seconds=0.3)), clock=lambda: NOW)
         assert record_dns_evidence(cache, results) == 1
         assert store.conn.execute("SELECT dns_status FROM bounces").fetchall() == [("unknown",)]
@@ -197,7 +202,7 @@ def test_a_locked_database_leaves_the_bounces_without_evidence_instead_of_failin
         blocker = sqlite3.connect(tmp_path / "b.db", isolation_level=None, timeout=0)
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
         store.conn.execute("PRAGMA busy_timeout = 100")
-        cache = DnsCache(store.conn, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
+        cache = DnsCache(store, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
         try:
             assert record_dns_evidence(cache, results) == 0
         finally:
@@ -215,7 +220,7 @@ def test_backfill_records_evidence_on_waiting_bounces_newest_first_within_its_li
         _process(store, "postfix-09-nodomain-failed.eml", "postfix-01-user-unknown-failed.eml")
         store.conn.execute(
             "UPDATE bounces SET recipient = NULL, reason_code = 2 WHERE reason_code = 1")
-        cache = DnsCache(store.conn, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
+        cache = DnsCache(store, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
         assert backfill_evidence(cache, limit=1) == 1  # the newest: no address, no look-up
         assert backfill_evidence(cache, limit=1) == 1
         assert backfill_evidence(cache, limit=1) == 0  # nothing waits any more

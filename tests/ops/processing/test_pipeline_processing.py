@@ -43,8 +43,8 @@ def counts(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
 
 def test_a_processed_message_records_verdicts_and_correlation(store: Store, mail_file):
     raw = variant(mail_file, "hard-user-unknown", "jane@example.org")
-    stored = store.insert_messages([incoming(raw, "bounces+tok42@bounce.example")])
-    [result] = process_messages(store, [stored[0].id], config=CONFIG, rules=store.load_rules())
+    stored = store.messages.insert([incoming(raw, "bounces+tok42@bounce.example")])
+    [result] = process_messages(store, [stored[0].id], config=CONFIG, rules=store.rules.enabled())
     assert result.state is MessageState.PROCESSED
     row = store.conn.execute(
         "SELECT recipient, kind, action, status, reply_code, original_message_id, verp_token, "
@@ -61,7 +61,7 @@ def test_a_processed_message_records_verdicts_and_correlation(store: Store, mail
 
 def test_a_message_processed_twice_is_counted_once(store: Store, mail_file):
     raw = variant(mail_file, "soft-mailbox-full", "once@example.org")
-    [stored] = store.insert_messages([incoming(raw)])
+    [stored] = store.messages.insert([incoming(raw)])
     process_messages(store, [stored.id], config=CONFIG, rules=())
     before = counts(store.conn)
     [again] = process_messages(store, [stored.id], config=CONFIG, rules=())
@@ -82,7 +82,7 @@ def test_a_database_error_fails_only_that_message_and_undoes_its_work(store: Sto
         variant(mail_file, "hard-user-unknown", "boom@example.org"),
         variant(mail_file, "hard-user-unknown", "last@example.org"),
     ]
-    stored = store.insert_messages([incoming(raw) for raw in raws])
+    stored = store.messages.insert([incoming(raw) for raw in raws])
     results = process_messages(store, [s.id for s in stored], config=CONFIG, rules=())
     assert [r.state for r in results] == [
         MessageState.PROCESSED, MessageState.FAILED, MessageState.PROCESSED]
@@ -94,21 +94,21 @@ def test_a_database_error_fails_only_that_message_and_undoes_its_work(store: Sto
     assert store.conn.execute("SELECT address FROM addresses ORDER BY address").fetchall() == [
         ("first@example.org",), ("last@example.org",)]
     assert store.conn.execute("SELECT sum(occurrences) FROM qualification").fetchone() == (2,)
-    assert store.count_messages(MessageState.FAILED) == 1
+    assert store.messages.count(MessageState.FAILED) == 1
 
     # Fixed: the failed message is processed again, once.
     store.conn.execute("DROP TRIGGER refuse_boom")
     [retried] = process_messages(store, [stored[1].id], config=CONFIG, rules=())
     assert retried.state is MessageState.PROCESSED
     assert store.conn.execute("SELECT sum(occurrences) FROM qualification").fetchone() == (3,)
-    assert store.count_messages(MessageState.FAILED) == 0
+    assert store.messages.count(MessageState.FAILED) == 0
 
 
 def test_a_rule_that_cannot_run_fails_the_message_not_the_batch(store: Store, mail_file):
     broken = Rule(id=10001, pattern="(unclosed", failure_type=FailureType.HARD,
                   reason=Reason.USER_UNKNOWN)
     raw = variant(mail_file, "undefined", "someone@example.org")
-    [stored] = store.insert_messages([incoming(raw)])
+    [stored] = store.messages.insert([incoming(raw)])
     [result] = process_messages(store, [stored.id], config=CONFIG, rules=(broken,))
     assert result.state is MessageState.FAILED
     assert result.error
@@ -118,7 +118,7 @@ def test_a_rule_that_cannot_run_fails_the_message_not_the_batch(store: Store, ma
 
 def test_an_untrusted_message_keeps_its_verdicts_but_changes_no_address(store: Store, mail_file):
     raw = variant(mail_file, "hard-user-unknown", "innocent@example.org")
-    [stored] = store.insert_messages([incoming(raw, "bounces+forged@bounce.example")])
+    [stored] = store.messages.insert([incoming(raw, "bounces+forged@bounce.example")])
     seen = []
 
     def refuse(message, report, token):
@@ -140,7 +140,7 @@ def test_at_overrides_the_receipt_time_and_header_date_is_used_on_request(store,
         variant(mail_file, "soft-mailbox-full", "b@example.org",
                 date="Tue, 03 Nov 2026 10:00:00 +0100"),
     ]
-    first, second = store.insert_messages([incoming(raw) for raw in raws])
+    first, second = store.messages.insert([incoming(raw) for raw in raws])
     later = T0 + timedelta(days=3)
     process_messages(store, [first.id], config=CONFIG, rules=(), at=later)
     process_messages(store, [second.id], config=CONFIG, rules=(), at_from_header=True)
@@ -153,10 +153,10 @@ def test_batches_commit_separately(store: Store, mail_file):
 
     config = replace(CONFIG, processing=replace(CONFIG.processing, batch_size=2))
     raws = [variant(mail_file, "hard-user-unknown", f"u{i}@example.org") for i in range(5)]
-    stored = store.insert_messages([incoming(raw) for raw in raws])
+    stored = store.messages.insert([incoming(raw) for raw in raws])
     results = process_messages(store, [s.id for s in stored], config=config, rules=())
     assert [r.message_id for r in results] == [s.id for s in stored]
-    assert store.pending_count() == 0
+    assert store.messages.count(MessageState.PENDING) == 0
     assert store.conn.execute("SELECT count(*) FROM bounces").fetchone() == (5,)
 
 
@@ -168,11 +168,12 @@ def test_an_unknown_message_id_is_reported_not_raised(store: Store):
 _CRASHING_WORKER = """
 import os, sys
 from bounced.config import Config
+from bounced.model import MessageState
 from bounced.ops.processing import process_messages, process_pending
 from bounced.store import Store
 
 store = Store.open(sys.argv[1])
-ids = store.pending_message_ids(100)
+ids = store.messages.ids(MessageState.PENDING, 100)
 seen = []
 
 def crash_on_third(message, report, token):
@@ -181,7 +182,7 @@ def crash_on_third(message, report, token):
         os._exit(9)  # a kill -9 in the middle of a batch: no cleanup, no rollback
     return True
 
-process_messages(store, ids, config=Config(), rules=store.load_rules(), trust=crash_on_third)
+process_messages(store, ids, config=Config(), rules=store.rules.enabled(), trust=crash_on_third)
 """
 
 
@@ -189,12 +190,12 @@ def test_a_crash_in_the_middle_of_a_batch_leaves_no_half_work_and_nothing_counte
         db: Path, mail_file):
     with Store.open(db) as store:
         raws = [variant(mail_file, "soft-mailbox-full", f"c{i}@example.org") for i in range(5)]
-        stored = store.insert_messages([incoming(raw) for raw in raws])
+        stored = store.messages.insert([incoming(raw) for raw in raws])
     crashed = subprocess.run([sys.executable, "-c", _CRASHING_WORKER, str(db)],
                              capture_output=True, timeout=120, check=False)
     assert crashed.returncode == 9, crashed.stderr.decode()
     with Store.open(db) as store:
-        assert store.pending_message_ids(10) == [s.id for s in stored]
+        assert store.messages.ids(MessageState.PENDING, 10) == [s.id for s in stored]
         assert counts(store.conn) == (0, 0, 0, 0)
         process_messages(store, [s.id for s in stored], config=CONFIG, rules=())
         assert counts(store.conn) == (5, 5, 5, 1)
@@ -212,7 +213,7 @@ from bounced.store import Store
 store = Store.open(sys.argv[1])
 raws = [path.read_bytes() for path in sorted(Path(sys.argv[2]).iterdir())]
 for start in range(0, len(raws), 5):
-    store.insert_messages([IncomingMessage(datetime.now(UTC), "", ("b@bounce.example",), raw)
+    store.messages.insert([IncomingMessage(datetime.now(UTC), "", ("b@bounce.example",), raw)
                            for raw in raws[start:start + 5]])
 store.close()
 """
@@ -231,7 +232,7 @@ def test_a_writer_process_and_a_processing_process_work_at_the_same_time(
         reader.execute("SELECT count(*) FROM messages").fetchone()
         processed = 0
         deadline = time.monotonic() + 120
-        while writer.poll() is None or store.pending_count():
+        while writer.poll() is None or store.messages.count(MessageState.PENDING):
             assert time.monotonic() < deadline, "writer or processing stuck"
             processed += sum(not r.skipped for r in
                              process_pending(store, config=CONFIG, rules=()))

@@ -34,7 +34,7 @@ def test_purge_past_retention_keeps_the_evidence_of_state_changes(ops: Ops) -> N
     ops.ingest(day(0), ("mailbox-full", "soft@example.org"))          # 1st error: event
     ops.ingest(day(0.5), ("mailbox-full", "soft@example.org"))        # not counted: no event
     with Store.open(ops.db) as store:                                  # never processed
-        store.insert_messages([IncomingMessage(datetime.now(UTC), "x@example.org",
+        store.messages.insert([IncomingMessage(datetime.now(UTC), "x@example.org",
                                                ("bounces@example.org",), b"Subject: x\n\nx")])
     assert ops.sql("SELECT count(*) FROM messages") == [(4,)]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bounced.cli.cleanup_cmd import purge_expired
 from bounced.config import Config
 from bounced.ops.reprocess import apply_plan, plan
 from bounced.store import Store
@@ -16,7 +15,7 @@ def test_purge_works_in_one_transaction_per_batch(ops: Ops) -> None:
     ops.ingest(day(0), *(("mailbox-full", f"p{n}@example.org") for n in range(5)))
     ops.ingest(day(0.5), *(("mailbox-full", f"p{n}@example.org") for n in range(5)))
     with Store.open(ops.db) as store:
-        result = purge_expired(store, datetime.now(UTC) + timedelta(days=1), batch=2)
+        result = store.retention.purge(datetime.now(UTC) + timedelta(days=1), batch=2)
     assert result.batches == 5                       # 10 messages, 2 per transaction
     assert (result.messages_deleted, result.bounces_deleted, result.raw_dropped) == (5, 5, 5)
 

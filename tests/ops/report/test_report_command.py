@@ -163,7 +163,7 @@ def test_evidence_recorded_on_the_bounce_is_used_without_dns(ingest_at, report, 
     ingest_at(T - timedelta(hours=1), MTA_LAB / "postfix-09-nodomain-failed.eml")
     with Store.open(db) as store:
         bounce_id, = store.conn.execute("SELECT id FROM bounces").fetchone()
-        cache = DnsCache(store.conn, DnsPythonQuery([dns_server.address]), DnsConfig(),
+        cache = DnsCache(store, DnsPythonQuery([dns_server.address]), DnsConfig(),
                          clock=lambda: T)
         result = ProcessResult(1, MessageState.PROCESSED, recipients=(RecipientResult(
             bounce_id, "nodomain@nodomain.test", Kind.FAILURE, "soft", Reason.INVALID_DOMAIN,

@@ -3,8 +3,8 @@ that weak resemblances are labelled as such."""
 
 from __future__ import annotations
 
+from bounced.core.suggest import Knowledge, codes_in, suggest, tokens
 from bounced.model import FailureType, Reason, Rule
-from bounced.ops.rules import Knowledge, codes_in, suggest, tokens
 
 RULES = (Rule(300, r"user unknown|no such user", FailureType.HARD, Reason.USER_UNKNOWN),
          Rule(450, r"content filter|filter", FailureType.SOFT, Reason.REFUSED))

@@ -7,7 +7,7 @@ import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bounced.daemon.serve import GroupCommitWriter, StoreClosedError
+from bounced.daemon.writer import GroupCommitWriter, StoreClosedError
 from bounced.model import IncomingMessage
 from bounced.store import Store
 

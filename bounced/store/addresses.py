@@ -1,0 +1,204 @@
+"""The ``addresses`` table and its append-only history ``address_events``.
+
+The one place that maps the policy's :class:`~bounced.model.AddressState` and
+:class:`~bounced.model.AddressEvent` to rows: the pipeline, the cleanup job and
+operator actions all go through it, so a state written by one is read identically by
+the others (``docs/policy.md``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from bounced.core.times import format_optional, format_time, parse_time
+from bounced.model import AddressEvent, AddressState, QuarantineState, Reason
+
+if TYPE_CHECKING:
+    from bounced.store import Store
+
+_STATE_COLUMNS = (
+    "state, error_count, last_error_at, last_counted_error_at, reason_code, "
+    "quarantined_at, release_at, undefined_count, updated_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEvent:
+    """One row of ``address_events``, with its number and the bounce that caused it."""
+
+    id: int
+    at: datetime | None
+    old_state: QuarantineState | None
+    new_state: QuarantineState
+    cause: str
+    bounce_id: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "id": self.id,
+            "at": format_optional(self.at),
+            "old_state": self.old_state.value if self.old_state else None,
+            "new_state": self.new_state.value,
+            "cause": self.cause,
+            "bounce_id": self.bounce_id,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Suppressed:
+    """A row of the ``suppression_list`` view: an address not to send to."""
+
+    address: str
+    state: str
+    reason: str
+    since: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Listed:
+    """An address as ``quarantine list`` shows it."""
+
+    address: str
+    state: str
+    reason: str | None
+    since: str | None
+    error_count: int
+    release_at: str | None
+
+
+class AddressBook:
+    """Address states and their history."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, address: str) -> AddressState | None:
+        """The row of ``address`` as the policy's :class:`AddressState`."""
+        row = self._store.conn.execute(
+            f"SELECT {_STATE_COLUMNS} FROM addresses WHERE address = ?", (address,)
+        ).fetchone()
+        if row is None:
+            return None
+        return AddressState(
+            address=address,
+            state=QuarantineState(row[0]),
+            error_count=int(row[1]),
+            last_error_at=parse_time(row[2]),
+            last_counted_error_at=parse_time(row[3]),
+            reason=Reason(row[4]) if row[4] is not None else None,
+            quarantined_at=parse_time(row[5]),
+            release_at=parse_time(row[6]),
+            undefined_count=int(row[7]),
+            updated_at=parse_time(row[8]),
+        )
+
+    def put(self, state: AddressState, now: datetime) -> None:
+        """Insert or update the row of ``state.address``."""
+        self._store.conn.execute(
+            "INSERT INTO addresses (address, state, error_count, last_error_at, "
+            "last_counted_error_at, reason_code, quarantined_at, release_at, updated_at, "
+            "undefined_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(address) DO UPDATE SET state = excluded.state, "
+            "error_count = excluded.error_count, last_error_at = excluded.last_error_at, "
+            "last_counted_error_at = excluded.last_counted_error_at, "
+            "reason_code = excluded.reason_code, quarantined_at = excluded.quarantined_at, "
+            "release_at = excluded.release_at, updated_at = excluded.updated_at, "
+            "undefined_count = excluded.undefined_count",
+            (
+                state.address,
+                state.state.value,
+                state.error_count,
+                format_optional(state.last_error_at),
+                format_optional(state.last_counted_error_at),
+                int(state.reason) if state.reason is not None else None,
+                format_optional(state.quarantined_at),
+                format_optional(state.release_at),
+                format_time(state.updated_at or now),
+                state.undefined_count,
+            ),
+        )
+
+    def record(self, event: AddressEvent, bounce_id: int | None = None) -> None:
+        """Append one change of state to the history (``bounce_id``: its cause, if a
+        bounce; ``None`` for cleanup and operator actions)."""
+        self._store.conn.execute(
+            "INSERT INTO address_events (address, at, old_state, new_state, cause, bounce_id) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                event.address,
+                format_time(event.at),
+                event.old_state.value if event.old_state is not None else None,
+                event.new_state.value,
+                event.cause,
+                bounce_id,
+            ),
+        )
+
+    def change(self, state: AddressState, event: AddressEvent | None, now: datetime,
+               bounce_id: int | None = None) -> None:
+        """Write a new state and, when the state changed, its history row."""
+        self.put(state, now)
+        if event is not None:
+            self.record(event, bounce_id)
+
+    def history(self, address: str) -> tuple[HistoryEvent, ...]:
+        """The address's history, oldest first."""
+        rows = self._store.conn.execute(
+            "SELECT id, at, old_state, new_state, cause, bounce_id FROM address_events "
+            "WHERE address = ? ORDER BY at, id",
+            (address,),
+        ).fetchall()
+        return tuple(
+            HistoryEvent(int(r[0]), parse_time(r[1]), QuarantineState(r[2]) if r[2] else None,
+                         QuarantineState(r[3]), r[4], int(r[5]) if r[5] is not None else None)
+            for r in rows
+        )
+
+    def last_event_caused_by(self, address: str, causes: Sequence[str]
+                             ) -> tuple[datetime, QuarantineState] | None:
+        """When and to what state the last event whose cause starts with one of
+        ``causes`` took the address (operator decisions, for a replay to build on)."""
+        row = self._store.conn.execute(
+            "SELECT at, new_state FROM address_events WHERE address = ? AND ("
+            + " OR ".join("cause LIKE ?" for _ in causes)
+            + ") ORDER BY at DESC, id DESC LIMIT 1",
+            (address, *(f"{cause}%" for cause in causes)),
+        ).fetchone()
+        if row is None:
+            return None
+        at = parse_time(row[0])
+        assert at is not None
+        return at, QuarantineState(row[1])
+
+    def due_for_cleanup(self, at: datetime, stale_before: datetime) -> list[str]:
+        """Addresses the cleanup job may change: quarantines due for release, and
+        erroneous ones whose last counted error is older than ``stale_before``."""
+        rows = self._store.conn.execute(
+            "SELECT address FROM addresses WHERE (state = 'quarantine' AND release_at <= ?) "
+            "OR (state = 'erroneous' AND last_counted_error_at < ?)",
+            (format_time(at), format_time(stale_before)),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def listing(self, states: Sequence[QuarantineState], limit: int) -> list[Listed]:
+        """Addresses in ``states``, most recently changed first."""
+        marks = ",".join("?" * len(states))
+        rows = self._store.conn.execute(
+            "SELECT a.address, a.state, r.label, COALESCE(a.quarantined_at, a.updated_at), "
+            "a.error_count, a.release_at FROM addresses a "
+            "LEFT JOIN reasons r ON r.code = a.reason_code "
+            f"WHERE a.state IN ({marks}) "
+            "ORDER BY COALESCE(a.quarantined_at, a.updated_at) DESC, a.address LIMIT ?",
+            (*(state.value for state in states), limit),
+        ).fetchall()
+        return [Listed(r[0], r[1], r[2], r[3], int(r[4]), r[5]) for r in rows]
+
+    def suppression_list(self) -> list[Suppressed]:
+        """The ``suppression_list`` view, by address: what a sending platform honours."""
+        rows = self._store.conn.execute(
+            "SELECT address, state, reason, since FROM suppression_list ORDER BY address"
+        ).fetchall()
+        return [Suppressed(*row) for row in rows]

@@ -1,0 +1,93 @@
+"""What ``bounced db check`` reports: integrity, schema version, backlog, sizing.
+
+Read-only: it runs on the live database while the daemon writes (WAL readers see the
+last commit) and changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bounced.model import MessageState
+from bounced.store.schema import SCHEMA_VERSION
+from bounced.store.tuning import PROCESSING_BTREES, STORING_BTREES, btree_mib
+
+if TYPE_CHECKING:
+    from bounced.store import Store
+
+#: Tables and views operators query (``docs/schema.md``).
+PUBLIC_NAMES = (
+    "messages", "bounces", "qualification", "rules", "reasons", "addresses",
+    "address_events", "suppression_list", "daily_summary", "to_qualify",
+)
+
+
+@dataclass(slots=True)
+class DatabaseCheck:
+    """Facts worth knowing and problems that need an operator."""
+
+    facts: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class Health:
+    """Checks of the database file and of what it holds."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def schema_version(self) -> int:
+        return int(self._store.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def integrity_problems(self) -> list[str]:
+        """``PRAGMA integrity_check`` and ``foreign_key_check`` findings (empty = fine).
+        Raises :data:`~bounced.store.DatabaseError` when the file is no SQLite database."""
+        conn = self._store.conn
+        problems = [f"integrity: {row[0]}" for row in conn.execute("PRAGMA integrity_check")
+                    if row[0] != "ok"]
+        problems.extend(
+            f"foreign key: {row[0]} row {row[1]} references a missing {row[2]}"
+            for row in conn.execute("PRAGMA foreign_key_check").fetchall()
+        )
+        return problems
+
+    def check(self) -> DatabaseCheck:
+        """Everything ``bounced db check`` prints."""
+        conn = self._store.conn
+        result = DatabaseCheck()
+        integrity = self.integrity_problems()
+        result.problems.extend(integrity)
+        if not any(line.startswith("integrity:") for line in integrity):
+            result.facts.append("integrity: ok")
+        version = self.schema_version()
+        if version == SCHEMA_VERSION:
+            result.facts.append(f"schema version: {version}")
+        else:
+            result.problems.append(f"schema version: {version}, expected {SCHEMA_VERSION} "
+                                   "(run `bounced db init` to migrate)")
+        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+        (result.facts if mode == "wal" else result.problems).append(f"journal mode: {mode}")
+        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        missing = [name for name in PUBLIC_NAMES if name not in names]
+        if missing:
+            result.problems.append(f"missing tables/views: {', '.join(missing)}")
+            return result
+        counts = self._store.messages.counts()
+        for state in MessageState:
+            result.facts.append(f"messages {state.value}: {counts[state]}")
+        processing = btree_mib(conn, tuple(PROCESSING_BTREES))
+        storing = btree_mib(conn, tuple(STORING_BTREES))
+        if processing is not None and storing is not None:
+            result.facts.append(
+                f"b-trees read at random: {processing:.1f} MiB to process bounces "
+                f"({', '.join(PROCESSING_BTREES)}), {storing:.1f} MiB to store messages; "
+                f"database.cache_mb >= {int(max(processing, storing)) + 1} lets the "
+                "daemon prewarm them"
+            )
+        failed = counts[MessageState.FAILED]
+        if failed:
+            result.problems.append(
+                f"{failed} failed message(s) (see messages.error; `bounced db retry` after a fix)"
+            )
+        return result

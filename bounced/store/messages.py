@@ -1,0 +1,166 @@
+"""The ``messages`` table: every received message, raw, before anything is parsed.
+
+The raw bytes are committed first, in their own transaction, and only then does the
+daemon answer ``250`` (:meth:`MessageTable.insert`): nothing accepted is ever lost,
+even if processing later crashes. A message whose processing fails keeps its raw bytes
+and its error (state ``failed``), ready to be processed again (``docs/schema.md``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from bounced.core.times import format_time, parse_time
+from bounced.model import AcceptedMessage, IncomingMessage, Kind, MessageState, StoredMessage
+from bounced.store.schema import DIGEST_PREFIX, DUPLICATE_LOOKUP
+
+if TYPE_CHECKING:
+    from bounced.store import Store
+
+_COLUMNS = "id, received_at, mail_from, rcpt_to, raw, state, peer, error"
+
+
+class MessageTable:
+    """Received messages: store them, find the backlog, record what processing did."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def insert(self, messages: Sequence[IncomingMessage]) -> list[AcceptedMessage]:
+        """Store raw messages (state ``pending``) in ONE transaction, committed and on
+        disk when this returns. Identical bytes already stored (same sha256, also within
+        this batch) are not stored again: their existing id comes back as a duplicate."""
+        results: list[AcceptedMessage] = []
+        with self._store.atomic():
+            conn = self._store.conn
+            for message in messages:
+                digest = hashlib.sha256(message.raw).hexdigest()
+                existing = conn.execute(
+                    DUPLICATE_LOOKUP, (digest[:DIGEST_PREFIX], digest)
+                ).fetchone()
+                if existing is not None:
+                    results.append(AcceptedMessage(int(existing[0]), duplicate=True))
+                    continue
+                cursor = conn.execute(
+                    "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, "
+                    "raw, state, peer, verp_token) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    (
+                        format_time(message.received_at),
+                        message.mail_from,
+                        json.dumps(list(message.rcpt_to), ensure_ascii=False),
+                        len(message.raw),
+                        digest,
+                        message.raw,
+                        message.peer,
+                        message.verp_token,
+                    ),
+                )
+                results.append(AcceptedMessage(int(cursor.lastrowid or 0), duplicate=False))
+        return results
+
+    # ---- the backlog
+
+    def ids(self, state: MessageState, limit: int) -> list[int]:
+        """Oldest first, so the backlog is worked through in arrival order."""
+        rows = self._store.conn.execute(
+            "SELECT id FROM messages WHERE state = ? ORDER BY id LIMIT ?", (state.value, limit)
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    def count(self, state: MessageState) -> int:
+        row = self._store.conn.execute(
+            "SELECT count(*) FROM messages WHERE state = ?", (state.value,)
+        ).fetchone()
+        return int(row[0])
+
+    def counts(self) -> dict[MessageState, int]:
+        """How many messages are in each state."""
+        found = dict(self._store.conn.execute(
+            "SELECT state, count(*) FROM messages GROUP BY state").fetchall())
+        return {state: int(found.get(state.value, 0)) for state in MessageState}
+
+    def oldest_pending_received_at(self) -> datetime | None:
+        """When the oldest unprocessed message arrived (ids grow with arrival)."""
+        row = self._store.conn.execute(
+            "SELECT received_at FROM messages WHERE state = 'pending' ORDER BY id LIMIT 1"
+        ).fetchone()
+        return parse_time(row[0]) if row else None
+
+    def retry_failed(self) -> int:
+        """Put every failed message back to pending (after a fix); returns how many."""
+        with self._store.atomic():
+            return int(self._store.conn.execute(
+                "UPDATE messages SET state = 'pending' WHERE state = 'failed'"
+            ).rowcount)
+
+    # ---- reading
+
+    def get(self, message_id: int) -> StoredMessage | None:
+        row = self._store.conn.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return _stored(row) if row is not None else None
+
+    def iterate(self, message_ids: Sequence[int]) -> Iterator[tuple[int, StoredMessage | None]]:
+        """``(id, message or None)`` for each id in order, read one at a time (a batch
+        of large messages never sits in memory whole)."""
+        for message_id in message_ids:
+            yield message_id, self.get(message_id)
+
+    def state(self, message_id: int) -> MessageState | None:
+        row = self._store.conn.execute(
+            "SELECT state FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return MessageState(row[0]) if row is not None else None
+
+    def raw(self, message_id: int) -> bytes | None:
+        """The stored bytes (``None``: no such message, or purged by retention)."""
+        row = self._store.conn.execute(
+            "SELECT raw FROM messages WHERE id = ?", (message_id,)
+        ).fetchone()
+        return bytes(row[0]) if row is not None and row[0] else None
+
+    def processed_with_bounces_since(self, since: datetime | None) -> list[int]:
+        """Processed messages with raw bytes and a bounce counted since ``since`` (by
+        ``bounces.at``, indexed, so a window of a day does not scan months)."""
+        rows = self._store.conn.execute(
+            "SELECT DISTINCT m.id FROM bounces b JOIN messages m ON m.id = b.message_id "
+            "WHERE b.at >= ? AND m.state = 'processed' AND length(m.raw) > 0 ORDER BY m.id",
+            (format_time(since) if since is not None else "",),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
+
+    # ---- what processing did
+
+    def mark_processed(self, message_id: int, *, kind: Kind, verp_token: str | None,
+                       trusted: bool, at: datetime) -> None:
+        self._store.conn.execute(
+            "UPDATE messages SET state = 'processed', error = NULL, kind = ?, verp_token = ?, "
+            "trusted = ?, processed_at = ?, attempts = attempts + 1 WHERE id = ?",
+            (kind.value, verp_token, int(trusted), format_time(at), message_id),
+        )
+
+    def mark_failed(self, message_id: int, error: str, at: datetime) -> None:
+        """Record a processing failure; the raw message stays for a later retry."""
+        self._store.conn.execute(
+            "UPDATE messages SET state = 'failed', error = ?, processed_at = ?, "
+            "attempts = attempts + 1 WHERE id = ?",
+            (error, format_time(at), message_id),
+        )
+
+
+def _stored(row: tuple) -> StoredMessage:
+    return StoredMessage(
+        id=int(row[0]),
+        received_at=parse_time(row[1]) or datetime.now(UTC),
+        mail_from=row[2],
+        rcpt_to=tuple(json.loads(row[3])),
+        raw=bytes(row[4]),
+        state=MessageState(row[5]),
+        peer=row[6],
+        error=row[7],
+    )

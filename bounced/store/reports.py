@@ -1,0 +1,146 @@
+"""The aggregate reads behind ``bounced report``: counts over a time window.
+
+Only indexed, windowed reads: bounces by ``at``, history by ``at`` (schema step 2), so a
+report over the last day stays fast on a database of millions of rows. Rates,
+provider grouping and rendering are :mod:`bounced.ops.report`'s business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from bounced.core.times import format_time
+from bounced.model import Reason
+
+if TYPE_CHECKING:
+    from bounced.store import Store
+
+_DOMAIN = "lower(substr(b.recipient, instr(b.recipient, '@') + 1))"
+#: What a breakdown groups by -> the SQL expression of its key.
+GROUP_KEYS = {
+    "type": "coalesce(b.failure_type, '(' || b.kind || ')')",
+    "reason": "coalesce(r.label, '(' || b.kind || ')')",
+    "day": "substr(b.at, 1, 10)",
+    "domain": _DOMAIN,
+}
+_STATE_CHANGES = (
+    "coalesce(sum(new_state = 'quarantine'), 0), coalesce(sum(new_state = 'denylisted'), 0), "
+    "coalesce(sum(old_state = 'quarantine' AND new_state <> 'quarantine'), 0)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTotals:
+    bounces: int
+    addresses: int
+    messages: int
+    by_kind: dict[str, int]
+    by_type: dict[str, int]
+    quarantined: int
+    denylisted: int
+    released: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupCounts:
+    """One group of a breakdown: bounces, distinct addresses, and bounces per type."""
+
+    key: str
+    bounces: int
+    addresses: int
+    hard: int
+    soft: int
+    ignored: int
+    undefined: int
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingInWindow:
+    """A ``to_qualify`` text and how many of the window's bounces carry it."""
+
+    id: int
+    text: str
+    in_window: int
+    occurrences: int
+    last_seen: str | None
+    failure_type: str | None
+    reason_code: int | None
+    qualified_by: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DayChanges:
+    day: str
+    quarantined: int
+    denylisted: int
+    released: int
+
+
+class ReportQueries:
+    """Counts of the delivery log and the history over ``[since, until)``."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def totals(self, since: datetime, until: datetime) -> WindowTotals:
+        conn, window = self._store.conn, (format_time(since), format_time(until))
+        row = conn.execute(
+            "SELECT count(*), count(DISTINCT recipient), count(DISTINCT message_id) "
+            "FROM bounces WHERE at >= ? AND at < ?", window).fetchone()
+        kinds = dict(conn.execute(
+            "SELECT kind, count(*) FROM bounces WHERE at >= ? AND at < ? GROUP BY kind",
+            window).fetchall())
+        types = dict(conn.execute(
+            "SELECT failure_type, count(*) FROM bounces WHERE at >= ? AND at < ? "
+            "AND failure_type IS NOT NULL GROUP BY failure_type", window).fetchall())
+        events = conn.execute(
+            f"SELECT {_STATE_CHANGES} FROM address_events WHERE at >= ? AND at < ?",
+            window).fetchone()
+        return WindowTotals(int(row[0]), int(row[1]), int(row[2]), kinds, types,
+                            int(events[0]), int(events[1]), int(events[2]))
+
+    def groups(self, by: str, since: datetime, until: datetime) -> list[GroupCounts]:
+        """The window's bounces grouped by ``by`` (a key of :data:`GROUP_KEYS`)."""
+        key = GROUP_KEYS[by]
+        rows = self._store.conn.execute(
+            f"SELECT {key} AS key, count(*), count(DISTINCT b.recipient), "
+            "coalesce(sum(b.failure_type = 'hard'), 0), "
+            "coalesce(sum(b.failure_type = 'soft'), 0), "
+            "coalesce(sum(b.failure_type = 'ignored'), 0), "
+            "coalesce(sum(b.failure_type = 'undefined'), 0) "
+            "FROM bounces b LEFT JOIN reasons r ON r.code = b.reason_code "
+            "WHERE b.at >= ? AND b.at < ? GROUP BY key",
+            (format_time(since), format_time(until))).fetchall()
+        return [GroupCounts(str(r[0]), *(int(v) for v in r[1:])) for r in rows]
+
+    def waiting(self, since: datetime, until: datetime, limit: int) -> list[WaitingInWindow]:
+        """The window's texts still ``to_qualify``, by how often they came in it."""
+        rows = self._store.conn.execute(
+            "SELECT q.id, q.text, w.n, q.occurrences, q.last_seen, q.failure_type, "
+            "q.reason_code, q.qualified_by FROM (SELECT qualification_id AS id, count(*) AS n "
+            "FROM bounces WHERE at >= ? AND at < ? AND qualification_id IS NOT NULL "
+            "GROUP BY qualification_id) w JOIN qualification q ON q.id = w.id "
+            "WHERE q.status = 'to_qualify' ORDER BY w.n DESC, q.occurrences DESC, q.id LIMIT ?",
+            (format_time(since), format_time(until), limit)).fetchall()
+        return [WaitingInWindow(int(r[0]), r[1], int(r[2]), int(r[3]), r[4], r[5], r[6], r[7])
+                for r in rows]
+
+    def days(self, since: datetime, until: datetime) -> list[DayChanges]:
+        rows = self._store.conn.execute(
+            f"SELECT substr(at, 1, 10) AS day, {_STATE_CHANGES} FROM address_events "
+            "WHERE at >= ? AND at < ? GROUP BY day ORDER BY day",
+            (format_time(since), format_time(until))).fetchall()
+        return [DayChanges(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
+
+    def invalid_domains(self, since: datetime, until: datetime
+                        ) -> list[tuple[str, str | None, int]]:
+        """``(domain, recorded DNS status, bounces)`` of the window's Invalid-domain
+        bounces, most bounced first."""
+        rows = self._store.conn.execute(
+            f"SELECT {_DOMAIN} AS domain, b.dns_status, count(*) FROM bounces b "
+            "WHERE b.at >= ? AND b.at < ? AND b.reason_code = ? GROUP BY domain, b.dns_status "
+            "ORDER BY count(*) DESC",
+            (format_time(since), format_time(until), int(Reason.INVALID_DOMAIN))).fetchall()
+        return [(r[0], r[1], int(r[2])) for r in rows]
