@@ -41,7 +41,7 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Quarantine policy thresholds (SPEC §6)."""
+    """Quarantine policy thresholds (docs/policy.md)."""
 
     #: Counted soft errors that put an address in quarantine.
     soft_error_threshold: int = 5
@@ -58,7 +58,7 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class VerpConfig:
-    """Variable envelope return path (SPEC §7)."""
+    """Variable envelope return path (docs/correlation.md)."""
 
     #: Separator between the local part and the token: ``bounces+TOKEN@bounce.example``.
     separator: str = "+"

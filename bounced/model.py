@@ -1,7 +1,8 @@
 """The domain vocabulary shared by every pipeline stage.
 
 Everything here is plain, immutable data: enums with the names the reference documents
-use (SPEC §2, §3, §6) and frozen dataclasses that travel from one stage to the next::
+use (docs/kinds.md, docs/reasons.md, docs/policy.md) and frozen dataclasses that travel
+from one stage to the next::
 
     parse      bytes              -> BounceReport (kind + RecipientReport per recipient)
     normalize  diagnostic text    -> normalized text
@@ -20,7 +21,7 @@ from enum import Enum, IntEnum, StrEnum
 
 
 class Kind(StrEnum):
-    """What a received message is (SPEC §2)."""
+    """What a received message is (docs/kinds.md)."""
 
     FAILURE = "failure"
     DELAY = "delay"
@@ -50,7 +51,7 @@ class Action(StrEnum):
 
 
 class FailureType(StrEnum):
-    """Severity of a failure: what it does to the address (SPEC §3)."""
+    """Severity of a failure: what it does to the address (docs/reasons.md)."""
 
     HARD = "hard"
     SOFT = "soft"
@@ -59,7 +60,7 @@ class FailureType(StrEnum):
 
 
 class Reason(IntEnum):
-    """Failure reasons, keeping the reference table's technical values (SPEC §3).
+    """Failure reasons, keeping the reference table's technical values (docs/reasons.md).
 
     11, 12, 15, 16 and 17 belong to a sending platform's targeting and never come out of
     a bounce; they are kept so the ``reasons`` table matches the reference one to one.
@@ -134,7 +135,8 @@ _REASON_LABELS: dict[Reason, tuple[str, FailureType]] = {
 
 
 class QualificationStatus(StrEnum):
-    """Where a normalized text stands in the delivery-log qualification table (SPEC §4)."""
+    """Where a normalized text stands in the delivery-log qualification table
+    (docs/qualification.md)."""
 
     TO_QUALIFY = "to_qualify"
     KEEP = "keep"
@@ -142,7 +144,7 @@ class QualificationStatus(StrEnum):
 
 
 class QuarantineState(StrEnum):
-    """The state of an address (SPEC §6)."""
+    """The state of an address (docs/policy.md)."""
 
     VALID = "valid"
     ERRONEOUS = "erroneous"
@@ -157,7 +159,7 @@ class QuarantineState(StrEnum):
 
 
 class MessageState(StrEnum):
-    """Processing state of a stored raw message (SPEC §8)."""
+    """Processing state of a stored raw message (docs/schema.md)."""
 
     PENDING = "pending"
     PROCESSED = "processed"
@@ -165,7 +167,7 @@ class MessageState(StrEnum):
 
 
 class QualifiedBySource(Enum):
-    """Which step of the qualification order (SPEC §4) decided a verdict."""
+    """Which step of the qualification order (docs/qualification.md) decided a verdict."""
 
     TABLE = "table"
     RULE = "rule"

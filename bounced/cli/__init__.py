@@ -1,7 +1,9 @@
 """The ``bounced`` command line.
 
-Each subcommand lives in its own module exposing ``register(subparsers)``; the module
-adds its parser and sets ``handler`` to a function ``(args) -> int`` (the exit status).
+Each subcommand lives in its own module exposing ``HELP``, ``DESCRIPTION`` and
+``register(parser)``; ``register`` adds the command's arguments and sets ``handler`` to a
+function ``(args) -> int`` (the exit status), wrapped by :func:`bounced.cli.common.command`.
+What commands share (options, opening the database, errors) is :mod:`bounced.cli.common`.
 """
 
 from __future__ import annotations
@@ -48,9 +50,11 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"bounced {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module in COMMANDS.items():
+    for name, module_name in COMMANDS.items():
         if only is None or name == only:
-            importlib.import_module(module).register(subparsers)
+            module = importlib.import_module(module_name)
+            module.register(
+                subparsers.add_parser(name, help=module.HELP, description=module.DESCRIPTION))
     return parser
 
 

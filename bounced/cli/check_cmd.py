@@ -11,32 +11,25 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, TextIO
+from typing import TextIO
 
-from bounced.cli.common import (
-    add_config,
-    add_db,
-    add_json,
-    address_rules,
-    command,
-    open_readonly,
-)
+from bounced.cli import common
 from bounced.core.tables import render_table
 from bounced.core.times import format_optional
 from bounced.ops.audit import AddressReport, check_address
 
+#: The one-line summary in ``bounced --help``.
+HELP = "may these addresses be sent to? (exit 0 yes, 1 no)"
+#: What ``bounced check --help`` says first.
+DESCRIPTION = ("Print each address's state and why; exit 0 when every address may "
+        "be sent to, 1 when one may not (quarantine, denylisted).")
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "check",
-        help="may these addresses be sent to? (exit 0 yes, 1 no)",
-        description="Print each address's state and why; exit 0 when every address may "
-        "be sent to, 1 when one may not (quarantine, denylisted).",
-    )
-    add_db(parser)
-    add_config(parser)
+
+def register(parser: argparse.ArgumentParser) -> None:
+    common.add_db(parser)
+    common.add_config(parser)
     parser.add_argument("addresses", nargs="+", metavar="ADDRESS")
-    add_json(parser, "one JSON object per address")
+    common.add_json(parser, "one JSON object per address")
     parser.set_defaults(handler=run)
 
 
@@ -53,10 +46,10 @@ def _row(report: AddressReport) -> tuple[object, ...]:
     )
 
 
-@command("check")
+@common.command("check")
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    rules = address_rules(args)
-    with open_readonly(args.db) as store:
+    rules = common.address_rules(args)
+    with common.open_readonly(args.db) as store:
         reports = [check_address(store, address, rules) for address in args.addresses]
     if args.json:
         for report in reports:

@@ -12,35 +12,35 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any, TextIO
+from typing import TextIO
 
-from bounced.cli.common import add_at, add_db, command, config_of, now_of, open_store
+from bounced.cli import common
 from bounced.core.times import format_time
 from bounced.ops.processing import run_cleanup
 from bounced.store.retention import DEFAULT_BATCH
 
+#: The one-line summary in ``bounced --help``.
+HELP = "release due quarantines, reset stale counters, purge past retention"
+#: What ``bounced cleanup --help`` says first.
+DESCRIPTION = ("Release Mailbox-full quarantines after 30 days, reset soft-error "
+        "counters after 10 days, purge raw messages and bounces past database.retention.")
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "cleanup",
-        help="release due quarantines, reset stale counters, purge past retention",
-        description="Release Mailbox-full quarantines after 30 days, reset soft-error "
-        "counters after 10 days, purge raw messages and bounces past database.retention.",
-    )
-    add_db(parser)
-    add_at(parser)
+
+def register(parser: argparse.ArgumentParser) -> None:
+    common.add_db(parser)
+    common.add_at(parser)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, metavar="N",
                         help=f"messages per purge transaction (default {DEFAULT_BATCH})")
     parser.set_defaults(handler=run)
 
 
-@command("cleanup")
+@common.command("cleanup")
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    config = config_of(args)
-    at = now_of(args)
+    config = common.config_of(args)
+    at = common.now_of(args)
     cutoff = at - config.database.retention
-    with open_store(args.db) as store:
+    with common.open_store(args.db) as store:
         events = run_cleanup(store, config=config, at=at)
         purged = store.retention.purge(cutoff, max(1, args.batch))
     for event in events:

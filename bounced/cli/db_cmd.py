@@ -12,47 +12,47 @@ The periodic job (release due quarantines, reset stale counters, retention) is
 from __future__ import annotations
 
 import argparse
-from typing import Any, TextIO
+from typing import TextIO
 
-from bounced.cli.common import UsageError, add_db, command, config_of, open_readonly, open_store
+from bounced.cli import common
 from bounced.cli.ingest_cmd import print_result
 from bounced.model import MessageState
 from bounced.ops.processing import process_messages
 from bounced.store import DatabaseError
 
+#: The one-line summary in ``bounced --help``.
+HELP = "create, check and maintain the database"
+#: What ``bounced db --help`` says first.
+DESCRIPTION = "Create, check and maintain the bounced SQLite database."
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "db",
-        help="create, check and maintain the database",
-        description="Create, check and maintain the bounced SQLite database.",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="db_action", metavar="ACTION", required=True)
     init = actions.add_parser("init", help="create or migrate the database")
     check = actions.add_parser("check", help="integrity, schema version, stuck messages")
     retry = actions.add_parser("retry", help="process failed messages again")
     for sub in (init, check, retry):
-        add_db(sub)
+        common.add_db(sub)
     retry.add_argument("--config", metavar="FILE", help="TOML configuration file")
     init.set_defaults(handler=run_init)
     check.set_defaults(handler=run_check)
     retry.set_defaults(handler=run_retry)
 
 
-@command("db init")
+@common.command("db init")
 def run_init(args: argparse.Namespace, out: TextIO) -> int:
-    with open_store(args.db) as store:
+    with common.open_store(args.db) as store:
         print(f"{args.db}: ready, schema version {store.health.schema_version()}", file=out)
     return 0
 
 
-@command("db check")
+@common.command("db check")
 def run_check(args: argparse.Namespace, out: TextIO) -> int:
-    with open_readonly(args.db, require_schema=False) as store:
+    with common.open_readonly(args.db, require_schema=False) as store:
         try:
             result = store.health.check()
         except DatabaseError as error:
-            raise UsageError(f"--db {args.db}: not an SQLite database ({error})") from None
+            raise common.UsageError(f"--db {args.db}: not an SQLite database ({error})") from None
     for fact in result.facts:
         print(fact, file=out)
     for problem in result.problems:
@@ -61,10 +61,10 @@ def run_check(args: argparse.Namespace, out: TextIO) -> int:
     return 1 if result.problems else 0
 
 
-@command("db retry")
+@common.command("db retry")
 def run_retry(args: argparse.Namespace, out: TextIO) -> int:
-    config = config_of(args)
-    with open_store(args.db) as store:
+    config = common.config_of(args)
+    with common.open_store(args.db) as store:
         ids = store.messages.ids(MessageState.FAILED, limit=1_000_000_000)
         results = process_messages(store, ids, config=config, rules=store.rules.enabled())
     failed = 0

@@ -10,31 +10,24 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, TextIO
+from typing import TextIO
 
-from bounced.cli.common import (
-    add_config,
-    add_db,
-    add_json,
-    address_rules,
-    command,
-    open_readonly,
-)
+from bounced.cli import common
 from bounced.core.times import format_optional
 from bounced.ops.audit import BounceStep, explain
 
+#: The one-line summary in ``bounced --help``.
+HELP = "every bounce and state change of an address, and what qualified it"
+#: What ``bounced explain --help`` says first.
+DESCRIPTION = ("Show every bounce that touched ADDRESS (normalized text, the rule or "
+        "table row that qualified it) and each state change, in time order.")
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "explain",
-        help="every bounce and state change of an address, and what qualified it",
-        description="Show every bounce that touched ADDRESS (normalized text, the rule or "
-        "table row that qualified it) and each state change, in time order.",
-    )
-    add_db(parser)
-    add_config(parser)
+
+def register(parser: argparse.ArgumentParser) -> None:
+    common.add_db(parser)
+    common.add_config(parser)
     parser.add_argument("address", metavar="ADDRESS")
-    add_json(parser, "the timeline as JSON")
+    common.add_json(parser, "the timeline as JSON")
     parser.set_defaults(handler=run)
 
 
@@ -55,10 +48,10 @@ def _print_bounce(step: BounceStep, out: TextIO) -> None:
               file=out)
 
 
-@command("explain")
+@common.command("explain")
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    rules = address_rules(args)
-    with open_readonly(args.db) as store:
+    rules = common.address_rules(args)
+    with common.open_readonly(args.db) as store:
         story = explain(store, args.address, rules)
     if args.json:
         print(json.dumps(story.to_json(), indent=2), file=out)

@@ -22,9 +22,9 @@ import itertools
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from bounced.cli.common import USAGE_ERROR, UsageError, command, config_of, instant, open_store
+from bounced.cli import common
 from bounced.model import MessageState
 from bounced.ops.ingest import Envelope, Named, incoming, ingest_batch
 from bounced.ops.processing import ProcessResult
@@ -33,13 +33,14 @@ from bounced.ops.processing import ProcessResult
 AT_HEADER = "header"
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "ingest",
-        help="store and process bounce messages into the database",
-        description="Store messages (files, maildirs, mbox files, - for stdin) in the "
-        "database, then parse, qualify and apply the quarantine policy to them.",
-    )
+#: The one-line summary in ``bounced --help``.
+HELP = "store and process bounce messages into the database"
+#: What ``bounced ingest --help`` says first.
+DESCRIPTION = ("Store messages (files, maildirs, mbox files, - for stdin) in the "
+        "database, then parse, qualify and apply the quarantine policy to them.")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH")
     parser.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
@@ -58,7 +59,7 @@ def register(subparsers: Any) -> None:
 
 
 def _at_argument(value: str) -> datetime | str:
-    return AT_HEADER if value.strip().lower() == AT_HEADER else instant(value)
+    return AT_HEADER if value.strip().lower() == AT_HEADER else common.instant(value)
 
 
 def _describe_recipient(result: ProcessResult, index: int) -> str:
@@ -99,24 +100,24 @@ def _check_paths(paths: list[str]) -> None:
             continue
         target = Path(path)
         if not target.exists():
-            raise UsageError(f"{path}: no such file or directory")
+            raise common.UsageError(f"{path}: no such file or directory")
         if target.is_file():
             try:
                 with target.open("rb"):
                     pass
             except OSError as error:
-                raise UsageError(f"{path}: {error.strerror or error}") from None
+                raise common.UsageError(f"{path}: {error.strerror or error}") from None
 
 
-@command("ingest")
+@common.command("ingest")
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    config = config_of(args)
+    config = common.config_of(args)
     _check_paths(args.paths)
     at = args.at if isinstance(args.at, datetime) else None
     envelope = Envelope(args.mail_from, tuple(args.rcpt_to or ()))
     errors: list[str] = []
     failures = 0
-    with open_store(args.db, cache_mb=config.database.cache_mb) as store, \
+    with common.open_store(args.db, cache_mb=config.database.cache_mb) as store, \
             store.checkpoint_in_background():
         rules = store.rules.enabled()
         batch: list[Named] = []
@@ -136,5 +137,5 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     for problem in errors:
         print(f"bounced ingest: {problem}", file=sys.stderr)
     if errors:
-        return USAGE_ERROR
+        return common.USAGE_ERROR
     return 1 if failures else 0

@@ -15,14 +15,14 @@ from bounced.core.qualify import load_default_rules
 from bounced.model import BounceReport, Verdict
 from bounced.ops.sources import read_messages
 
+#: The one-line summary in ``bounced --help``.
+HELP = "parse bounce files and print their verdicts (no database)"
+#: What ``bounced parse --help`` says first.
+DESCRIPTION = ("Parse messages (files, mbox files, maildirs, - for stdin) and print "
+        "one verdict per recipient, qualified with the default rules.")
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "parse",
-        help="parse bounce files and print their verdicts (no database)",
-        description="Parse messages (files, mbox files, maildirs, - for stdin) and print "
-        "one verdict per recipient, qualified with the default rules.",
-    )
+
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="FILE")
     parser.add_argument("--json", action="store_true", help="JSON Lines, one object per recipient")
     parser.set_defaults(handler=run)

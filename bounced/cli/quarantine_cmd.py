@@ -23,21 +23,9 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from bounced.cli.common import (
-    UsageError,
-    add_at,
-    add_config,
-    add_db,
-    address_rules,
-    command,
-    config_of,
-    now_of,
-    open_readonly,
-    open_store,
-    when,
-)
+from bounced.cli import common
 from bounced.core.decisions import Decision, allowed, denied, released
 from bounced.core.tables import render_table
 from bounced.core.times import format_optional
@@ -55,17 +43,18 @@ from bounced.ops.quarantine import (
 # --------------------------------------------------------------------------- parser
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "quarantine",
-        help="list, show, release, allow, deny, import, export, roll back addresses",
-        description="Look at and steer the quarantine state of addresses. Every change "
-        "is written to the address's history (address_events) with its cause.",
-    )
+#: The one-line summary in ``bounced --help``.
+HELP = "list, show, release, allow, deny, import, export, roll back addresses"
+#: What ``bounced quarantine --help`` says first.
+DESCRIPTION = ("Look at and steer the quarantine state of addresses. Every change "
+        "is written to the address's history (address_events) with its cause.")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="quarantine_action", metavar="ACTION", required=True)
 
     listing = actions.add_parser("list", help="addresses in quarantine or denylisted")
-    add_db(listing)
+    common.add_db(listing)
     listing.add_argument("--state", action="append", choices=[s.value for s in QuarantineState],
                          help="states to list, repeatable (default: quarantine, denylisted)")
     listing.add_argument("--limit", type=int, default=1000, help="at most this many rows")
@@ -73,8 +62,8 @@ def register(subparsers: Any) -> None:
     listing.set_defaults(handler=run_list)
 
     show = actions.add_parser("show", help="an address's state and full history")
-    add_db(show)
-    add_config(show)
+    common.add_db(show)
+    common.add_config(show)
     show.add_argument("address", metavar="ADDRESS")
     show.add_argument("--json", action="store_true", help="JSON for a machine")
     show.set_defaults(handler=run_show)
@@ -85,33 +74,33 @@ def register(subparsers: Any) -> None:
         ("deny", "put on the denylist", denied),
     ):
         sub = actions.add_parser(name, help=help_text)
-        add_db(sub)
-        add_config(sub)
-        add_at(sub)
+        common.add_db(sub)
+        common.add_config(sub)
+        common.add_at(sub)
         sub.add_argument("addresses", nargs="+", metavar="ADDRESS")
         sub.add_argument("--note", help="why (kept in the history's cause)")
         sub.set_defaults(handler=_decision_handler(name, decide))
 
     imp = actions.add_parser("import", help="denylist the addresses of a CSV file")
-    add_db(imp)
-    add_config(imp)
-    add_at(imp)
+    common.add_db(imp)
+    common.add_config(imp)
+    common.add_at(imp)
     imp.add_argument("file", metavar="FILE", help="CSV file (address column or first column), "
                      "- for standard input")
     imp.add_argument("--dry-run", action="store_true", help="check the file, change nothing")
     imp.set_defaults(handler=run_import)
 
     export = actions.add_parser("export", help="the suppression list")
-    add_db(export)
+    common.add_db(export)
     export.add_argument("--format", choices=("csv", "json"), default="csv")
     export.set_defaults(handler=run_export)
 
     back = actions.add_parser(
         "rollback", help="undo the state changes of one text or rule in a time window"
     )
-    add_db(back)
-    add_config(back)
-    add_at(back)
+    common.add_db(back)
+    common.add_config(back)
+    common.add_at(back)
     back.add_argument("--since", required=True, metavar="TIME",
                       help="start of the window: ISO-8601 or relative (24h, 7d)")
     back.add_argument("--until", metavar="TIME", help="end of the window (default: now)")
@@ -125,11 +114,11 @@ def register(subparsers: Any) -> None:
 # --------------------------------------------------------------------------- list / show
 
 
-@command("quarantine list")
+@common.command("quarantine list")
 def run_list(args: argparse.Namespace, out: TextIO) -> int:
     states = [QuarantineState(state) for state in args.state or (
         QuarantineState.QUARANTINE.value, QuarantineState.DENYLISTED.value)]
-    with open_readonly(args.db) as store:
+    with common.open_readonly(args.db) as store:
         rows = store.addresses.listing(states, args.limit)
     if args.json:
         for row in rows:
@@ -141,10 +130,10 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-@command("quarantine show")
+@common.command("quarantine show")
 def run_show(args: argparse.Namespace, out: TextIO) -> int:
-    rules = address_rules(args)
-    with open_readonly(args.db) as store:
+    rules = common.address_rules(args)
+    with common.open_readonly(args.db) as store:
         report = check_address(store, args.address, rules)
         events = history(store, args.address, rules)
     if args.json:
@@ -179,26 +168,26 @@ def print_actions(results: list[ActionResult], out: TextIO) -> None:
 
 
 def _decision_handler(name: str, decide: Decision) -> Callable[..., int]:
-    @command(f"quarantine {name}")
+    @common.command(f"quarantine {name}")
     def handler(args: argparse.Namespace, out: TextIO) -> int:
-        rules = address_rules(args)
-        with open_store(args.db) as store:
-            results = act(store, decide, args.addresses, now_of(args), args.note, rules)
+        rules = common.address_rules(args)
+        with common.open_store(args.db) as store:
+            results = act(store, decide, args.addresses, common.now_of(args), args.note, rules)
         print_actions(results, out)
         return 0
 
     return handler
 
 
-@command("quarantine import")
+@common.command("quarantine import")
 def run_import(args: argparse.Namespace, out: TextIO) -> int:
     try:
         data = sys.stdin.read() if args.file == "-" else \
             Path(args.file).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"{args.file}: {getattr(error, 'strerror', None) or error}") \
+        raise common.UsageError(f"{args.file}: {getattr(error, 'strerror', None) or error}") \
             from None
-    plan = parse_import(data, address_rules(args))
+    plan = parse_import(data, common.address_rules(args))
     for bad in plan.bad:
         print(f"{args.file}:{bad.line}: {bad.problem}", file=sys.stderr)
     source = "stdin" if args.file == "-" else Path(args.file).name
@@ -206,8 +195,8 @@ def run_import(args: argparse.Namespace, out: TextIO) -> int:
         print(f"{len(plan.addresses)} address(es) to denylist, {len(plan.bad)} bad "
               f"line(s), {plan.duplicates} duplicate(s); nothing changed", file=out)
         return 1 if plan.bad else 0
-    with open_store(args.db) as store:
-        result = import_denylist(store, plan, now_of(args), source)
+    with common.open_store(args.db) as store:
+        result = import_denylist(store, plan, common.now_of(args), source)
     for address in result.kept_allowlisted:
         print(f"{address}: on the allowlist, kept (use `quarantine deny` to override)",
               file=out)
@@ -222,9 +211,9 @@ def run_import(args: argparse.Namespace, out: TextIO) -> int:
 EXPORT_COLUMNS = ("address", "state", "reason", "since")
 
 
-@command("quarantine export")
+@common.command("quarantine export")
 def run_export(args: argparse.Namespace, out: TextIO) -> int:
-    with open_readonly(args.db) as store:
+    with common.open_readonly(args.db) as store:
         rows = store.addresses.suppression_list()
     if args.format == "json":
         json.dump([dataclasses.asdict(row) for row in rows], out, indent=2)
@@ -239,14 +228,14 @@ def run_export(args: argparse.Namespace, out: TextIO) -> int:
 # --------------------------------------------------------------------------- rollback
 
 
-@command("quarantine rollback")
+@common.command("quarantine rollback")
 def run_rollback(args: argparse.Namespace, out: TextIO) -> int:
-    config = config_of(args)
-    now = now_of(args)
-    since = when(args.since, now, "--since")
-    until = when(args.until, now, "--until")
+    config = common.config_of(args)
+    now = common.now_of(args)
+    since = common.when(args.since, now, "--since")
+    until = common.when(args.until, now, "--until")
     assert since is not None
-    with open_store(args.db) as store:
+    with common.open_store(args.db) as store:
         if args.dry_run:
             plan = plan_rollback(store, since=since, until=until, text_id=args.text,
                                  rule_id=args.rule, config=config)

@@ -16,18 +16,9 @@ import argparse
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from typing import TextIO
 
-from bounced.cli.common import (
-    UsageError,
-    add_at,
-    add_db,
-    add_json,
-    command,
-    config_of,
-    instant,
-    open_store,
-)
+from bounced.cli import common
 from bounced.core.times import parse_duration
 from bounced.ops.dns import cache_for
 from bounced.ops.report import DEFAULT_DNS_LIMIT, GroupBy, build_report, render_text, to_json
@@ -39,7 +30,7 @@ def _since(value: str) -> timedelta | datetime:
     except ValueError:
         pass
     try:
-        return instant(value)
+        return common.instant(value)
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
             f"expected a duration (1d, 12h) or an ISO-8601 time, got {value!r}") from None
@@ -55,20 +46,21 @@ def _seconds(value: str) -> float:
     return seconds
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "report",
-        help="counts, rates, waiting texts, quarantines per day",
-        description="Report on the bounces of a time window.",
-    )
-    add_db(parser)
+#: The one-line summary in ``bounced --help``.
+HELP = "counts, rates, waiting texts, quarantines per day"
+#: What ``bounced report --help`` says first.
+DESCRIPTION = "Report on the bounces of a time window."
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    common.add_db(parser)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--since", type=_since, default=timedelta(days=7),
                         metavar="DURATION|ISO-8601", help="window start (default: 7d)")
-    add_at(parser, "window end, the time the report is made as of (default: now)")
+    common.add_at(parser, "window end, the time the report is made as of (default: now)")
     parser.add_argument("--by", type=GroupBy, choices=list(GroupBy), default=GroupBy.TYPE,
                         help="breakdown (default: type)")
-    add_json(parser, "one JSON document")
+    common.add_json(parser, "one JSON document")
     parser.add_argument("--top", type=int, default=10, help="waiting texts shown (default 10)")
     parser.add_argument("--no-dns", action="store_true",
                         help="no DNS queries: use answers cached in dns_cache only")
@@ -82,9 +74,9 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-@command("report")
+@common.command("report")
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    dns_config = config_of(args).dns
+    dns_config = common.config_of(args).dns
     if args.dns_server:
         dns_config = replace(dns_config, nameservers=tuple(args.dns_server))
     if args.dns_timeout:
@@ -92,9 +84,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     until = args.at or datetime.now(UTC)
     since = until - args.since if isinstance(args.since, timedelta) else args.since
     if since >= until:
-        raise UsageError(f"--since {format(since)} is not before the window end")
+        raise common.UsageError(f"--since {format(since)} is not before the window end")
     # Read-write: answers looked up now are kept in dns_cache for the next report.
-    with open_store(args.db) as store:
+    with common.open_store(args.db) as store:
         offline = args.no_dns or not dns_config.enabled
         dns = None if offline else cache_for(store, dns_config, clock=lambda: until)
         report = build_report(store, since=since, until=until, by=args.by, dns=dns,

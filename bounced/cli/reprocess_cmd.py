@@ -10,25 +10,25 @@ finds nothing to change. The history is kept: changed verdicts are recorded in
 from __future__ import annotations
 
 import argparse
-from typing import Any, TextIO
+from typing import TextIO
 
-from bounced.cli.common import add_at, add_db, command, config_of, now_of, open_store, when
+from bounced.cli import common
 from bounced.core.tables import render_table
 from bounced.core.times import format_optional
 from bounced.ops.quarantine import AddressChange
 from bounced.ops.reprocess import apply_plan, plan
 
-
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "reprocess",
-        help="re-qualify stored bounces with today's rules, show and apply the changes",
-        description="Parse and qualify the stored raw messages again with today's rules "
+#: The one-line summary in ``bounced --help``.
+HELP = "re-qualify stored bounces with today's rules, show and apply the changes"
+#: What ``bounced reprocess --help`` says first.
+DESCRIPTION = ("Parse and qualify the stored raw messages again with today's rules "
         "and qualification table, print the addresses that would leave or enter "
-        "quarantine, then apply (unless --dry-run).",
-    )
-    add_db(parser)
-    add_at(parser)
+        "quarantine, then apply (unless --dry-run).")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    common.add_db(parser)
+    common.add_at(parser)
     parser.add_argument("--config", metavar="FILE", help="TOML configuration file")
     parser.add_argument("--since", metavar="TIME",
                         help="only bounces since: ISO-8601 or relative (7d, 24h)")
@@ -41,12 +41,12 @@ def _table(changes: tuple[AddressChange, ...]) -> str:
                         [(c.address, c.old.value, c.new.value, c.direction) for c in changes])
 
 
-@command("reprocess")
+@common.command("reprocess")
 def run(args: argparse.Namespace, out: TextIO) -> int:
-    config = config_of(args)
-    now = now_of(args)
-    since = when(args.since, now, "--since")
-    with open_store(args.db) as store:
+    config = common.config_of(args)
+    now = common.now_of(args)
+    since = common.when(args.since, now, "--since")
+    with common.open_store(args.db) as store:
         planned = plan(store, since=since, config=config)
         window = f" since {format_optional(since)}" if since is not None else ""
         print(f"{planned.messages} message(s){window} re-qualified: "

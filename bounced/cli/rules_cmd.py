@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from bounced.cli.common import UsageError, add_db, command, open_store
+from bounced.cli import common
 from bounced.core.tables import render_table
 from bounced.model import FailureType, QualificationStatus, Reason
 from bounced.ops.rules import (
@@ -67,14 +67,23 @@ def _verdict(ftype: str | None, reason: int | None) -> str:
     return f"{ftype}/{label} ({reason})"
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "rules",
-        help="qualification queue and processing rules",
-        description="Qualify waiting texts and manage email processing rules.",
-    )
-    actions = parser.add_subparsers(dest="rules_action", metavar="ACTION", required=True)
+#: The one-line summary in ``bounced --help``.
+HELP = "qualification queue and processing rules"
+#: What ``bounced rules --help`` says first.
+DESCRIPTION = "Qualify waiting texts and manage email processing rules."
 
+
+def register(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(dest="rules_action", metavar="ACTION", required=True)
+    _register_queue(actions)
+    _register_rules(actions)
+    _register_transfer(actions)
+    for sub in actions.choices.values():
+        common.add_db(sub)
+
+
+def _register_queue(actions: Any) -> None:
+    """``queue`` and ``qualify``: the qualification table."""
     q = actions.add_parser("queue", help="texts waiting for qualification, with suggestions")
     q.add_argument("--limit", type=int, default=20, help="how many texts (default 20)")
     q.add_argument("--json", action="store_true", help="JSON lines instead of text")
@@ -90,6 +99,9 @@ def register(subparsers: Any) -> None:
                       help="this text never causes quarantine (status ignore)")
     qual.set_defaults(handler=run_qualify)
 
+
+def _register_rules(actions: Any) -> None:
+    """``add``, ``list``, ``enable``, ``disable``, ``test``: the processing rules."""
     add = actions.add_parser("add", help="add a processing rule")
     add.add_argument("pattern", metavar="PATTERN",
                      help="regular expression searched in the normalized text")
@@ -124,6 +136,9 @@ def register(subparsers: Any) -> None:
     test.add_argument("--command", help="SMTP command answered (RCPT, DATA, ...)")
     test.set_defaults(handler=run_test)
 
+
+def _register_transfer(actions: Any) -> None:
+    """``export`` and ``import``: rules between instances."""
     exp = actions.add_parser("export", help="write rules as TOML (rules.toml format)")
     exp.add_argument("--output", "-o", metavar="FILE", help="file to write (default stdout)")
     exp.add_argument("--all", action="store_true", help="include the shipped defaults")
@@ -138,17 +153,13 @@ def register(subparsers: Any) -> None:
     imp.add_argument("--dry-run", action="store_true", help="show what would happen")
     imp.set_defaults(handler=run_import)
 
-    for sub in (q, qual, add, lst, test, exp, imp, *[
-            actions.choices[name] for name in ("disable", "enable")]):
-        add_db(sub)
-
 
 def _on_store(body: StoreHandler) -> Callable[..., int]:
     """A ``bounced rules ACTION`` handler that works on the ``--db`` database."""
-    @command(lambda args: f"rules {args.rules_action}")
+    @common.command(lambda args: f"rules {args.rules_action}")
     @functools.wraps(body)
     def run(args: argparse.Namespace, out: TextIO) -> int:
-        with open_store(args.db) as store:
+        with common.open_store(args.db) as store:
             return body(store, args, out)
     return run
 
@@ -195,7 +206,7 @@ def run_queue(store: Store, args: argparse.Namespace, out: TextIO) -> int:
 @_on_store
 def run_qualify(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     if args.ignore and args.failure_type is not None:
-        raise UsageError("--ignore and --type exclude each other")
+        raise common.UsageError("--ignore and --type exclude each other")
     status = QualificationStatus.IGNORE if args.ignore else QualificationStatus.KEEP
     before, after = qualify_text(
         store, args.id, status=status, failure_type=args.failure_type, reason=args.reason
@@ -308,7 +319,7 @@ def run_import(store: Store, args: argparse.Namespace, out: TextIO) -> int:
     try:
         document = path.read_text(encoding="utf-8")
     except OSError as error:
-        raise UsageError(f"{args.file}: {error.strerror or error}") from None
+        raise common.UsageError(f"{args.file}: {error.strerror or error}") from None
     lines = import_rules(store, document, source=str(path), replace=args.replace,
                          dry_run=args.dry_run)
     for line in lines:

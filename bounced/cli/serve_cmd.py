@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "serve",
-        help="run the SMTP/LMTP daemon that receives bounces",
-        description=(
-            "Receive bounces over SMTP and/or LMTP, store each raw message before answering "
+#: The one-line summary in ``bounced --help``.
+HELP = "run the SMTP/LMTP daemon that receives bounces"
+#: What ``bounced serve --help`` says first.
+DESCRIPTION = ("Receive bounces over SMTP and/or LMTP, store each raw message before answering "
             "250, and process it in the background. With no options: SMTP on 127.0.0.1:2525 "
             "into ./bounced.db, accepting every recipient (configure smtp.bounce_domains "
             "before exposing it). Command-line options override the configuration file. "
-            "SIGTERM stops gracefully, SIGHUP reloads the configuration and rules."
-        ),
-    )
+            "SIGTERM stops gracefully, SIGHUP reloads the configuration and rules.")
+
+
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="TOML configuration file (default: built-in defaults)"
     )

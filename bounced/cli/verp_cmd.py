@@ -1,4 +1,4 @@
-"""``bounced verp``: make and check signed VERP return paths (SPEC §7).
+"""``bounced verp``: make and check signed VERP return paths (docs/correlation.md).
 
 Senders call ``bounced verp encode jane@example.org`` (or :func:`bounced.core.verp.encode_address`
 from Python) to get the envelope sender of the mail they send to jane; a bounce to that
@@ -10,15 +10,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+
+#: The one-line summary in ``bounced --help``.
+HELP = "encode or decode signed VERP return paths"
+#: What ``bounced verp --help`` says first.
+DESCRIPTION = "Make the VERP envelope sender for a recipient, or check one."
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "verp",
-        help="encode or decode signed VERP return paths",
-        description="Make the VERP envelope sender for a recipient, or check one.",
-    )
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="TOML configuration (verp.secret, verp.separator)"
     )

@@ -6,7 +6,7 @@ domain in Unicode or in its IDNA (``xn--``) form, Gmail's ``janedoe`` and ``jane
 own row, a quarantine would not protect the other spellings and counters would be split,
 so addresses are compared through a *canonical key*:
 
-- the whole address is lowercased (SPEC §8 stores addresses lowercased; RFC 5321 lets a
+- the whole address is lowercased (docs/schema.md stores addresses lowercased; RFC 5321 lets a
   local part be case-sensitive, but no mainstream provider uses that, and an operator
   expects ``Jane@`` and ``jane@`` to be one row);
 - the domain is in IDNA ASCII form (``bücher.example`` -> ``xn--bcher-kva.example``), the

@@ -40,6 +40,14 @@ def _decide(
     return target, AddressEvent(address, at, old, target.state, cause)
 
 
+def _cleared(base: AddressState, state: QuarantineState, at: datetime) -> AddressState:
+    """``base`` in ``state`` with every counter, reason and quarantine date forgotten."""
+    return replace(
+        base, state=state, error_count=0, last_counted_error_at=None, reason=None,
+        quarantined_at=None, release_at=None, undefined_count=0, updated_at=at,
+    )
+
+
 def released(current: AddressState | None, address: str, at: datetime,
              note: str | None = None) -> tuple[AddressState, AddressEvent | None]:
     """Back to ``valid`` with counters at zero: the operator knows the address works.
@@ -47,11 +55,7 @@ def released(current: AddressState | None, address: str, at: datetime,
     Releasing an address that is already valid changes nothing and writes no event, so
     running the same release twice leaves one line of history.
     """
-    base = current or AddressState(address)
-    target = replace(
-        base, state=QuarantineState.VALID, error_count=0, last_counted_error_at=None,
-        reason=None, quarantined_at=None, release_at=None, undefined_count=0, updated_at=at,
-    )
+    target = _cleared(current or AddressState(address), QuarantineState.VALID, at)
     return _decide(current, address, target, at, _cause(RELEASED, note))
 
 
@@ -59,11 +63,7 @@ def allowed(current: AddressState | None, address: str, at: datetime,
             note: str | None = None) -> tuple[AddressState, AddressEvent | None]:
     """On the allowlist: never quarantined again, its errors carry reason 25 (the
     pipeline's policy does that for the ``allowlisted`` state)."""
-    base = current or AddressState(address)
-    target = replace(
-        base, state=QuarantineState.ALLOWLISTED, error_count=0, last_counted_error_at=None,
-        reason=None, quarantined_at=None, release_at=None, undefined_count=0, updated_at=at,
-    )
+    target = _cleared(current or AddressState(address), QuarantineState.ALLOWLISTED, at)
     return _decide(current, address, target, at, _cause(ALLOWLISTED, note))
 
 

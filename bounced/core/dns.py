@@ -20,7 +20,6 @@ from datetime import datetime
 from enum import StrEnum
 
 from bounced.core.times import format_time
-from bounced.model import Reason
 
 
 class DnsStatus(StrEnum):
@@ -36,10 +35,6 @@ class DnsStatus(StrEnum):
     @property
     def definite(self) -> bool:
         return self is not DnsStatus.UNKNOWN
-
-    @property
-    def accepts_mail(self) -> bool:
-        return self in (DnsStatus.MX, DnsStatus.NO_MX)
 
 
 class OutcomeKind(StrEnum):
@@ -192,11 +187,6 @@ def provider_for(status: DnsStatus, mx_hosts: Sequence[str]) -> str:
         DnsStatus.NXDOMAIN: "(no such domain)",
         DnsStatus.UNKNOWN: "(DNS unknown)",
     }[status]
-
-
-def evidence_needed(reason: Reason | None) -> bool:
-    """Which verdicts get DNS evidence: ``Invalid domain`` ones (issue 4, item 9)."""
-    return reason is Reason.INVALID_DOMAIN
 
 
 def lookup(domain: str, query: Query, at: datetime, *, budget: float,

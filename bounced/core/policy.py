@@ -1,4 +1,4 @@
-"""Quarantine policy (SPEC §6) as pure functions: state + verdict + time -> new state.
+"""Quarantine policy (docs/policy.md) as pure functions: state + verdict + time -> new state.
 
 Nothing here reads a clock or a database: the pipeline passes the time the bounce counts
 at (``at``, the receipt time or the message's own ``Date`` when replaying history) and
@@ -150,7 +150,6 @@ def apply(
     if name is None:
         raise ValueError("apply() needs an address when there is no state yet")
     current = state if state is not None else AddressState(name)
-    last_error = _latest(current.last_error_at, at)
 
     if current.state is QuarantineState.ALLOWLISTED:
         rewritten = (
@@ -161,59 +160,83 @@ def apply(
         return PolicyOutcome(state, None, rewritten)
     if current.state is QuarantineState.DENYLISTED:
         return PolicyOutcome(state, None, qualification)
-
     if facts.kind is Kind.FEEDBACK:
-        new = replace(
-            current,
-            state=QuarantineState.DENYLISTED,
-            reason=Reason.DENYLISTED,
-            quarantined_at=at,
-            release_at=None,
-            last_error_at=last_error,
-            updated_at=at,
-        )
-        kind = f" ({facts.feedback_type})" if facts.feedback_type else ""
-        return PolicyOutcome(new, _event(state, new, at, f"ARF complaint{kind}"), qualification)
-
-    if facts.kind in _NO_CHANGE_KINDS or facts.failure_type in (None, FailureType.IGNORED):
+        new, cause = _complaint(current, facts, at), _complaint_cause(facts)
+    elif facts.kind in _NO_CHANGE_KINDS or facts.failure_type in (None, FailureType.IGNORED):
         return PolicyOutcome(state, None, qualification)
-
-    if current.state is QuarantineState.QUARANTINE:
-        # Already quarantined: remember the error, and let a hard error replace a
-        # Mailbox-full quarantine so that it is not released by the cleanup job.
-        new = replace(current, last_error_at=last_error, updated_at=at)
-        if facts.failure_type is FailureType.HARD and current.reason is Reason.MAILBOX_FULL \
-                and facts.reason is not Reason.MAILBOX_FULL:
-            new = replace(new, reason=facts.reason, release_at=None)
-        return PolicyOutcome(new, None, qualification)
-
-    if facts.failure_type is FailureType.HARD:
+    elif current.state is QuarantineState.QUARANTINE:
+        return PolicyOutcome(_quarantined_again(current, facts, at), None, qualification)
+    elif facts.failure_type is FailureType.HARD:
         new = _quarantine(
-            replace(current, error_count=current.error_count + 1, last_error_at=last_error,
+            replace(current, error_count=current.error_count + 1,
+                    last_error_at=_latest(current.last_error_at, at),
                     last_counted_error_at=at, updated_at=at),
             facts.reason, at, config,
         )
         cause = f"hard bounce: {_describe(facts)}"
-        return PolicyOutcome(new, _event(state, new, at, cause), qualification)
+    else:
+        counted = _count_soft(current, facts, at, config)
+        if counted.cause is None:
+            return PolicyOutcome(counted.state, None, qualification)
+        new, cause = counted.state, counted.cause
+    return PolicyOutcome(new, _event(state, new, at, cause), qualification)
 
+
+def _complaint(current: AddressState, facts: PolicyFacts, at: datetime) -> AddressState:
+    """A spam complaint: the address is denylisted for good."""
+    return replace(
+        current,
+        state=QuarantineState.DENYLISTED,
+        reason=Reason.DENYLISTED,
+        quarantined_at=at,
+        release_at=None,
+        last_error_at=_latest(current.last_error_at, at),
+        updated_at=at,
+    )
+
+
+def _complaint_cause(facts: PolicyFacts) -> str:
+    return f"ARF complaint ({facts.feedback_type})" if facts.feedback_type else "ARF complaint"
+
+
+def _quarantined_again(current: AddressState, facts: PolicyFacts, at: datetime) -> AddressState:
+    """An error for an address already in quarantine: remembered, and a hard error
+    replaces a Mailbox-full quarantine so that the cleanup job does not release it."""
+    new = replace(current, last_error_at=_latest(current.last_error_at, at), updated_at=at)
+    if facts.failure_type is FailureType.HARD and current.reason is Reason.MAILBOX_FULL \
+            and facts.reason is not Reason.MAILBOX_FULL:
+        new = replace(new, reason=facts.reason, release_at=None)
+    return new
+
+
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    """A soft (or undefined) error applied: the new state, and the cause of the change
+    when it counted (``None``: remembered only)."""
+
+    state: AddressState
+    cause: str | None
+
+
+def _count_soft(current: AddressState, facts: PolicyFacts, at: datetime,
+                config: PolicyConfig) -> _Counted:
+    """A soft error (or an undefined one past its grace) counts when far enough from the
+    last counted one; the threshold-th counted error quarantines."""
+    last_error = _latest(current.last_error_at, at)
     counted_as = "soft error"
     if facts.failure_type is FailureType.UNDEFINED:
         seen = current.undefined_count + 1
         if seen <= config.undefined_grace:
-            new = replace(current, undefined_count=seen, last_error_at=last_error, updated_at=at)
-            return PolicyOutcome(new, None, qualification)
+            return _Counted(replace(current, undefined_count=seen, last_error_at=last_error,
+                                    updated_at=at), None)
         current = replace(current, undefined_count=seen)
         counted_as = f"soft error ({ordinal(seen)} undefined)"
-
-    # Soft (or undefined past its grace): count it if far enough from the last counted.
     current = _reset_stale_counter(current, at, config)
     last = current.last_counted_error_at
-    counts = last is None or at - last >= config.soft_error_interval
-    if not counts:
+    if last is not None and at - last < config.soft_error_interval:
         # Too close to the last counted error (or older than it, when replaying out of
         # order): remembered as the last error, not counted, state unchanged.
-        return PolicyOutcome(replace(current, last_error_at=last_error, updated_at=at), None,
-                             qualification)
+        return _Counted(replace(current, last_error_at=last_error, updated_at=at), None)
     count = current.error_count + 1
     new = replace(
         current,
@@ -224,10 +247,9 @@ def apply(
         updated_at=at,
         state=QuarantineState.ERRONEOUS,
     )
-    cause = f"{ordinal(count)} {counted_as}: {_describe(facts)}"
     if count >= config.soft_error_threshold:
         new = _quarantine(new, facts.reason, at, config)
-    return PolicyOutcome(new, _event(state, new, at, cause), qualification)
+    return _Counted(new, f"{ordinal(count)} {counted_as}: {_describe(facts)}")
 
 
 def cleanup(state: AddressState, at: datetime, config: PolicyConfig) -> PolicyOutcome:

@@ -1,4 +1,5 @@
-"""Qualify stage: a recipient's failure -> type, reason and what decided them (SPEC §4).
+"""Qualify stage: a recipient's failure -> type, reason and what decided them
+(docs/qualification.md).
 
 The order, first match wins, and what each verdict records in ``qualified_by``:
 
@@ -12,7 +13,7 @@ The order, first match wins, and what each verdict records in ``qualified_by``:
    then id (``rule:<rule id>``). The shipped defaults are data, ``bounced/data/rules.toml``;
 3. an **expired** failure: a failure report whose code is transient (4.X.Z, or a 4XX
    reply with no enhanced code) means the MTA gave up retrying, soft/Unreachable
-   (SPEC §10) (``status:<code>``);
+   (docs/policy.md) (``status:<code>``);
 4. the **status codes**: RFC 3463 enhanced codes, else the SMTP reply code
    (``status:<code>``, see :mod:`bounced.core.statuscodes`); when the report carries no code
    at all, the first ones written in the text;

@@ -1,4 +1,5 @@
-"""Status codes -> failure type and reason: step 3 of the qualification order (SPEC §4).
+"""Status codes -> failure type and reason: a step of the qualification order
+(docs/qualification.md).
 
 When no qualification-table entry and no processing rule recognised a diagnostic, the
 codes the MTA attached to it still say a lot:
@@ -13,7 +14,7 @@ codes the MTA attached to it still say a lot:
   specific enhanced code: a reply code is much vaguer ("550 mailbox unavailable" covers
   an unknown user as well as a policy refusal).
 
-Why these targets: the SPEC §3 reason table and the SPEC §11 mapping of Sisimai's
+Why these targets: the docs/reasons.md reason table and the docs/accuracy.md mapping of Sisimai's
 reasons, which follow the same RFC 3463 semantics (5.1.1 is an unknown user, X.2.2 a full
 mailbox, X.4.4 an unroutable domain, 5.7.x a policy refusal, ...).
 
@@ -81,7 +82,7 @@ _DETAIL: dict[tuple[int, int], tuple[Reason, FailureType]] = {
     (4, 4): (Reason.INVALID_DOMAIN, SOFT),  # unable to route (no MX/A for the domain)
     (4, 5): (Reason.UNREACHABLE, SOFT),  # mail system congestion
     (4, 6): (Reason.UNREACHABLE, SOFT),  # routing loop detected
-    (4, 7): (Reason.UNREACHABLE, SOFT),  # delivery time expired (SPEC §10)
+    (4, 7): (Reason.UNREACHABLE, SOFT),  # delivery time expired (docs/policy.md)
     # X.5.Z mail delivery protocol status: a dialogue problem, not the address
     (5, 0): (Reason.UNREACHABLE, SOFT),  # other or undefined protocol status
     (5, 1): (Reason.UNREACHABLE, SOFT),  # invalid command
@@ -224,7 +225,7 @@ def from_codes(status: str | None, reply_code: str | None) -> CodeVerdict | None
     """The enhanced code when it is specific, else the reply code, else ``None``.
 
     A generic enhanced code (``5.0.0``) alone only says "failed": too little to judge,
-    the text stays undefined until an operator qualifies it (SPEC §4 step 4).
+    the text stays undefined until an operator qualifies it (docs/qualification.md step 4).
     """
     return from_enhanced(status) or from_reply(reply_code)
 

@@ -1,4 +1,4 @@
-"""Signed VERP: the return path names the recipient it was sent to (SPEC §7).
+"""Signed VERP: the return path names the recipient it was sent to (docs/correlation.md).
 
 A sender mails ``jane@example.org`` with the envelope sender
 ``bounces+jane=example.org=k3v9qz2m4xhd@bounce.example``. The token between the
@@ -148,14 +148,6 @@ def envelope_token(recipients: Iterable[str], separator: str = "+") -> str | Non
         if token is not None:
             return token
     return None
-
-
-def verify_address(address: str, secret: str, separator: str = "+") -> VerpCheck:
-    """:func:`verify_token` on the token of a full bounce address."""
-    token = token_of(address, separator)
-    if token is None:
-        return VerpCheck(None, False, VerpProblem.MALFORMED)
-    return verify_token(token, secret)
 
 
 def _looks_like_signature(text: str) -> bool:

@@ -92,7 +92,7 @@ class MessageSink(Protocol):
 
 @dataclass(frozen=True)
 class RecipientPolicy:
-    """Which envelope recipients are bounce addresses of ours (SPEC §7: VERP forms)."""
+    """Which envelope recipients are bounce addresses of ours (docs/correlation.md: VERP forms)."""
 
     domains: frozenset[str] = frozenset()
     addresses: frozenset[str] = frozenset()

@@ -238,11 +238,14 @@ class Daemon:
         self.loop.add_signal_handler(signal.SIGHUP, self.reload)
 
     def reload(self) -> None:
-        """SIGHUP: re-read the configuration file; the worker re-reads rules too."""
+        """SIGHUP: re-read the configuration file; the worker re-reads rules too. systemd
+        hears RELOADING=1, then READY=1 once the new configuration is in force."""
+        self.notifier.reloading()
         try:
             config = effective_config(self.options)
         except ConfigError as error:
             log.error("serve.reload_failed", error=str(error), effect="previous configuration kept")
+            self.notifier.ready(self._status())
             return
         policy = ReceivePolicy.from_config(config)
         _warn_if_open(policy)
@@ -265,7 +268,7 @@ class Daemon:
         self.config = config
         self.worker.reconfigure(config)
         log.info("serve.reloaded", restart_needed=restart_needed or None)
-        self.notifier.status(self._status())
+        self.notifier.ready(self._status())
 
     async def shutdown(self) -> int:
         assert self.writer is not None

@@ -188,10 +188,8 @@ class ProcessingRunner(Runner[Sequence[int]]):
             )
 
 
-class CleanupJob(PeriodicJob):
-    """The quarantine policy's cleanup: due Mailbox-full releases, stale counters."""
-
-    name = "maintenance"
+class MaintenanceJob(PeriodicJob):
+    """A job of the worker due every ``maintenance.interval``."""
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker.log)
@@ -199,6 +197,12 @@ class CleanupJob(PeriodicJob):
 
     def interval(self) -> float:
         return self.worker.config.maintenance.interval.total_seconds()
+
+
+class CleanupJob(MaintenanceJob):
+    """The quarantine policy's cleanup: due Mailbox-full releases, stale counters."""
+
+    name = "maintenance"
 
     def _dispose(self, item: None) -> None:
         events = run_cleanup(self.worker.store, config=self.worker.config,
@@ -214,18 +218,11 @@ class CleanupJob(PeriodicJob):
         self.log.info("maintenance.done", changes=len(events))
 
 
-class RetentionJob(PeriodicJob):
+class RetentionJob(MaintenanceJob):
     """The purge of raw messages and bounces past ``database.retention``
     (:mod:`bounced.store.retention` says what is kept as evidence of the history)."""
 
     name = "retention"
-
-    def __init__(self, worker: Worker) -> None:
-        super().__init__(worker.log)
-        self.worker = worker
-
-    def interval(self) -> float:
-        return self.worker.config.maintenance.interval.total_seconds()
 
     def _dispose(self, item: None) -> None:
         cutoff = self.worker.clock() - self.worker.config.database.retention

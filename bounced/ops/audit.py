@@ -11,14 +11,12 @@ find with ``sqlite3``; they never need the daemon to be stopped (WAL readers).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address
 from bounced.core.times import format_optional
 from bounced.model import (
-    FailureType,
-    QualificationStatus,
     QualifiedBy,
     QualifiedBySource,
     QuarantineState,
@@ -26,7 +24,7 @@ from bounced.model import (
 )
 from bounced.store import Store
 from bounced.store.addresses import HistoryEvent
-from bounced.store.bounces import LastBounce
+from bounced.store.bounces import LastBounce, LoggedBounce
 
 # --------------------------------------------------------------------------- check
 
@@ -130,23 +128,18 @@ class VerdictChange:
 
 
 @dataclass(frozen=True, slots=True)
-class BounceStep:
-    """One bounce of the address, with what qualified it."""
+class BounceStep(LoggedBounce):
+    """One bounce of the address, with what qualified it, in words, and its later
+    changes."""
 
-    bounce_id: int
-    at: datetime | None
-    message_id: int
-    kind: str
-    status: str | None
-    diagnostic: str
-    text_id: int | None
-    text: str | None
-    text_status: QualificationStatus | None
-    failure_type: FailureType | None
-    reason: Reason | None
-    qualified_by: str | None
-    decided_by: str
-    changes: tuple[VerdictChange, ...]
+    decided_by: str = ""
+    changes: tuple[VerdictChange, ...] = ()
+
+    @classmethod
+    def of(cls, logged: LoggedBounce, decided_by: str,
+           changes: tuple[VerdictChange, ...]) -> BounceStep:
+        values = {field.name: getattr(logged, field.name) for field in fields(LoggedBounce)}
+        return cls(**values, decided_by=decided_by, changes=changes)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -240,14 +233,8 @@ def explain(store: Store, address: str, rules: AddressRules = NO_FOLDING) -> Tim
             change.at, change.action, _verdict_label(change.old), _verdict_label(change.new),
             change.cause))
     bounces = [
-        BounceStep(
-            bounce_id=row.bounce_id, at=row.at, message_id=row.message_id, kind=row.kind,
-            status=row.status, diagnostic=row.diagnostic, text_id=row.text_id, text=row.text,
-            text_status=row.text_status, failure_type=row.failure_type, reason=row.reason,
-            qualified_by=row.qualified_by,
-            decided_by=describe_qualified_by(store, row.qualified_by),
-            changes=tuple(changes.get(row.bounce_id, ())),
-        )
+        BounceStep.of(row, describe_qualified_by(store, row.qualified_by),
+                      tuple(changes.get(row.bounce_id, ())))
         for row in store.bounces.of_address(key)
     ]
     by_bounce: dict[int, list[HistoryEvent]] = {}

@@ -5,9 +5,9 @@
   :func:`bounced.core.dns.lookup` chains MX -> A -> AAAA through it (tests use a real DNS
   server on loopback) and :mod:`bounced.core.dns` decides what the outcomes mean;
 - :class:`DnsCache` keeps answers in the ``dns_cache`` table;
-- :func:`record_dns_evidence` and :func:`backfill_evidence` write the evidence on the
-  ``Invalid domain`` bounces, looking domains up outside any transaction, so DNS can
-  never hold the database's write lock.
+- :func:`backfill_evidence` writes the evidence on the ``Invalid domain`` bounces,
+  looking domains up outside any transaction, so DNS can never hold the database's
+  write lock.
 
 DNS never blocks processing: timeouts, SERVFAIL and missing resolvers all become the
 status ``unknown``, which is cached only briefly (``dns.failure_ttl``).
@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.name
@@ -35,7 +35,6 @@ from bounced.core.dns import (
     Outcome,
     OutcomeKind,
     Query,
-    evidence_needed,
     lookup,
     parse_nameserver,
 )
@@ -164,23 +163,6 @@ def cache_for(store: Store, config: DnsConfig, clock: Clock = utc_now) -> DnsCac
 
 
 # --------------------------------------------------------------------------- evidence
-
-
-def record_dns_evidence(cache: DnsCache, results: Iterable[Any]) -> int:
-    """Write DNS evidence on the ``Invalid domain`` bounces of processed results.
-
-    ``results`` are :class:`bounced.ops.processing.ProcessResult` (anything with
-    ``recipients`` holding ``bounce_id``, ``recipient``, ``reason``). Call it after the
-    batch's transaction is committed. Never raises for a DNS problem; returns how many
-    bounces got evidence.
-    """
-    wanted: dict[int, str] = {}
-    for result in results:
-        for recipient in getattr(result, "recipients", ()):
-            domain = domain_of(recipient.recipient or "")
-            if recipient.bounce_id and domain and evidence_needed(recipient.reason):
-                wanted[int(recipient.bounce_id)] = domain
-    return _write_evidence(cache, wanted)
 
 
 def backfill_evidence(cache: DnsCache, *, limit: int = 20) -> int:

@@ -143,6 +143,19 @@ def _count_text(batch: _Batch, verdict: Verdict, at: datetime) -> int | None:
     return text_id
 
 
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every recipient of one message shares."""
+
+    message: StoredMessage
+    report: BounceReport
+    moment: datetime
+    token: str | None
+    trusted: bool
+    config: Config
+    now: datetime
+
+
 def _process_one(
     store: Store,
     batch: _Batch,
@@ -156,81 +169,76 @@ def _process_one(
     trust: TrustCheck,
     now: datetime,
 ) -> ProcessResult:
-    verdicts = judge(report, rules, batch.lookup)
-    moment = _message_time(row, report, at, at_from_header)
     token = envelope_token(row.rcpt_to, config.verp.separator) or report.verp_token
-    trusted = bool(trust(row, report, token))
-    results: list[RecipientResult] = []
-    for verdict in verdicts:
-        recipient = verdict.recipient
-        if recipient.kind is Kind.NOT_BOUNCE:
-            continue
-        address = (
-            canonical_address(recipient.address, batch.address_rules)
-            if recipient.address else None
-        )
-        text_id = _count_text(batch, verdict, moment)
-        qualification = verdict.qualification
-        old_state = new_state = None
-        outcome = None
-        if address and trusted:
-            old_state = store.addresses.get(address)
-            outcome = apply(
-                old_state,
-                PolicyFacts.of(verdict),
-                moment,
-                config.policy,
-                address=address,
-                qualification=qualification,
-            )
-            qualification = outcome.qualification
-            new_state = outcome.state
-        bounce_id = store.bounces.add(NewBounce(
-            message_id=row.id,
-            recipient=address,
-            kind=recipient.kind,
-            action=recipient.action.value if recipient.action else None,
-            status=recipient.status,
-            reply_code=recipient.reply_code,
-            diagnostic=recipient.diagnostic,
-            qualification_id=text_id,
-            failure_type=qualification.failure_type if qualification else None,
-            reason=qualification.reason if qualification else None,
-            qualified_by=str(qualification.qualified_by) if qualification else None,
-            original_message_id=report.original_message_id,
-            received_at=row.received_at,
-            at=moment,
-            original_recipient=recipient.original_recipient,
-            remote_mta=recipient.remote_mta,
-            smtp_command=recipient.smtp_command,
-            verp_token=token,
-            feedback_type=recipient.feedback_type,
-        ))
-        if new_state is not None and new_state != old_state:
-            store.addresses.put(new_state, now)
-        if outcome is not None and outcome.event is not None:
-            store.addresses.record(outcome.event, bounce_id)
-        results.append(
-            RecipientResult(
-                bounce_id=bounce_id,
-                recipient=address,
-                kind=recipient.kind,
-                failure_type=qualification.failure_type.value if qualification else None,
-                reason=qualification.reason if qualification else None,
-                qualified_by=str(qualification.qualified_by) if qualification else None,
-                address_state=new_state.state if new_state is not None else None,
-                event=outcome.event.cause if outcome and outcome.event else None,
-            )
-        )
+    context = _Context(row, report, _message_time(row, report, at, at_from_header), token,
+                       bool(trust(row, report, token)), config, now)
+    results = tuple(
+        _record(store, batch, context, verdict)
+        for verdict in judge(report, rules, batch.lookup)
+        if verdict.recipient.kind is not Kind.NOT_BOUNCE
+    )
     store.messages.mark_processed(row.id, kind=report.kind, verp_token=token,
-                                  trusted=trusted, at=now)
+                                  trusted=context.trusted, at=now)
     return ProcessResult(
         message_id=row.id,
         state=MessageState.PROCESSED,
         kind=report.kind,
-        recipients=tuple(results),
-        trusted=trusted,
+        recipients=results,
+        trusted=context.trusted,
         problems=report.problems,
+    )
+
+
+def _record(store: Store, batch: _Batch, context: _Context, verdict: Verdict) -> RecipientResult:
+    """One recipient: its text counted, the policy applied (when the bounce may change
+    states), its verdict written, the address and its history updated."""
+    recipient = verdict.recipient
+    address = (canonical_address(recipient.address, batch.address_rules)
+               if recipient.address else None)
+    text_id = _count_text(batch, verdict, context.moment)
+    qualification = verdict.qualification
+    old_state = new_state = None
+    outcome = None
+    if address and context.trusted:
+        old_state = store.addresses.get(address)
+        outcome = apply(old_state, PolicyFacts.of(verdict), context.moment,
+                        context.config.policy, address=address, qualification=qualification)
+        qualification = outcome.qualification
+        new_state = outcome.state
+    bounce_id = store.bounces.add(NewBounce(
+        message_id=context.message.id,
+        recipient=address,
+        kind=recipient.kind,
+        action=recipient.action.value if recipient.action else None,
+        status=recipient.status,
+        reply_code=recipient.reply_code,
+        diagnostic=recipient.diagnostic,
+        qualification_id=text_id,
+        failure_type=qualification.failure_type if qualification else None,
+        reason=qualification.reason if qualification else None,
+        qualified_by=str(qualification.qualified_by) if qualification else None,
+        original_message_id=context.report.original_message_id,
+        received_at=context.message.received_at,
+        at=context.moment,
+        original_recipient=recipient.original_recipient,
+        remote_mta=recipient.remote_mta,
+        smtp_command=recipient.smtp_command,
+        verp_token=context.token,
+        feedback_type=recipient.feedback_type,
+    ))
+    if new_state is not None and new_state != old_state:
+        store.addresses.put(new_state, context.now)
+    if outcome is not None and outcome.event is not None:
+        store.addresses.record(outcome.event, bounce_id)
+    return RecipientResult(
+        bounce_id=bounce_id,
+        recipient=address,
+        kind=recipient.kind,
+        failure_type=qualification.failure_type.value if qualification else None,
+        reason=qualification.reason if qualification else None,
+        qualified_by=str(qualification.qualified_by) if qualification else None,
+        address_state=new_state.state if new_state is not None else None,
+        event=outcome.event.cause if outcome and outcome.event else None,
     )
 
 
@@ -320,22 +328,6 @@ def _parse_chunk(
             report, error = None, _describe_error(failure)
         parsed.append((message_id, replace(row, raw=b""), report, error))
     return parsed
-
-
-def process_pending(
-    store: Store,
-    *,
-    config: Config,
-    rules: Sequence[Rule],
-    now: Clock | None = None,
-    limit: int | None = None,
-) -> list[ProcessResult]:
-    """Process the pending backlog, oldest first (what the daemon's worker loops on)."""
-    size = limit if limit is not None else config.processing.batch_size
-    return process_messages(
-        store, store.messages.ids(MessageState.PENDING, size), config=config, rules=rules,
-        now=now,
-    )
 
 
 def run_cleanup(store: Store, *, config: Config, at: datetime) -> list[AddressEvent]:

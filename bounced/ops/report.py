@@ -30,7 +30,7 @@ from bounced.core.times import format_time
 from bounced.model import Reason
 from bounced.ops.dns import DnsCache
 from bounced.store import Store
-from bounced.store.reports import GroupCounts
+from bounced.store.reports import DayChanges, GroupCounts, WindowTotals
 
 #: How many domains a report may look up in DNS (the most bounced first); the others
 #: use cached answers only, so a report never waits on thousands of look-ups.
@@ -46,37 +46,24 @@ class GroupBy(StrEnum):
     DAY = "day"
 
 
-@dataclass(frozen=True, slots=True)
-class Totals:
-    """The window at a glance. ``bounces`` counts recipient verdicts (rows of
-    ``bounces``), ``messages`` the received messages they came from."""
+#: The window at a glance (``bounces`` counts recipient verdicts, ``messages`` the
+#: received messages they came from).
+Totals = WindowTotals
+#: Quarantines, denylistings and releases of one day.
+Day = DayChanges
 
-    bounces: int
-    addresses: int
-    messages: int
-    by_kind: dict[str, int]
-    by_type: dict[str, int]
-    quarantined: int
-    denylisted: int
-    released: int
 
-    def rate(self, failure_type: str) -> float:
-        return self.by_type.get(failure_type, 0) / self.bounces if self.bounces else 0.0
+def rate(totals: Totals, failure_type: str) -> float:
+    """The share of the window's bounces of one type."""
+    return totals.by_type.get(failure_type, 0) / totals.bounces if totals.bounces else 0.0
 
 
 @dataclass(frozen=True, slots=True)
-class Group:
+class Group(GroupCounts):
     """One line of the breakdown: its share of the window's bounces and its hard rate."""
 
-    key: str
-    bounces: int
-    addresses: int
-    hard: int
-    soft: int
-    ignored: int
-    undefined: int
-    share: float
-    hard_rate: float
+    share: float = 0.0
+    hard_rate: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,14 +74,6 @@ class WaitingText:
     occurrences: int
     last_seen: str | None
     current: str
-
-
-@dataclass(frozen=True, slots=True)
-class Day:
-    day: str
-    quarantined: int
-    denylisted: int
-    released: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,8 +118,8 @@ def _providers(domains: list[str], resolve: Resolve | None, cached: Resolve,
 def _groups(rows: list[GroupCounts], total: int, by: GroupBy) -> tuple[Group, ...]:
     groups = [
         Group(row.key, row.bounces, row.addresses, row.hard, row.soft, row.ignored,
-              row.undefined, row.bounces / total if total else 0.0,
-              row.hard / row.bounces if row.bounces else 0.0)
+              row.undefined, share=row.bounces / total if total else 0.0,
+              hard_rate=row.hard / row.bounces if row.bounces else 0.0)
         for row in rows
     ]
     if by is GroupBy.DAY:
@@ -213,9 +192,7 @@ def build_report(
     """The report for ``[since, until)``. ``dns`` (optional) answers provider and
     domain questions; without it, only answers already in ``dns_cache`` are used
     (expired ones included: better an old answer than none)."""
-    window = store.reports.totals(since, until)
-    totals = Totals(window.bounces, window.addresses, window.messages, window.by_kind,
-                    window.by_type, window.quarantined, window.denylisted, window.released)
+    totals = store.reports.totals(since, until)
     resolve: Resolve | None = dns.resolve_many if dns is not None else None
     if dns is not None:
         def cached(domains: list[str]) -> dict[str, DomainEvidence]:
@@ -232,8 +209,7 @@ def build_report(
         since=since, until=until, by=by, totals=totals,
         groups=_groups(rows, totals.bounces, by),
         waiting=_waiting(store, since, until, top),
-        days=tuple(Day(d.day, d.quarantined, d.denylisted, d.released)
-                   for d in store.reports.days(since, until)),
+        days=tuple(store.reports.days(since, until)),
         invalid_domains=_invalid_domains(store, since, until, resolve, cached, dns_limit),
     )
 
@@ -250,7 +226,7 @@ def to_json(report: Report) -> str:
     data: dict[str, Any] = asdict(report)
     data["since"], data["until"] = format_time(report.since), format_time(report.until)
     data["by"] = report.by.value
-    data["totals"]["rates"] = {t: round(report.totals.rate(t), 4)
+    data["totals"]["rates"] = {t: round(rate(report.totals, t), 4)
                                for t in ("hard", "soft", "ignored", "undefined")}
     return json.dumps(data, ensure_ascii=False, indent=2)
 
@@ -263,8 +239,8 @@ def render_text(report: Report, width: int | None = None) -> str:
         ("bounces", "addresses", "messages", "hard", "soft", "ignored", "undefined",
          "quarantined", "denylisted", "released"),
         [(str(t.bounces), str(t.addresses), str(t.messages),
-          f"{t.by_type.get('hard', 0)} ({_pct(t.rate('hard'))})",
-          f"{t.by_type.get('soft', 0)} ({_pct(t.rate('soft'))})",
+          f"{t.by_type.get('hard', 0)} ({_pct(rate(t, 'hard'))})",
+          f"{t.by_type.get('soft', 0)} ({_pct(rate(t, 'soft'))})",
           str(t.by_type.get("ignored", 0)), str(t.by_type.get("undefined", 0)),
           str(t.quarantined), str(t.denylisted), str(t.released))]))
     if t.by_kind:

@@ -90,13 +90,6 @@ class MessageTable:
         ).fetchone()
         return parse_time(row[0]) if row else None
 
-    def retry_failed(self) -> int:
-        """Put every failed message back to pending (after a fix); returns how many."""
-        with self._store.atomic():
-            return int(self._store.conn.execute(
-                "UPDATE messages SET state = 'pending' WHERE state = 'failed'"
-            ).rowcount)
-
     # ---- reading
 
     def get(self, message_id: int) -> StoredMessage | None:

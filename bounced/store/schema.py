@@ -62,7 +62,7 @@ _ADDRESS_STATES = ", ".join(f"'{state.value}'" for state in QuarantineState)
 
 @migration("public schema")
 def _migration_1(db: sqlite_utils.Database) -> None:
-    """The initial public schema (SPEC §8) plus the extra columns documented in README."""
+    """The initial public schema (docs/schema.md) plus the extra columns documented in README."""
     db.table("reasons").create(
         {"code": int, "label": str, "default_type": str}, pk="code", not_null={"label"}
     )
@@ -194,7 +194,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
         foreign_keys=[("bounce_id", "bounces", "id")],
     )
     db.table("address_events").create_index(["address"])
-    # The history is append-only (SPEC §6): refuse edits at the database level.
+    # The history is append-only (docs/policy.md): refuse edits at the database level.
     db.execute(
         "CREATE TRIGGER address_events_no_update BEFORE UPDATE ON address_events "
         "BEGIN SELECT RAISE(ABORT, 'address_events is append-only'); END"
@@ -230,7 +230,7 @@ def _migration_1(db: sqlite_utils.Database) -> None:
 
 @migration("dns evidence")
 def _migration_2(db: sqlite_utils.Database) -> None:
-    """DNS evidence and report indexes (issue 4, items 8 and 9).
+    """DNS evidence and report indexes.
 
     ``dns_cache``: one row per recipient domain looked up (``bounced.ops.dns``), so that
     reports grouping by provider and the evidence on ``Invalid domain`` bounces do not
@@ -254,7 +254,7 @@ def _migration_2(db: sqlite_utils.Database) -> None:
 @migration("verdict changes")
 def _migration_3(db: sqlite_utils.Database) -> None:
     """Re-qualification history for ``bounced reprocess`` and ``quarantine rollback``
-    (issue 4, items 5 and 6).
+   .
 
     ``verdict_changes``: one row each time an operator command changed a stored verdict
     (``action`` = ``reprocess``: today's rules qualify the bounce differently;

@@ -1,4 +1,4 @@
-"""The SQLite store: public schema names (SPEC §8), migrations, seeding, durability."""
+"""The SQLite store: public schema names (docs/schema.md), migrations, seeding, durability."""
 
 from __future__ import annotations
 

@@ -541,7 +541,7 @@ def _dedupe(recipients: list[RecipientReport]) -> list[RecipientReport]:
 def _report(
     view: _View, kind: Kind, recipients: list[RecipientReport], verp_separator: str
 ) -> BounceReport:
-    """The report, with what correlates it to the original message (SPEC §7)."""
+    """The report, with what correlates it to the original message (docs/correlation.md)."""
     headers = view.headers
     returned = view.returned
     if returned is None and kind in (Kind.FAILURE, Kind.DELAY, Kind.DELIVERED):

@@ -1,4 +1,5 @@
-"""Normalization (SPEC §5): variants of one failure collapse, different failures stay apart."""
+"""Normalization (docs/normalization.md): variants of one failure collapse, different
+failures stay apart."""
 
 from __future__ import annotations
 

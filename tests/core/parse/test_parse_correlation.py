@@ -1,4 +1,4 @@
-"""What ties a bounce to the message that caused it (SPEC §7), and report metadata."""
+"""What ties a bounce to the message that caused it (docs/correlation.md), and report metadata."""
 
 from __future__ import annotations
 

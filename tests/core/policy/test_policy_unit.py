@@ -1,4 +1,4 @@
-"""The quarantine policy (SPEC §6) as pure functions, on plain values."""
+"""The quarantine policy (docs/policy.md) as pure functions, on plain values."""
 
 from __future__ import annotations
 

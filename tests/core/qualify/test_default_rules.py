@@ -35,7 +35,7 @@ WORDINGS = [
     ("550 sorry, no mailbox here by that name (#5.1.1)", HARD, Reason.USER_UNKNOWN),
     ("550 Requested action not taken: mailbox unavailable", HARD, Reason.USER_UNKNOWN),
     ("550 User <jane@example.org> unknown", HARD, Reason.USER_UNKNOWN),
-    # the sending service's own suppression list (SPEC §11: suppressed)
+    # the sending service's own suppression list (docs/accuracy.md: suppressed)
     ("Amazon SES has suppressed sending to this address because it has a recent history "
      "of bouncing as an invalid address.", HARD, Reason.QUARANTINED),
     # full mailboxes and disabled accounts
@@ -89,11 +89,11 @@ WORDINGS = [
     ("554 5.4.6 Too many hops", SOFT, Reason.UNREACHABLE),
     ("451 4.3.0 Error: queue file write error", SOFT, Reason.UNREACHABLE),
     ("530 5.7.0 Must issue a STARTTLS command first", SOFT, Reason.UNREACHABLE),
-    # the MTA gave up after its attempts (SPEC §10): normalization makes the count with
+    # the MTA gave up after its attempts (docs/policy.md): normalization makes the count with
     # its unit ("20 attempts") variable, the rule must still see the wording
     ("Delivery failed 20 attempts: jane@example.org", SOFT, Reason.UNREACHABLE),
     ("Message delivery to jane@example.org failed after 5 attempts.", SOFT, Reason.UNREACHABLE),
-    # permanent unreachability is hard (SPEC §3)
+    # permanent unreachability is hard (docs/reasons.md)
     ("Destination host is permanently unreachable", HARD, Reason.UNREACHABLE),
 ]
 

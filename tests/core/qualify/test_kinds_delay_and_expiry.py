@@ -1,5 +1,5 @@
 """What the kind of a report does to its qualification, delays, and expired failures
-(SPEC §2, §10)."""
+(docs/kinds.md, docs/policy.md)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_a_delay_with_a_transient_code_is_not_an_expiry() -> None:
 
 def test_a_failure_with_a_transient_code_is_an_expiry_soft_unreachable() -> None:
     # The MTA gave up after 4.7.1 "try again later": the status table alone would say
-    # Refused, the expiry (SPEC §10) says Unreachable.
+    # Refused, the expiry (docs/policy.md) says Unreachable.
     verdict = qualify(report(Kind.FAILURE, Action.FAILED, "4.7.1"), "", rules=DEFAULTS)
     assert verdict == Qualification(
         FailureType.SOFT, Reason.UNREACHABLE, QualifiedBy(QualifiedBySource.STATUS, "4.7.1")

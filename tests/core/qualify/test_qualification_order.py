@@ -1,4 +1,4 @@
-"""The qualification order of SPEC §4, step by step, with small hand-made rule sets so
+"""The qualification order of docs/qualification.md, step by step, with small hand-made rule sets so
 that each test shows one decision and nothing else."""
 
 from __future__ import annotations

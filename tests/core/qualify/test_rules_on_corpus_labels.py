@@ -15,7 +15,7 @@ Honesty rules of the harness:
   out soft/Unreachable on their own (stricter than the corpus scorer, which would also
   accept kind delay / type ignored for them).
 
-Run it as a script to see every miss: ``python tests/qualify/test_rules_on_corpus_labels.py``.
+Run it as a script to see every miss: ``python tests/core/qualify/test_rules_on_corpus_labels.py``.
 """
 
 from __future__ import annotations

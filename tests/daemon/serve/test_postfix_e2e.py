@@ -20,6 +20,7 @@ from tests.harness.postfix_lab import (
     start_lab,
     unavailable_reason,
 )
+from tests.harness.services import require
 
 pytestmark = pytest.mark.postfix
 
@@ -40,9 +41,7 @@ def daemon(tmp_path: Path) -> Iterator[RunningDaemon]:
 
 @pytest.fixture
 def lab(daemon: RunningDaemon) -> Iterator[PostfixLab]:
-    reason = unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    require(unavailable_reason())
     lab = start_lab(daemon.smtp_port)
     yield lab
     lab.stop()

@@ -21,6 +21,14 @@ from tests.harness.process import ServerProcess, pid_alive, query, wait_until_pr
 BOUNCE = "bounces+tok@bounce.example"
 
 
+def rcpt_reply(port: int, recipient: str) -> int:
+    """The reply code the daemon gives to ``RCPT TO:<recipient>`` after a null sender."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
+        client.ehlo("c.test")
+        client.mail("")
+        return int(client.rcpt(recipient)[0])
+
+
 def wire_bytes(raw: bytes) -> bytes:
     """What the server stores for ``raw`` sent by smtplib (it ends the data with CRLF)."""
     return raw if raw.endswith(b"\r\n") else raw + b"\r\n"
@@ -203,17 +211,11 @@ def test_sighup_reloads_the_recipient_policy_without_a_restart(
     server, config, port = serve_configured(
         serve, tmp_path, '[smtp]\nbounce_domains = ["a.example"]\n', "hup.db"
     )
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.ehlo("c.test")
-        client.mail("")
-        assert client.rcpt("x@b.example")[0] == 550
+    assert rcpt_reply(port, "x@b.example") == 550
     config.write_text('[smtp]\nbounce_domains = ["a.example", "b.example"]\n')
     server.signal(signal.SIGHUP)
     server.wait_event("serve.reloaded")
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.ehlo("c.test")
-        client.mail("")
-        assert client.rcpt("x@b.example")[0] == 250
+    assert rcpt_reply(port, "x@b.example") == 250
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
 
@@ -227,10 +229,7 @@ def test_a_broken_configuration_on_sighup_keeps_the_previous_one(
     config.write_text("[smtp]\nbounce_domains = 'oops'\n")
     server.signal(signal.SIGHUP)
     assert "smtp.bounce_domains" in server.wait_event("serve.reload_failed")["error"]
-    with smtplib.SMTP("127.0.0.1", port, timeout=30) as client:
-        client.ehlo("c.test")
-        client.mail("")
-        assert client.rcpt("x@a.example")[0] == 250
+    assert rcpt_reply(port, "x@a.example") == 250
     server.signal(signal.SIGTERM)
     assert server.wait() == 0
 
@@ -370,3 +369,42 @@ def test_the_log_has_one_event_per_message_received_and_per_verdict(
 def test_sample_helper_is_a_real_postfix_dsn() -> None:
     assert b"Content-Type: multipart/report" in sample() or b"multipart/report" in sample()
     assert hashlib.sha256(unique_dsn(1)).digest() != hashlib.sha256(unique_dsn(2)).digest()
+
+
+def test_the_daemon_purges_what_is_past_retention(
+    serve: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """Old processed messages go, with their bounces; the bounce the history cites stays
+    (its raw bytes dropped); recent ones and unprocessed ones are untouched."""
+    from datetime import UTC, datetime, timedelta
+
+    from bounced.model import IncomingMessage
+    from bounced.store import Store
+
+    db = tmp_path / "retention.db"
+    long_ago = datetime.now(UTC) - timedelta(days=30)
+    with Store.open(db) as store:
+        store.messages.insert(
+            [IncomingMessage(long_ago, "", (BOUNCE,), wire_bytes(unique_dsn(n))) for n in range(3)]
+        )
+    config = tmp_path / "bounced.toml"
+    config.write_text('[database]\nretention = "7d"\n[maintenance]\ninterval = "1s"\n'
+                      '[dns]\nenabled = false\n')
+    server = serve("--config", str(config), "--db", str(db), "--smtp", "127.0.0.1:0").ready()
+    wait_until_processed(db)
+    server.wait_event("retention.purged")
+    with smtplib.SMTP("127.0.0.1", server.port(), timeout=30) as client:
+        client.sendmail("", [BOUNCE], unique_dsn(99))
+    wait_until_processed(db)
+    server.wait_event("retention.purged", count=3)  # a round after the recent one is in
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    # The old bounces (one recipient, user unknown) quarantined it once: the first one is
+    # cited by the history, so it stays with its message, whose raw bytes are dropped;
+    # the other two old ones are gone. The recent message is whole.
+    cited = query(db, "SELECT bounce_id FROM address_events WHERE bounce_id IS NOT NULL")
+    assert len(cited) == 1
+    assert query(db, "SELECT b.id, length(m.raw) > 0 FROM bounces b "
+                     "JOIN messages m ON m.id = b.message_id ORDER BY b.id") == [
+        (cited[0][0], False), (query(db, "SELECT max(id) FROM bounces")[0][0], True)]
+    assert query(db, "SELECT count(*) FROM messages") == [(2,)]

@@ -16,6 +16,7 @@ import pytest
 
 from bounced.daemon import sdnotify
 from tests.harness.process import ServerProcess, query
+from tests.harness.services import require
 from tests.paths import ROOT
 
 UNITS = ROOT / "systemd"
@@ -36,10 +37,8 @@ def received(sock: socket.socket) -> str:
     return sock.recv(4096).decode()
 
 
-@pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
-)
 def test_systemd_analyze_verify_accepts_the_units() -> None:
+    require(None if shutil.which("systemd-analyze") else "systemd-analyze is not installed")
     result = subprocess.run(
         [
             "systemd-analyze",

@@ -22,7 +22,7 @@ from bounced.core.dns import (
     provider_of,
 )
 from bounced.model import IncomingMessage
-from bounced.ops.dns import DnsCache, DnsPythonQuery, record_dns_evidence
+from bounced.ops.dns import DnsCache, DnsPythonQuery, backfill_evidence
 from bounced.ops.processing import process_messages
 from bounced.store import Store
 from tests.paths import DATA
@@ -165,14 +165,14 @@ def _process(store: Store, *names: str) -> list:
 
 
 def test_invalid_domain_bounces_get_the_evidence_recorded(dns_server, tmp_path):
-    """The pipeline hook on a real database: only Invalid-domain bounces are looked up,
+    """The evidence job on a real database: only Invalid-domain bounces are looked up,
     and their rows carry the DNS status and what it said."""
     with Store.open(tmp_path / "b.db") as store:
-        results = _process(store, "postfix-09-nodomain-failed.eml",
-                           "postfix-01-user-unknown-failed.eml")
+        _process(store, "postfix-09-nodomain-failed.eml",
+                 "postfix-01-user-unknown-failed.eml")
         cache = DnsCache(store, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
         # nodomain.test is not served: NXDOMAIN, like the real world's unknown domain
-        assert record_dns_evidence(cache, results) == 1
+        assert backfill_evidence(cache) == 1
         rows = store.conn.execute(
             "SELECT recipient, reason_code, dns_status, dns_detail FROM bounces ORDER BY id"
         ).fetchall()
@@ -186,10 +186,10 @@ def test_invalid_domain_bounces_get_the_evidence_recorded(dns_server, tmp_path):
 
 def test_a_dns_outage_records_unknown_and_never_fails_the_hook(tmp_path):
     with Store.open(tmp_path / "b.db") as store:
-        results = _process(store, "postfix-09-nodomain-failed.eml")
+        _process(store, "postfix-09-nodomain-failed.eml")
         cache = DnsCache(store, DnsPythonQuery(["127.0.0.1:9"], timeout=0.3),
                          DnsConfig(timeout=timedelta(seconds=0.3)), clock=lambda: NOW)
-        assert record_dns_evidence(cache, results) == 1
+        assert backfill_evidence(cache) == 1
         assert store.conn.execute("SELECT dns_status FROM bounces").fetchall() == [("unknown",)]
 
 
@@ -198,13 +198,13 @@ def test_a_locked_database_leaves_the_bounces_without_evidence_instead_of_failin
     import sqlite3
 
     with Store.open(tmp_path / "b.db") as store:
-        results = _process(store, "postfix-09-nodomain-failed.eml")
+        _process(store, "postfix-09-nodomain-failed.eml")
         blocker = sqlite3.connect(tmp_path / "b.db", isolation_level=None, timeout=0)
         blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
         store.conn.execute("PRAGMA busy_timeout = 100")
         cache = DnsCache(store, query_for(dns_server), DnsConfig(), clock=lambda: NOW)
         try:
-            assert record_dns_evidence(cache, results) == 0
+            assert backfill_evidence(cache) == 0
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()
@@ -214,7 +214,6 @@ def test_a_locked_database_leaves_the_bounces_without_evidence_instead_of_failin
 
 def test_backfill_records_evidence_on_waiting_bounces_newest_first_within_its_limit(
         dns_server, tmp_path):
-    from bounced.ops.dns import backfill_evidence
 
     with Store.open(tmp_path / "b.db") as store:
         _process(store, "postfix-09-nodomain-failed.eml", "postfix-01-user-unknown-failed.eml")

@@ -13,7 +13,7 @@ import pytest
 
 from bounced.config import Config
 from bounced.model import FailureType, IncomingMessage, MessageState, Reason, Rule
-from bounced.ops.processing import process_messages, process_pending
+from bounced.ops.processing import process_messages
 from bounced.store import Store
 
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
@@ -169,7 +169,7 @@ _CRASHING_WORKER = """
 import os, sys
 from bounced.config import Config
 from bounced.model import MessageState
-from bounced.ops.processing import process_messages, process_pending
+from bounced.ops.processing import process_messages
 from bounced.store import Store
 
 store = Store.open(sys.argv[1])
@@ -234,8 +234,9 @@ def test_a_writer_process_and_a_processing_process_work_at_the_same_time(
         deadline = time.monotonic() + 120
         while writer.poll() is None or store.messages.count(MessageState.PENDING):
             assert time.monotonic() < deadline, "writer or processing stuck"
+            pending = store.messages.ids(MessageState.PENDING, CONFIG.processing.batch_size)
             processed += sum(not r.skipped for r in
-                             process_pending(store, config=CONFIG, rules=()))
+                             process_messages(store, pending, config=CONFIG, rules=()))
         reader.execute("COMMIT")
         assert writer.returncode == 0, writer.stderr.read().decode() if writer.stderr else ""
         assert processed == 60

@@ -1,4 +1,4 @@
-"""Every rule of the quarantine policy (SPEC §6), end to end: sample mails as files,
+"""Every rule of the quarantine policy (docs/policy.md), end to end: sample mails as files,
 ``bounced ingest --at`` into a real SQLite file, then SQL on the public schema."""
 
 from __future__ import annotations
@@ -10,19 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import query
+
 T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 
 def iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def query(db: Path, statement: str, params: tuple = ()) -> list[tuple]:
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(statement, params).fetchall()
-    finally:
-        conn.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The operator views (SPEC §8): daily_summary, to_qualify, suppression_list."""
+"""The operator views (docs/schema.md): daily_summary, to_qualify, suppression_list."""
 
 from __future__ import annotations
 

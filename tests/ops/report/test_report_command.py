@@ -11,9 +11,7 @@ from pathlib import Path
 import pytest
 
 from bounced.config import DnsConfig
-from bounced.model import Kind, MessageState, Reason
-from bounced.ops.dns import DnsCache, DnsPythonQuery, record_dns_evidence
-from bounced.ops.processing import ProcessResult, RecipientResult
+from bounced.ops.dns import DnsCache, DnsPythonQuery, backfill_evidence
 from bounced.store import Store
 from tests.paths import DATA
 
@@ -162,13 +160,9 @@ def test_evidence_recorded_on_the_bounce_is_used_without_dns(ingest_at, report, 
                                                              dns_server):
     ingest_at(T - timedelta(hours=1), MTA_LAB / "postfix-09-nodomain-failed.eml")
     with Store.open(db) as store:
-        bounce_id, = store.conn.execute("SELECT id FROM bounces").fetchone()
         cache = DnsCache(store, DnsPythonQuery([dns_server.address]), DnsConfig(),
                          clock=lambda: T)
-        result = ProcessResult(1, MessageState.PROCESSED, recipients=(RecipientResult(
-            bounce_id, "nodomain@nodomain.test", Kind.FAILURE, "soft", Reason.INVALID_DOMAIN,
-            None, None, None),))
-        assert record_dns_evidence(cache, [result]) == 1
+        assert backfill_evidence(cache) == 1
         store.conn.execute("DELETE FROM dns_cache")
     checks = report("--since", "1d", "--no-dns")["invalid_domains"]
     assert [(c["status"], c["bounces"]) for c in checks] == [("nxdomain", 1)]
