@@ -64,6 +64,9 @@ class VerpConfig:
     separator: str = "+"
     #: HMAC secret for signed tokens; empty means tokens are not signed nor checked.
     secret: str = ""
+    #: With a secret: a bounce without a validly signed token changes no address. False
+    #: only while senders move to signed return paths (a forged signature never counts).
+    required: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,12 @@ class ProcessingConfig:
     max_pending: int = 50_000
     #: Messages processed per database transaction.
     batch_size: int = 200
+    #: Longest the parsing and judging of one message may take; a message that takes
+    #: longer is set aside as ``failed`` with that reason, and the others go on.
+    message_budget: timedelta = timedelta(seconds=10)
+    #: Processing attempts of one message that never finished (the worker crashed or
+    #: was killed on it) after which it is set aside as ``failed``.
+    max_attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -234,6 +243,10 @@ def _check(name: str, section: Any) -> None:
         raise ConfigError(f"{name}.cache_mb", f"expected an integer >= 1, got {section.cache_mb}")
     if isinstance(section, ProcessingConfig) and section.batch_size < 1:
         raise ConfigError(f"{name}.batch_size", "expected an integer >= 1, got 0")
+    if isinstance(section, ProcessingConfig) and section.max_attempts < 1:
+        raise ConfigError(f"{name}.max_attempts", "expected an integer >= 1, got 0")
+    if isinstance(section, ProcessingConfig) and section.message_budget.total_seconds() <= 0:
+        raise ConfigError(f"{name}.message_budget", "expected a duration > 0")
     if isinstance(section, AddressesConfig):
         for pair in section.domain_aliases:
             alias, equals, target = pair.partition("=")

@@ -308,6 +308,9 @@ class StoredMessage:
     state: MessageState
     peer: str | None
     error: str | None
+    #: Times processing of this message began (a message the worker never finished,
+    #: because it crashed or was killed on it, has begun more often than it ended).
+    attempts: int = 0
 
 
 # --------------------------------------------------------------------------- qualification

@@ -16,8 +16,9 @@ from typing import TextIO
 
 from bounced.cli import common
 from bounced.cli.ingest_cmd import print_result
+from bounced.daemon.serve import unsigned_exposure
 from bounced.model import MessageState
-from bounced.ops.processing import process_messages
+from bounced.ops.processing import process_messages, trust_policy
 from bounced.store import DatabaseError
 
 #: The one-line summary in ``bounced --help``.
@@ -34,6 +35,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     for sub in (init, check, retry):
         common.add_db(sub)
     retry.add_argument("--config", metavar="FILE", help="TOML configuration file")
+    check.add_argument("--config", metavar="FILE",
+                       help="also check the configuration the daemon runs with (exposure)")
     init.set_defaults(handler=run_init)
     check.set_defaults(handler=run_check)
     retry.set_defaults(handler=run_retry)
@@ -55,6 +58,10 @@ def run_check(args: argparse.Namespace, out: TextIO) -> int:
             raise common.UsageError(f"--db {args.db}: not an SQLite database ({error})") from None
     for fact in result.facts:
         print(fact, file=out)
+    if args.config is not None:
+        exposure = unsigned_exposure(common.config_of(args))
+        if exposure is not None:
+            print(f"WARNING: {exposure}", file=out)
     for problem in result.problems:
         print(f"PROBLEM: {problem}", file=out)
     print(f"{args.db}: {'NOT OK' if result.problems else 'ok'}", file=out)
@@ -66,7 +73,9 @@ def run_retry(args: argparse.Namespace, out: TextIO) -> int:
     config = common.config_of(args)
     with common.open_store(args.db) as store:
         ids = store.messages.ids(MessageState.FAILED, limit=1_000_000_000)
-        results = process_messages(store, ids, config=config, rules=store.rules.enabled())
+        # Retried by hand: past processing.max_attempts too (the operator fixed the cause).
+        results = process_messages(store, ids, config=config, rules=store.rules.enabled(),
+                                   trust=trust_policy(config), attempt_limit=False)
     failed = 0
     for result in results:
         print_result(f"#{result.message_id}", result, out)

@@ -31,7 +31,6 @@ import hmac
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 #: Characters of the base32 signature kept (5 bits each).
 SIGNATURE_LENGTH = 16
@@ -156,61 +155,64 @@ def _looks_like_signature(text: str) -> bool:
     )
 
 
-#: Called with (message id, token, problem) for each bounce that may not change states.
-UntrustedHook = Callable[[int, "str | None", VerpProblem], None]
+@dataclass(frozen=True, slots=True)
+class Trust:
+    """Whose state a bounce may change (``docs/correlation.md``).
 
-
-def bare_address(text: str | None) -> str | None:
-    """``rfc822;Jane@Example.org`` / ``<jane@example.org>`` -> ``jane@example.org``."""
-    if not text:
-        return None
-    value = text.split(";", 1)[1] if ";" in text else text
-    value = value.strip().strip("<>").strip().lower()
-    return value or None
-
-
-def check_bounce(
-    token: str | None, recipients: Iterable[tuple[str | None, str | None]], secret: str
-) -> VerpCheck:
-    """May a bounce with this return-path ``token`` change the state of its recipients?
-
-    ``recipients`` are the (final, original) addresses the bounce reports. A valid token
-    is not enough: whoever once received one of our bounces knows a valid token, so the
-    bounce must also be *about* the token's recipient, otherwise a forger could attach a
-    victim's address to their own valid token. Every reported recipient must therefore be
-    the token's (as final or original recipient).
+    A bounce is unauthenticated mail: whoever once received one of our bounces knows a
+    valid token, and can write a DSN about anybody. So a valid signed token vouches for
+    exactly one address, the one it names: a verdict about another recipient of the same
+    report (a victim's ``Final-Recipient`` beside the token's ``Original-Recipient``) is
+    recorded, never applied. ``everyone``: no signing is required, the bounce is taken
+    at its word (no secret configured, or ``verp.required = false`` and the bounce
+    carries no signed token). ``problem`` says why the trust is less than that.
     """
-    if not token:
-        return VerpCheck(None, False, VerpProblem.MISSING)
-    result = verify_token(token, secret)
-    if not result.verified or result.recipient is None:
-        return result
-    for final, original in recipients:
-        if result.recipient not in (bare_address(final), bare_address(original)):
-            return VerpCheck(result.recipient, False, VerpProblem.RECIPIENT_MISMATCH)
-    return result
+
+    everyone: bool = False
+    address: str | None = None
+    problem: VerpProblem | None = None
+
+    def allows(self, address: str) -> bool:
+        """May the verdict about ``address`` (a canonical key) change its state?"""
+        return self.everyone or (self.address is not None and address == self.address)
+
+    def refusal(self, address: str) -> VerpProblem | None:
+        """Why the verdict about ``address`` may not change its state (None: it may)."""
+        if self.allows(address):
+            return None
+        return self.problem or VerpProblem.RECIPIENT_MISMATCH
+
+    @property
+    def anyone(self) -> bool:
+        """Whether the bounce may change any address at all."""
+        return self.everyone or self.address is not None
 
 
-def trust_check(
-    secret: str, on_untrusted: UntrustedHook | None = None
-) -> Callable[[Any, Any, str | None], bool]:
-    """The pipeline's ``trust`` seam: ``(message_row, bounce_report, token) -> bool``.
+#: Trust without any VERP policy: every verdict applies.
+TAKEN_AT_ITS_WORD = Trust(everyone=True)
 
-    Without a secret every bounce is trusted (unsigned VERP or none at all: the operator
-    chose not to sign). With one, only bounces passing :func:`check_bounce` are.
+
+def bounce_trust(token: str | None, *, secret: str, required: bool = True,
+                 canonical: Callable[[str], str] = str.lower) -> Trust:
+    """The trust a bounce with this return-path ``token`` earns.
+
+    - no secret configured: every bounce is taken at its word (the operator chose not to
+      sign; the daemon warns when it listens beyond loopback);
+    - a valid signed token: the address it names, in the ``canonical`` form the
+      pipeline keys addresses by, and no other;
+    - a forged signature: nobody, whatever ``required`` says;
+    - no token, an unsigned or an unreadable one: nobody when ``required`` (the
+      default once a secret is set), everyone otherwise (while the senders move to
+      signed return paths).
     """
     if not secret:
-        return lambda _message, _report, _token: True
-
-    def check(message: Any, report: Any, token: str | None) -> bool:
-        pairs = [
-            (recipient.address, recipient.original_recipient)
-            for recipient in getattr(report, "recipients", ())
-            if recipient.address or recipient.original_recipient
-        ]
-        result = check_bounce(token, pairs, secret)
-        if not result.verified and on_untrusted is not None and result.problem is not None:
-            on_untrusted(int(getattr(message, "id", 0)), token, result.problem)
-        return result.verified
-
-    return check
+        return TAKEN_AT_ITS_WORD
+    if not token:
+        return Trust(everyone=not required, problem=VerpProblem.MISSING)
+    result = verify_token(token, secret)
+    if result.verified and result.recipient is not None:
+        return Trust(address=canonical(result.recipient))
+    problem = result.problem or VerpProblem.MALFORMED
+    if problem is VerpProblem.BAD_SIGNATURE:
+        return Trust(problem=problem)
+    return Trust(everyone=not required, problem=problem)

@@ -21,6 +21,7 @@ re-reads the configuration file and the rules (listener addresses need a restart
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import signal
 import socket
@@ -102,6 +103,40 @@ class ListenAddress:
         host = f"[{self.host}]" if self.host and ":" in self.host else self.host
         return f"{host}:{self.port}"
 
+    @property
+    def on_loopback(self) -> bool:
+        """Reachable from this host only: a Unix socket, or a loopback address."""
+        if self.path is not None:
+            return True
+        host = (self.host or "").lower()
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host.split("%", 1)[0]).is_loopback
+        except ValueError:
+            return False  # a host name: assume it resolves beyond loopback
+
+
+def unsigned_exposure(config: Config, listening: Sequence[str] = ()) -> str | None:
+    """Why anyone on the network could change address states, or None.
+
+    Without ``verp.secret`` every bounce is taken at its word: whoever can reach a
+    listener can write a DSN about any address and quarantine it (README: "Threat
+    model"). ``listening``: the addresses actually bound (with inherited sockets);
+    otherwise the configured ``smtp.listen`` / ``lmtp.listen``.
+    """
+    if config.verp.secret:
+        return None
+    configured = [value for value in (config.smtp.listen, config.lmtp.listen) if value]
+    exposed = [text for text in (listening or configured)
+               if not ListenAddress.parse(text).on_loopback]
+    if not exposed:
+        return None
+    return (f"verp.secret is not set and bounced listens beyond loopback "
+            f"({', '.join(exposed)}): anyone who can reach it can quarantine any address "
+            "with a forged bounce; set verp.secret and send with signed return paths "
+            "(README: Threat model)")
+
 
 # --------------------------------------------------------------------------- daemon
 
@@ -123,6 +158,8 @@ class Daemon:
         self.inherited = list(inherited)
         self.servers: list[asyncio.AbstractServer] = []
         self.addresses: list[str] = []
+        #: Where each listener can be reached (``HOST:PORT`` / ``unix:PATH``).
+        self.reachable: list[str] = []
         self.limits = new_limits(self.config.smtp.max_connections)
         self.stop_event: asyncio.Event | None = None
         self.worker = WorkerHandle(self.config)
@@ -165,6 +202,9 @@ class Daemon:
                 "smtp.listen",
                 "no listener: set smtp.listen or lmtp.listen (or use socket activation)",
             )
+        exposure = unsigned_exposure(config, self.reachable)
+        if exposure is not None:
+            log.warning("serve.unsigned_bounces", hint=exposure)
         self._tasks.append(asyncio.create_task(self._watchdog()))
         self._tasks.append(asyncio.create_task(self._supervise_worker()))
         log.info(
@@ -195,8 +235,11 @@ class Daemon:
             sock.setblocking(False)
             if sock.family == socket.AF_UNIX:
                 server = await self.loop.create_unix_server(factory, sock=sock)
+                reach = ListenAddress(path=str(sock.getsockname() or "inherited"))
             else:
                 server = await self.loop.create_server(factory, sock=sock)
+                host, port = sock.getsockname()[:2]
+                reach = ListenAddress(host=str(host), port=int(port))
             where = f"fd:{inherited.fd}({inherited.name})"
         else:
             listen = ListenAddress.parse(address)
@@ -205,7 +248,7 @@ class Daemon:
                 if path.is_socket():
                     path.unlink()  # stale socket of a previous run
                 server = await self.loop.create_unix_server(factory, path=listen.path)
-                where = str(listen)
+                where, reach = str(listen), listen
             else:
                 server = await self.loop.create_server(
                     factory,
@@ -215,9 +258,11 @@ class Daemon:
                     backlog=1024,
                 )
                 bound = server.sockets[0].getsockname()
-                where = str(ListenAddress(host=str(bound[0]), port=int(bound[1])))
+                reach = ListenAddress(host=str(bound[0]), port=int(bound[1]))
+                where = str(reach)
         self.servers.append(server)
         self.addresses.append(f"{kind}://{where}")
+        self.reachable.append(str(reach))
 
     # -- run
 

@@ -32,13 +32,12 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bounced.config import Config
-from bounced.core.verp import VerpProblem, trust_check
 from bounced.daemon.runner import PeriodicJob, Runner
 from bounced.daemon.writer import SharedCounters
 from bounced.log import get_logger
 from bounced.model import MessageState, Rule
-from bounced.ops.processing import ProcessResult, process_messages, run_cleanup
-from bounced.store import PROCESSING_BTREES, DatabaseError, Store
+from bounced.ops.processing import ProcessResult, process_messages, run_cleanup, trust_policy
+from bounced.store import PROCESSING_BTREES, DatabaseError, Store, StoreError
 
 #: Messages per worker transaction: short, so the writer never waits long for the lock.
 WORKER_CHUNK = 25
@@ -99,13 +98,13 @@ class ProcessingRunner(Runner[Sequence[int]]):
         worker = self.worker
         config = worker.config
         config = replace(config, processing=replace(config.processing, batch_size=len(item)))
-        trust = trust_check(config.verp.secret, self._untrusted)
         for result in process_messages(worker.store, item, config=config, rules=worker.rules,
-                                       trust=trust):
+                                       trust=trust_policy(config)):
             self._log_result(result)
 
     def _shunt(self, item: Sequence[int], error: Exception) -> None:
-        self.log.error("worker.batch_failed", error=repr(error), messages=len(item))
+        self.log.error("worker.batch_failed", error=repr(error), messages=len(item),
+                       path=str(self.worker.config.database.path))
         self._failed = True
         time.sleep(BATCH_RETRY_SECONDS)
 
@@ -151,15 +150,6 @@ class ProcessingRunner(Runner[Sequence[int]]):
 
     # -- logs
 
-    def _untrusted(self, message_id: int, token: str | None, problem: VerpProblem) -> None:
-        self.log.warning(
-            "bounce.untrusted",
-            message_id=message_id,
-            verp_token=token,
-            reason=str(problem),
-            effect="verdicts stored, no address state changed",
-        )
-
     def _log_result(self, result: ProcessResult) -> None:
         if result.skipped:
             return
@@ -171,6 +161,16 @@ class ProcessingRunner(Runner[Sequence[int]]):
                           kind=str(result.kind), verdicts=0)
             return
         for rcpt in result.recipients:
+            if rcpt.untrusted is not None:
+                self.log.warning(
+                    "bounce.untrusted",
+                    message_id=result.message_id,
+                    bounce_id=rcpt.bounce_id,
+                    recipient=rcpt.recipient,
+                    verp_token=result.verp_token,
+                    reason=rcpt.untrusted,
+                    effect="verdict stored, address state not changed",
+                )
             self.log.info(
                 "bounce.verdict",
                 message_id=result.message_id,
@@ -307,11 +307,13 @@ class Worker:
                 prewarmed = self.store.prewarm(PROCESSING_BTREES)
                 self.log.info("database.prewarm", **prewarmed.log_fields())
             except DatabaseError as error:  # an optimisation: processing works without it
-                self.log.warning("database.prewarm.failed", error=repr(error))
+                self.log.warning("database.prewarm.failed", error=repr(error),
+                                 path=str(self.config.database.path))
         evidence_stop = threading.Event()
         evidence = threading.Thread(target=self._evidence, args=(evidence_stop,),
                                     name="dns-evidence", daemon=True)
         evidence.start()
+        threading.Thread(target=self._check_file, name="quick-check", daemon=True).start()
         try:
             with self.store.checkpoint_in_background(self._checkpoint_failed):
                 self._loop(control, wake, stop_requested, parent_pid)
@@ -327,8 +329,28 @@ class Worker:
         finally:
             store.close()
 
+    def _check_file(self) -> None:
+        """Read the whole database file once after start (``PRAGMA quick_check``), so a
+        page damaged in the middle of a valid file is reported now, not when a query
+        happens to reach it weeks later."""
+        started = time.monotonic()
+        path = self.config.database.path
+        try:
+            with Store.open_readonly(path, require_schema=False) as store:
+                problems = store.health.quick_check()
+        except (DatabaseError, StoreError) as error:
+            problems = [f"{type(error).__name__}: {error}"]
+        seconds = round(time.monotonic() - started, 2)
+        if problems:
+            self.log.error("database.damaged", path=str(path), problems=problems[:20],
+                           seconds=seconds,
+                           hint="restore from a backup, or `sqlite3 DB .recover`")
+        else:
+            self.log.info("database.checked", path=str(path), seconds=seconds)
+
     def _checkpoint_failed(self, error: BaseException) -> None:
-        self.log.warning("checkpoint.failed", error=repr(error))
+        self.log.warning("checkpoint.failed", error=repr(error),
+                         path=str(self.config.database.path))
 
     def _loop(
         self, control: Connection, wake: Any, stop_requested: threading.Event, parent_pid: int

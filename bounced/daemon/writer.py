@@ -151,7 +151,7 @@ class GroupCommitWriter:
         try:
             log.info("database.prewarm", **store.prewarm(STORING_BTREES).log_fields())
         except DatabaseError as error:  # an optimisation: the writer works without it
-            log.warning("database.prewarm.failed", error=repr(error))
+            log.warning("database.prewarm.failed", error=repr(error), path=str(store.path))
 
     @property
     def _queued(self) -> int:
@@ -254,7 +254,8 @@ class GroupCommitWriter:
         error: BaseException,
     ) -> None:
         self._done_waiting()
-        log.error("store.commit_failed", error=repr(error), messages=len(group))
+        log.error("store.commit_failed", error=repr(error), messages=len(group),
+                  path=str(self.db_path))
         del self._batch[: len(group)]
         for _message, future in group:
             if not future.done():
@@ -267,6 +268,7 @@ class GroupCommitWriter:
             try:
                 self._pending = self._reader.messages.count(MessageState.PENDING)
             except DatabaseError as error:
-                log.warning("store.pending_count_failed", error=repr(error))
+                log.warning("store.pending_count_failed", error=repr(error),
+                            path=str(self.db_path))
             self.heartbeat = time.monotonic()
         self._refresh_handle = self.loop.call_later(PENDING_REFRESH_SECONDS, self._refresh)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bounced.config import Config
-from bounced.core.verp import envelope_token, trust_check
+from bounced.core.verp import envelope_token
 from bounced.model import AcceptedMessage, IncomingMessage, MessageState, Rule
-from bounced.ops.processing import ProcessResult, process_messages
+from bounced.ops.processing import ProcessResult, process_messages, trust_policy
 from bounced.ops.sources import read_messages
 from bounced.store import Store
 
@@ -102,7 +102,7 @@ def ingest_batch(store: Store, batch: Sequence[Named], *, config: Config, rules:
             to_process[stored.id] = None
     results = process_messages(
         store, list(to_process), config=config, rules=rules, at=at,
-        at_from_header=at_from_header, trust=trust_check(config.verp.secret),
+        at_from_header=at_from_header, trust=trust_policy(config),
     )
     by_id = {result.message_id: result for result in results}
     done: list[Ingested] = []

@@ -1,44 +1,54 @@
-"""Processing of stored messages: parse -> judge -> policy -> write, atomically.
+"""Processing of stored messages: parse -> judge -> policy -> write.
 
-The raw message is already committed (``store.messages.insert``) when this runs.
-Messages are processed in batches of ``processing.batch_size`` inside one transaction,
-each message inside its own savepoint, so that:
+The raw message is already committed (``store.messages.insert``) when this runs. Each
+chunk of ``processing.batch_size`` messages goes through two phases:
 
-- a crash (kill -9, power loss) loses at most the uncommitted batch, whose messages
-  stay ``pending`` and are processed again from scratch: never half a message, never a
-  soft error counted twice;
-- an exception while processing one message undoes only that message's work; the
-  message is marked ``failed`` with its error (the raw stays, ready to be retried) and
-  the others of the batch go on.
+1. **prepare**, outside any write transaction: the attempt is counted (committed first,
+   so a worker that dies on a message leaves a trace), then each message is parsed,
+   normalized and qualified under a time limit (``processing.message_budget``,
+   :mod:`bounced.ops.budget`). This is all the CPU work; the daemon's SMTP writer never
+   waits behind it;
+2. **write**, one transaction for the chunk and a savepoint per message: the verdicts,
+   the qualification counts, the policy's changes of address state. A crash loses at
+   most this uncommitted chunk, whose messages stay ``pending`` and are processed again
+   from scratch: never half a message, never a soft error counted twice; an exception
+   while writing one message undoes only that message's work.
+
+A message that cannot be processed is set aside as ``failed`` with its reason (its raw
+bytes stay; ``bounced db retry`` processes it again after a fix), and the others go on:
+a parser crash, a message past its time budget, or one whose processing began
+``processing.max_attempts`` times without finishing (the worker died on it). A message
+whose processing began before and never finished is processed alone, in a chunk of its
+own, so that it cannot take the rest of a chunk down with it again.
 
 The time a bounce counts at is an input, not a clock read deep inside: ``at`` when
 given (replaying history), else the message's own ``Date`` header when
 ``at_from_header`` is set, else the time it was received (which is "now" for the daemon
 and for ``bounced ingest``, and the right time after a backlog or a crash recovery).
 
-Signed-VERP verification is a seam (``trust``): a message judged untrusted keeps its
-verdicts in ``bounces`` but changes no address state (``docs/correlation.md``: a forged
-bounce must not quarantine an innocent address).
+Which addresses a bounce may change is a seam (``trust``, see
+:class:`bounced.core.verp.Trust`): a verdict the trust does not cover is kept in
+``bounces`` (``trusted = 0``) but changes no address state (``docs/correlation.md``: a
+forged bounce must not quarantine an innocent address).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bounced.config import Config
-from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address, rules_from_config
+from bounced.core.addresses import AddressRules, canonical_address, rules_from_config
 from bounced.core.judge import judge
 from bounced.core.parse import parse_message
 from bounced.core.policy import PolicyFacts, apply, cleanup
-from bounced.core.verp import envelope_token
+from bounced.core.verp import TAKEN_AT_ITS_WORD, Trust, bounce_trust, envelope_token
 from bounced.model import (
     AddressEvent,
     BounceReport,
     Kind,
     MessageState,
-    QualificationStatus,
     QuarantineState,
     Reason,
     Rule,
@@ -46,17 +56,30 @@ from bounced.model import (
     TableEntry,
     Verdict,
 )
+from bounced.ops.budget import BudgetExceededError, time_limit
 from bounced.store import Store
 from bounced.store.bounces import NewBounce
 
-#: Decides whether a message may change address states: ``(message, report, token)``.
-TrustCheck = Callable[[StoredMessage, BounceReport, str | None], bool]
+#: Decides whose state a message may change: ``(message, report, token) -> Trust``.
+TrustPolicy = Callable[[StoredMessage, BounceReport, str | None], Trust]
 Clock = Callable[[], datetime]
 
 
-def always_trusted(_message: StoredMessage, _report: BounceReport, _token: str | None) -> bool:
-    """The default until signed VERP is configured: every bounce may change states."""
-    return True
+def always_trusted(_message: StoredMessage, _report: BounceReport, _token: str | None) -> Trust:
+    """No VERP policy: every verdict may change its address's state."""
+    return TAKEN_AT_ITS_WORD
+
+
+def trust_policy(config: Config) -> TrustPolicy:
+    """The ``[verp]`` configuration's policy, comparing addresses as the pipeline keys
+    them (``[addresses]`` folding)."""
+    rules = rules_from_config(config.addresses)
+
+    def policy(_message: StoredMessage, _report: BounceReport, token: str | None) -> Trust:
+        return bounce_trust(token, secret=config.verp.secret, required=config.verp.required,
+                            canonical=lambda address: canonical_address(address, rules))
+
+    return policy
 
 
 def utc_now() -> datetime:
@@ -75,6 +98,9 @@ class RecipientResult:
     qualified_by: str | None
     address_state: QuarantineState | None
     event: str | None
+    #: Why the verdict changed no address state although it could have (a VERP
+    #: problem: ``bad_signature``, ``recipient_mismatch``, ...); None when it applied.
+    untrusted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,33 +112,175 @@ class ProcessResult:
     kind: Kind | None = None
     recipients: tuple[RecipientResult, ...] = ()
     error: str | None = None
+    #: False when the message may change no address at all (``messages.trusted``).
     trusted: bool = True
     problems: tuple[str, ...] = ()
     #: True when the message was already processed (by another process) and was skipped.
     skipped: bool = False
+    #: The return-path token the trust was judged on.
+    verp_token: str | None = None
 
 
-class _Batch:
-    """Per-batch caches: qualification entries by normalized text.
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A message after the CPU work: its report and verdicts, or why it cannot go on."""
 
-    Dropped whenever a message's savepoint is rolled back, since the rows it cached
-    may have vanished with it.
+    message_id: int
+    message: StoredMessage | None
+    report: BounceReport | None = None
+    verdicts: tuple[Verdict, ...] = ()
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """What every recipient of one message shares while it is written."""
+
+    message: StoredMessage
+    report: BounceReport
+    moment: datetime
+    token: str | None
+    trust: Trust
+    address_rules: AddressRules
+    config: Config
+    now: datetime
+
+
+def process_messages(
+    store: Store,
+    ids: Sequence[int],
+    *,
+    config: Config,
+    rules: Sequence[Rule],
+    now: Clock | None = None,
+    at: datetime | None = None,
+    at_from_header: bool = False,
+    trust: TrustPolicy = always_trusted,
+    attempt_limit: bool = True,
+) -> list[ProcessResult]:
+    """Process the stored messages ``ids`` (pending or failed ones; already processed
+    ones are skipped, so two processes never count a message twice).
+
+    Returns one result per id, in order. Never raises for a message's own problem: that
+    message is marked ``failed`` and reported; database errors that prevent a chunk from
+    committing (disk full, ...) do raise, leaving the chunk pending. ``attempt_limit``
+    False: an operator retries by hand, past ``processing.max_attempts``.
     """
-
-    def __init__(self, store: Store, address_rules: AddressRules = NO_FOLDING) -> None:
-        self.store = store
-        self.address_rules = address_rules
-        self.entries: dict[str, TableEntry | None] = {}
-
-    def lookup(self, text: str) -> TableEntry | None:
-        if text not in self.entries:
-            self.entries[text] = self.store.qualification.lookup(text)
-        return self.entries[text]
+    clock = now or utc_now
+    results: dict[int, ProcessResult] = {}
+    for chunk in _chunks(store, list(dict.fromkeys(ids)), config.processing.batch_size):
+        prepared = _prepare(store, chunk, config=config, rules=rules,
+                            attempt_limit=attempt_limit)
+        results.update(_write(store, prepared, config=config, at=at,
+                              at_from_header=at_from_header, trust=trust, clock=clock))
+    return [results[message_id] for message_id in ids]
 
 
-def _chunks(ids: Sequence[int], size: int) -> Iterator[Sequence[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start:start + size]
+def _chunks(store: Store, ids: list[int], size: int) -> Iterator[list[int]]:
+    """Chunks of ``size``; a message whose processing began before and never finished
+    goes alone, so a message that kills the worker cannot take others down again."""
+    suspects = store.messages.began_before(ids)
+    clean = [message_id for message_id in ids if message_id not in suspects]
+    for start in range(0, len(clean), max(1, size)):
+        yield clean[start:start + max(1, size)]
+    for message_id in ids:
+        if message_id in suspects:
+            yield [message_id]
+
+
+# --------------------------------------------------------------------------- prepare
+
+
+def _prepare(store: Store, chunk: Sequence[int], *, config: Config, rules: Sequence[Rule],
+             attempt_limit: bool) -> list[_Prepared]:
+    """The CPU work of a chunk, before taking the write lock. Raw bytes are dropped once
+    parsed, so a chunk of large messages never sits in memory whole."""
+    store.messages.begin_attempts(chunk)
+    entries: dict[str, TableEntry | None] = {}
+
+    def lookup(text: str) -> TableEntry | None:
+        if text not in entries:
+            entries[text] = store.qualification.lookup(text)
+        return entries[text]
+
+    limits = config.processing
+    prepared: list[_Prepared] = []
+    for message_id, row in store.messages.iterate(chunk):
+        if row is None or row.state is MessageState.PROCESSED:
+            prepared.append(_Prepared(message_id, row))
+            continue
+        slim = StoredMessage(row.id, row.received_at, row.mail_from, row.rcpt_to, b"",
+                             row.state, row.peer, row.error, row.attempts)
+        # row.attempts counts this attempt too (begun above).
+        if attempt_limit and row.attempts > limits.max_attempts:
+            prepared.append(_Prepared(message_id, slim, error=(
+                f"set aside after {row.attempts - 1} processing attempts that never "
+                "finished (the worker crashed or was killed on this message)")))
+            continue
+        budget = limits.message_budget.total_seconds()
+        try:
+            with time_limit(budget):
+                report = parse_message(row.raw, verp_separator=config.verp.separator)
+                verdicts = judge(report, rules, lookup)
+        except BudgetExceededError:
+            prepared.append(_Prepared(message_id, slim, error=(
+                f"set aside: parsing and qualifying took longer than the {budget:g} s "
+                "budget (processing.message_budget)")))
+            continue
+        except Exception as failure:  # the parser promises not to raise; if it does...
+            prepared.append(_Prepared(message_id, slim, error=_describe_error(failure)))
+            continue
+        prepared.append(_Prepared(message_id, slim, report, verdicts))
+    return prepared
+
+
+def _describe_error(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+# --------------------------------------------------------------------------- write
+
+
+def _write(store: Store, prepared: Sequence[_Prepared], *, config: Config,
+           at: datetime | None, at_from_header: bool, trust: TrustPolicy,
+           clock: Clock) -> dict[int, ProcessResult]:
+    """One transaction for the chunk, a savepoint per message."""
+    results: dict[int, ProcessResult] = {}
+    address_rules = rules_from_config(config.addresses)
+    with store.relaxed_sync(), store.atomic():
+        for item in prepared:
+            row = item.message
+            if row is None:
+                results[item.message_id] = ProcessResult(
+                    item.message_id, MessageState.FAILED, error="no such message", skipped=True)
+                continue
+            # Re-read under the write lock: another process may have processed it
+            # since it was prepared; it must not be counted twice.
+            if store.messages.state(row.id) in (None, MessageState.PROCESSED):
+                results[row.id] = ProcessResult(row.id, MessageState.PROCESSED, skipped=True)
+                continue
+            moment = clock()
+            try:
+                if item.error is not None or item.report is None:
+                    raise _SetAsideError(item.error or "parse failed")
+                with store.atomic():
+                    token = (envelope_token(row.rcpt_to, config.verp.separator)
+                             or item.report.verp_token)
+                    context = _Context(
+                        row, item.report, _message_time(row, item.report, at, at_from_header),
+                        token, trust(row, item.report, token), address_rules, config, moment)
+                    results[row.id] = _write_message(store, context, item.verdicts)
+            except Exception as error:  # one bad message must not stop the others
+                message = str(error) if isinstance(error, _SetAsideError) else (
+                    _describe_error(error))
+                store.messages.mark_failed(row.id, message, moment)
+                results[row.id] = ProcessResult(row.id, MessageState.FAILED, error=message)
+    return results
+
+
+class _SetAsideError(Exception):
+    """The message cannot be processed (its reason is the message); the others go on."""
 
 
 def _message_time(
@@ -126,80 +294,42 @@ def _message_time(
     return row.received_at
 
 
-def _count_text(batch: _Batch, verdict: Verdict, at: datetime) -> int | None:
-    """Count one occurrence of the verdict's normalized text; return its row id."""
-    if not verdict.text or verdict.qualification is None:
-        return None
-    qualification = verdict.qualification
-    text_id = batch.store.qualification.count(
-        verdict.text, verdict.recipient.diagnostic, qualification, at)
-    if batch.entries.get(verdict.text) is None:
-        batch.entries[verdict.text] = TableEntry(
-            id=text_id,
-            status=QualificationStatus.TO_QUALIFY,
-            failure_type=qualification.failure_type,
-            reason=qualification.reason,
-        )
-    return text_id
-
-
-@dataclass(frozen=True, slots=True)
-class _Context:
-    """What every recipient of one message shares."""
-
-    message: StoredMessage
-    report: BounceReport
-    moment: datetime
-    token: str | None
-    trusted: bool
-    config: Config
-    now: datetime
-
-
-def _process_one(
-    store: Store,
-    batch: _Batch,
-    row: StoredMessage,
-    report: BounceReport,
-    *,
-    config: Config,
-    rules: Sequence[Rule],
-    at: datetime | None,
-    at_from_header: bool,
-    trust: TrustCheck,
-    now: datetime,
-) -> ProcessResult:
-    token = envelope_token(row.rcpt_to, config.verp.separator) or report.verp_token
-    context = _Context(row, report, _message_time(row, report, at, at_from_header), token,
-                       bool(trust(row, report, token)), config, now)
-    results = tuple(
-        _record(store, batch, context, verdict)
-        for verdict in judge(report, rules, batch.lookup)
+def _write_message(store: Store, context: _Context, verdicts: Sequence[Verdict]
+                   ) -> ProcessResult:
+    recipients = tuple(
+        _record(store, context, verdict)
+        for verdict in verdicts
         if verdict.recipient.kind is not Kind.NOT_BOUNCE
     )
-    store.messages.mark_processed(row.id, kind=report.kind, verp_token=token,
-                                  trusted=context.trusted, at=now)
+    report = context.report
+    store.messages.mark_processed(context.message.id, kind=report.kind,
+                                  verp_token=context.token, trusted=context.trust.anyone,
+                                  at=context.now)
     return ProcessResult(
-        message_id=row.id,
+        message_id=context.message.id,
         state=MessageState.PROCESSED,
         kind=report.kind,
-        recipients=results,
-        trusted=context.trusted,
+        recipients=recipients,
+        trusted=context.trust.anyone,
         problems=report.problems,
+        verp_token=context.token,
     )
 
 
-def _record(store: Store, batch: _Batch, context: _Context, verdict: Verdict) -> RecipientResult:
-    """One recipient: its text counted, the policy applied (when the bounce may change
-    states), its verdict written, the address and its history updated."""
+def _record(store: Store, context: _Context, verdict: Verdict) -> RecipientResult:
+    """One recipient: its text counted, the policy applied (when the trust covers the
+    address), its verdict written, the address and its history updated."""
     recipient = verdict.recipient
-    address = (canonical_address(recipient.address, batch.address_rules)
+    address = (canonical_address(recipient.address, context.address_rules)
                if recipient.address else None)
-    text_id = _count_text(batch, verdict, context.moment)
+    text_id = (store.qualification.count(verdict.text, recipient.diagnostic,
+                                         verdict.qualification, context.moment)
+               if verdict.text and verdict.qualification is not None else None)
     qualification = verdict.qualification
+    refusal = context.trust.refusal(address) if address else None
     old_state = new_state = None
     outcome = None
-    if address and context.trusted:
+    if address and refusal is None:
         old_state = store.addresses.get(address)
         outcome = apply(old_state, PolicyFacts.of(verdict), context.moment,
                         context.config.policy, address=address, qualification=qualification)
@@ -225,6 +355,7 @@ def _record(store: Store, batch: _Batch, context: _Context, verdict: Verdict) ->
         smtp_command=recipient.smtp_command,
         verp_token=context.token,
         feedback_type=recipient.feedback_type,
+        trusted=refusal is None,
     ))
     if new_state is not None and new_state != old_state:
         store.addresses.put(new_state, context.now)
@@ -239,95 +370,11 @@ def _record(store: Store, batch: _Batch, context: _Context, verdict: Verdict) ->
         qualified_by=str(qualification.qualified_by) if qualification else None,
         address_state=new_state.state if new_state is not None else None,
         event=outcome.event.cause if outcome and outcome.event else None,
+        untrusted=refusal.value if refusal is not None else None,
     )
 
 
-def _describe_error(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
-def process_messages(
-    store: Store,
-    ids: Sequence[int],
-    *,
-    config: Config,
-    rules: Sequence[Rule],
-    now: Clock | None = None,
-    at: datetime | None = None,
-    at_from_header: bool = False,
-    trust: TrustCheck = always_trusted,
-) -> list[ProcessResult]:
-    """Process the stored messages ``ids`` (pending or failed ones; already processed
-    ones are skipped, so two processes never count a message twice).
-
-    Returns one result per id, in order. Never raises for a message's own problem:
-    that message is marked ``failed`` and reported; database errors that prevent the
-    whole batch from committing (disk full, ...) do raise, leaving the batch pending.
-    """
-    clock = now or utc_now
-    results: list[ProcessResult] = []
-    for chunk in _chunks(list(ids), max(1, config.processing.batch_size)):
-        parsed = _parse_chunk(store, chunk, config.verp.separator)
-        batch = _Batch(store, rules_from_config(config.addresses))
-        with store.relaxed_sync(), store.atomic():
-            done: set[int] = set()
-            for message_id, row, report, parse_error in parsed:
-                if row is None:
-                    results.append(ProcessResult(message_id, MessageState.FAILED,
-                                                 error="no such message", skipped=True))
-                    continue
-                # Re-read under the write lock: another process may have processed it
-                # since it was parsed; it must not be counted twice.
-                if message_id in done or store.messages.state(message_id) in (
-                    None, MessageState.PROCESSED
-                ):
-                    results.append(ProcessResult(message_id, MessageState.PROCESSED,
-                                                 skipped=True))
-                    continue
-                done.add(message_id)
-                moment = clock()
-                try:
-                    if report is None:
-                        raise _ParseError(parse_error or "parse failed")
-                    with store.atomic():
-                        result = _process_one(
-                            store, batch, row, report, config=config, rules=rules, at=at,
-                            at_from_header=at_from_header, trust=trust, now=moment,
-                        )
-                except Exception as error:  # one bad message must not stop the others
-                    batch.entries.clear()
-                    message = str(error) if isinstance(error, _ParseError) else (
-                        _describe_error(error))
-                    store.messages.mark_failed(row.id, message, moment)
-                    result = ProcessResult(row.id, MessageState.FAILED, error=message)
-                results.append(result)
-    return results
-
-
-class _ParseError(Exception):
-    """The parser raised (it should not): the message fails, the others go on."""
-
-
-def _parse_chunk(
-    store: Store, chunk: Sequence[int], separator: str
-) -> list[tuple[int, StoredMessage | None, BounceReport | None, str | None]]:
-    """Parse a batch BEFORE taking the write lock: parsing is pure and is most of the
-    work, so a concurrent writer (the SMTP daemon storing new mail) waits only for the
-    database part. Raw bytes are dropped once parsed, to bound a batch's memory."""
-    parsed: list[tuple[int, StoredMessage | None, BounceReport | None, str | None]] = []
-    for message_id, row in store.messages.iterate(chunk):
-        if row is None or row.state is MessageState.PROCESSED:
-            parsed.append((message_id, row, None, None))
-            continue
-        try:
-            report: BounceReport | None = parse_message(
-                row.raw, verp_separator=separator)
-            error = None
-        except Exception as failure:  # the parser promises not to raise; if it does...
-            report, error = None, _describe_error(failure)
-        parsed.append((message_id, replace(row, raw=b""), report, error))
-    return parsed
+# --------------------------------------------------------------------------- cleanup
 
 
 def run_cleanup(store: Store, *, config: Config, at: datetime) -> list[AddressEvent]:

@@ -51,6 +51,9 @@ class NewBounce:
     smtp_command: str | None
     verp_token: str | None
     feedback_type: str | None
+    #: Whether the verdict could change the address's state (its bounce's VERP trust
+    #: covered the address); a verdict that could not is recorded, never applied.
+    trusted: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +130,8 @@ class BounceLog:
             "INSERT INTO bounces (message_id, recipient, kind, action, status, reply_code, "
             "diagnostic, qualification_id, failure_type, reason_code, qualified_by, "
             "original_message_id, received_at, at, original_recipient, remote_mta, "
-            "smtp_command, verp_token, feedback_type) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "smtp_command, verp_token, feedback_type, trusted) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 bounce.message_id, bounce.recipient, bounce.kind.value, bounce.action,
                 bounce.status, bounce.reply_code, bounce.diagnostic, bounce.qualification_id,
@@ -137,7 +140,7 @@ class BounceLog:
                 bounce.qualified_by, bounce.original_message_id,
                 format_time(bounce.received_at), format_time(bounce.at),
                 bounce.original_recipient, bounce.remote_mta, bounce.smtp_command,
-                bounce.verp_token, bounce.feedback_type,
+                bounce.verp_token, bounce.feedback_type, int(bounce.trusted),
             ),
         )
         return int(cursor.lastrowid or 0)
@@ -194,12 +197,13 @@ class BounceLog:
 
     def counted_for(self, address: str, after: datetime | None) -> list[StoredVerdict]:
         """The bounces of ``address`` after ``after`` that changed (or could have
-        changed) its state: from trusted messages, not rolled back, in counting order."""
+        changed) its state: trusted for that address (the verdict's own flag, else its
+        message's, for rows older than the flag), not rolled back, in counting order."""
         rows = self._store.conn.execute(
             "SELECT b.id, COALESCE(b.at, b.received_at), b.kind, b.failure_type, "
             "b.reason_code, b.qualified_by, b.feedback_type FROM bounces b "
             "JOIN messages m ON m.id = b.message_id "
-            "WHERE b.recipient = ? AND COALESCE(m.trusted, 1) = 1 "
+            "WHERE b.recipient = ? AND COALESCE(b.trusted, m.trusted, 1) = 1 "
             f"AND COALESCE(b.at, b.received_at) > ? AND {_NOT_ROLLED_BACK} "
             "ORDER BY COALESCE(b.at, b.received_at), b.id",
             (address, format_time(after) if after is not None else ""),

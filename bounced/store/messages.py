@@ -21,7 +21,7 @@ from bounced.store.schema import DIGEST_PREFIX, DUPLICATE_LOOKUP
 if TYPE_CHECKING:
     from bounced.store import Store
 
-_COLUMNS = "id, received_at, mail_from, rcpt_to, raw, state, peer, error"
+_COLUMNS = "id, received_at, mail_from, rcpt_to, raw, state, peer, error, attempts"
 
 
 class MessageTable:
@@ -129,19 +129,45 @@ class MessageTable:
 
     # ---- what processing did
 
+    def begin_attempts(self, message_ids: Sequence[int]) -> None:
+        """Count one more processing attempt of each message, committed before any of
+        the work: if the worker dies on a message, the count says so at the next start
+        (``bounced.ops.processing`` isolates such messages, then sets them aside)."""
+        if not message_ids:
+            return
+        marks = ",".join("?" * len(message_ids))
+        with self._store.atomic():
+            self._store.conn.execute(
+                f"UPDATE messages SET attempts = attempts + 1 WHERE id IN ({marks}) "
+                "AND state <> 'processed'",
+                tuple(message_ids),
+            )
+
+    def began_before(self, message_ids: Sequence[int]) -> set[int]:
+        """Those of ``message_ids`` whose processing began before and never finished
+        (still pending, with attempts)."""
+        if not message_ids:
+            return set()
+        marks = ",".join("?" * len(message_ids))
+        rows = self._store.conn.execute(
+            f"SELECT id FROM messages WHERE id IN ({marks}) AND attempts > 0 "
+            "AND state = 'pending'",
+            tuple(message_ids),
+        ).fetchall()
+        return {int(row[0]) for row in rows}
+
     def mark_processed(self, message_id: int, *, kind: Kind, verp_token: str | None,
                        trusted: bool, at: datetime) -> None:
         self._store.conn.execute(
             "UPDATE messages SET state = 'processed', error = NULL, kind = ?, verp_token = ?, "
-            "trusted = ?, processed_at = ?, attempts = attempts + 1 WHERE id = ?",
+            "trusted = ?, processed_at = ? WHERE id = ?",
             (kind.value, verp_token, int(trusted), format_time(at), message_id),
         )
 
     def mark_failed(self, message_id: int, error: str, at: datetime) -> None:
         """Record a processing failure; the raw message stays for a later retry."""
         self._store.conn.execute(
-            "UPDATE messages SET state = 'failed', error = ?, processed_at = ?, "
-            "attempts = attempts + 1 WHERE id = ?",
+            "UPDATE messages SET state = 'failed', error = ?, processed_at = ? WHERE id = ?",
             (error, format_time(at), message_id),
         )
 
@@ -156,4 +182,5 @@ def _stored(row: tuple) -> StoredMessage:
         state=MessageState(row[5]),
         peer=row[6],
         error=row[7],
+        attempts=int(row[8] or 0),
     )

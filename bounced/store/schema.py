@@ -388,6 +388,20 @@ def _migration_8(db: sqlite_utils.Database) -> None:
     """
     db.execute("DROP INDEX IF EXISTS idx_bounces_original_message_id")
 
+
+@migration("per-verdict trust")
+def _migration_9(db: sqlite_utils.Database) -> None:
+    """``bounces.trusted``: whether the verdict could change its address's state.
+
+    A signed VERP token vouches for the one address it names; another recipient of the
+    same report (a victim's address beside the token's) is recorded but never applied
+    (``docs/correlation.md``). The message-level ``messages.trusted`` cannot say that,
+    and a replay (``bounced reprocess``, ``quarantine rollback``) must count exactly the
+    verdicts that could apply. NULL on older rows: their message's flag decides.
+    """
+    db.execute("ALTER TABLE bounces ADD COLUMN trusted INTEGER")
+
+
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 from bounced.store import SCHEMA_VERSION
 
@@ -82,3 +83,18 @@ def test_retry_processes_failed_messages_again(db, bounced, sql, mail_file):
     assert "retried 1, still failed 0" in retry.out
     assert sql("SELECT state FROM messages") == [("processed",)]
     assert sql("SELECT count(*) FROM bounces") == [(1,)]
+
+
+def test_check_warns_when_the_configuration_takes_unsigned_bounces_from_the_network(
+        tmp_path: Path, bounced) -> None:
+    db = tmp_path / "w.db"
+    assert bounced(["db", "init", "--db", str(db)]).status == 0
+    exposed = tmp_path / "exposed.toml"
+    exposed.write_text('[smtp]\nlisten = "0.0.0.0:25"\n')
+    run = bounced(["db", "check", "--db", str(db), "--config", str(exposed)])
+    assert run.status == 0
+    assert "WARNING: verp.secret is not set" in run.out and "0.0.0.0:25" in run.out
+    signed = tmp_path / "signed.toml"
+    signed.write_text('[smtp]\nlisten = "0.0.0.0:25"\n[verp]\nsecret = "x"\n')
+    assert "WARNING" not in bounced(["db", "check", "--db", str(db), "--config",
+                                     str(signed)]).out

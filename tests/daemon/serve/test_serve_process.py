@@ -408,3 +408,67 @@ def test_the_daemon_purges_what_is_past_retention(
                      "JOIN messages m ON m.id = b.message_id ORDER BY b.id") == [
         (cited[0][0], False), (query(db, "SELECT max(id) FROM bounces")[0][0], True)]
     assert query(db, "SELECT count(*) FROM messages") == [(2,)]
+
+
+def test_a_damaged_page_in_the_middle_of_the_file_is_reported_after_start(
+    serve: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    """The daemon reads the whole file once after start: a page that no query of the
+    start reaches is found now, not weeks later."""
+    from datetime import UTC, datetime
+
+    from bounced.model import IncomingMessage
+    from bounced.store import Store
+
+    db = tmp_path / "damaged.db"
+    with Store.open(db) as store:
+        store.messages.insert([IncomingMessage(datetime.now(UTC), "", (BOUNCE,),
+                                               wire_bytes(unique_dsn(n))) for n in range(300)])
+    server = serve("--db", str(db), "--smtp", "127.0.0.1:0").ready()
+    wait_until_processed(db)
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    leaves = query(db, "SELECT pageno FROM dbstat WHERE name = 'bounces' AND pagetype = 'leaf' "
+                       "ORDER BY pageno")
+    page_size = query(db, "PRAGMA page_size")[0][0]
+    victim = leaves[len(leaves) // 2][0]
+    with db.open("r+b") as handle:  # a b-tree page header overwritten, as a bad sector would
+        handle.seek((victim - 1) * page_size)
+        handle.write(b"\xff" * 16)
+    server = serve("--db", str(db), "--smtp", "127.0.0.1:0").ready()
+    damaged = server.wait_event("database.damaged")
+    assert damaged["path"] == str(db) and damaged["problems"]
+    server.signal(signal.SIGTERM)
+    server.wait()
+
+
+def test_a_sound_file_is_reported_checked(
+    serve: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    server = serve("--db", str(tmp_path / "sound.db"), "--smtp", "127.0.0.1:0").ready()
+    assert server.wait_event("database.checked")["path"] == str(tmp_path / "sound.db")
+    assert server.events("database.damaged") == []
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+
+
+def test_without_a_verp_secret_a_listener_beyond_loopback_is_warned_about(
+    serve: Callable[..., ServerProcess], tmp_path: Path
+) -> None:
+    exposed = serve("--db", str(tmp_path / "e.db"), "--smtp", "0.0.0.0:0").ready()
+    assert "verp.secret" in exposed.wait_event("serve.unsigned_bounces")["hint"]
+    exposed.signal(signal.SIGTERM)
+    assert exposed.wait() == 0
+    config = tmp_path / "signed.toml"
+    config.write_text('[verp]\nsecret = "s3cret"\n')
+    signed = serve("--config", str(config), "--db", str(tmp_path / "s.db"),
+                   "--smtp", "0.0.0.0:0").ready()
+    signed.wait_event("worker.started")
+    assert signed.events("serve.unsigned_bounces") == []
+    signed.signal(signal.SIGTERM)
+    assert signed.wait() == 0
+    loopback = serve("--db", str(tmp_path / "l.db"), "--smtp", "127.0.0.1:0").ready()
+    loopback.wait_event("worker.started")
+    assert loopback.events("serve.unsigned_bounces") == []
+    loopback.signal(signal.SIGTERM)
+    assert loopback.wait() == 0

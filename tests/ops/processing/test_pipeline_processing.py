@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bounced.config import Config
+from bounced.core.verp import Trust, VerpProblem
 from bounced.model import FailureType, IncomingMessage, MessageState, Reason, Rule
 from bounced.ops.processing import process_messages
 from bounced.store import Store
@@ -123,7 +124,7 @@ def test_an_untrusted_message_keeps_its_verdicts_but_changes_no_address(store: S
 
     def refuse(message, report, token):
         seen.append(token)
-        return False
+        return Trust(problem=VerpProblem.BAD_SIGNATURE)
 
     [result] = process_messages(store, [stored.id], config=CONFIG, rules=(), trust=refuse)
     assert seen == ["forged"]
@@ -168,6 +169,7 @@ def test_an_unknown_message_id_is_reported_not_raised(store: Store):
 _CRASHING_WORKER = """
 import os, sys
 from bounced.config import Config
+from bounced.core.verp import TAKEN_AT_ITS_WORD
 from bounced.model import MessageState
 from bounced.ops.processing import process_messages
 from bounced.store import Store
@@ -180,7 +182,7 @@ def crash_on_third(message, report, token):
     seen.append(message.id)
     if len(seen) == 3:
         os._exit(9)  # a kill -9 in the middle of a batch: no cleanup, no rollback
-    return True
+    return TAKEN_AT_ITS_WORD
 
 process_messages(store, ids, config=Config(), rules=store.rules.enabled(), trust=crash_on_third)
 """
