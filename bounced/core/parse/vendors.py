@@ -29,6 +29,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bounced.core.parse import commands
+
 _ADDR = r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]"
 ADDRESS = re.compile(_ADDR)
 _QUOTED_ADDR = rf"(?:\"[^\"]*\"\s*)?[\"']?<?({_ADDR})>?[\"']?"
@@ -85,10 +87,12 @@ _BOILERPLATE_ADDRESS = re.compile(r"^(?:mailer-daemon|mailer_daemon)@", re.I)
 
 @dataclass(frozen=True, slots=True)
 class TextRecipient:
-    """An address the prose names as failed, with the error text written about it."""
+    """An address the prose names as failed, with the error text written about it and,
+    in a session transcript, the SMTP command its refusal answered."""
 
     address: str
     diagnostic: str
+    command: str | None = None
 
 
 def human_text(text: str) -> str:
@@ -157,6 +161,7 @@ class _Block:
     line: int
     parts: list[str]
     same_line: bool = False
+    command: str | None = None
 
 
 def _address_blocks(lines: list[str]) -> list[TextRecipient]:
@@ -174,14 +179,20 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
     remote reply (``<<< 553 ...``) or the local mailer's complaint (``procmail: Quota
     exceeded``), so those lines are appended to it. A recipient with the same summary
     right after it (a refused MAIL FROM fails every recipient of the session) shares them.
+    Such a recipient also takes the command (``>>> RCPT To:<a>``) those replies answered.
     """
     blocks: list[_Block] = []
     current: _Block | None = None
     transcript = False
     replies: list[str] = []  # transcript lines since the last command or recipient line
     repeated: tuple[str, list[str]] = ("", [])  # the last summary line and its replies
+    sent: str | None = None  # the last command of the transcript's current session
     for number, line in enumerate(lines):
         stripped = line.strip()
+        if stripped.startswith(">>>"):
+            sent = commands.sent_command(stripped)
+        elif stripped.lower().startswith(("while talking to", "... while talking to")):
+            sent = None
         if not stripped:
             if current is not None and current.parts and not current.parts[-1].endswith(":"):
                 current = None
@@ -204,8 +215,10 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
                 # Sendmail: "<<< 501 ..." then "554 <a>... Remote protocol error"
                 rest = f"{summary}: {' '.join(replies)}" if replies else summary
                 repeated = (summary, replies)
+            answered = sent if stripped.startswith(">>>") or (replies and code) else None
             replies = []
-            current = _Block(match.group(3), indent, number, [rest] if rest else [], bool(rest))
+            current = _Block(match.group(3), indent, number, [rest] if rest else [], bool(rest),
+                             answered)
             blocks.append(current)
             continue
         if _TRANSCRIPT_START.match(stripped):
@@ -232,7 +245,12 @@ def _address_blocks(lines: list[str]) -> list[TextRecipient]:
         known = merged.get(key)
         if known is None or rank > known[1]:
             address = known[0].address if known else unescape_octal(block.address)
-            merged[key] = (TextRecipient(address, diagnostic), rank)
+            command = block.command or (known[0].command if known else None)
+            merged[key] = (TextRecipient(address, diagnostic, command), rank)
+        elif block.command and known[0].command is None:
+            # the transcript shows which command the kept block's refusal answered
+            merged[key] = (TextRecipient(known[0].address, known[0].diagnostic,
+                                         block.command), known[1])
     return [item for item, _ in merged.values()]
 
 
