@@ -54,7 +54,13 @@ from enum import StrEnum
 
 from bounced.core import statuscodes
 from bounced.core.normalize import normalize
-from bounced.core.qualify import RuleError, match_rule, parse_rules, qualify
+from bounced.core.qualify import (
+    RuleError,
+    load_default_rules,
+    match_rule,
+    parse_rules,
+    qualify,
+)
 from bounced.model import (
     Action,
     FailureType,
@@ -188,7 +194,7 @@ def codes_in(text: str, qualified_by: str | None = None) -> tuple[str | None, st
     (``status:5.1.1``) first, else the failure codes written in the text."""
     enhanced, reply = statuscodes.codes_in_text(text)
     if qualified_by and qualified_by.startswith("status:"):
-        code = qualified_by.partition(":")[2]
+        code = qualified_by.partition(":")[2].partition("+")[0]
         if statuscodes.parse_enhanced(code) is not None:
             enhanced = code
         elif code.isdigit():
@@ -416,6 +422,8 @@ def rule_to_toml(rule: Rule) -> str:
         lines.append(f"command = {_toml_string(rule.command)}")
     if not rule.enabled:
         lines.append("enabled = false")
+    if rule.source:
+        lines.append(f"source = {_toml_string(rule.source)}")
     if rule.comment:
         lines.append(f"comment = {_toml_string(rule.comment)}")
     return "\n".join(lines) + "\n"
@@ -489,13 +497,27 @@ def set_rule_enabled(store: Store, rule_id: int, enabled: bool) -> RuleRow:
 
 
 class Step(StrEnum):
-    """The step of the qualification order (SPEC §4) that decided a text."""
+    """The step of the qualification order (docs/qualification.md) that decided a text."""
 
     TABLE = "1. qualification table"
     RULE = "2. processing rule"
-    EXPIRED = "3. expired (transient code on a failed delivery)"
-    STATUS = "4. status code"
-    NONE = "5. nothing: undefined, waits for an operator"
+    PROVIDER = "3. shipped knowledge: the receiving provider's own code or wording"
+    STATUS = "3. shipped knowledge: status code"
+    PHRASE = "3. shipped knowledge: wording of a failure class"
+    STAGE = "3. shipped knowledge: SMTP stage"
+    CLASS = "3. shipped knowledge: status class fallback"
+    NONE = "4. nothing: undefined, waits for an operator"
+
+
+_STEPS = {
+    QualifiedBySource.TABLE: Step.TABLE,
+    QualifiedBySource.RULE: Step.RULE,
+    QualifiedBySource.PROVIDER: Step.PROVIDER,
+    QualifiedBySource.STATUS: Step.STATUS,
+    QualifiedBySource.PHRASE: Step.PHRASE,
+    QualifiedBySource.STAGE: Step.STAGE,
+    QualifiedBySource.CLASS: Step.CLASS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -545,17 +567,7 @@ def explain_text(
     by_id = {rule.id: rule for rule in rules}
     rule = by_id.get(int(verdict.qualified_by.ref or 0)) if source is QualifiedBySource.RULE \
         else None
-    if source is QualifiedBySource.TABLE:
-        step = Step.TABLE
-    elif source is QualifiedBySource.RULE:
-        step = Step.RULE
-    elif source is QualifiedBySource.STATUS:
-        plain = statuscodes.from_codes(status, reply_code)
-        same = plain is not None and (plain.failure_type, plain.reason) == (
-            verdict.failure_type, verdict.reason)
-        step = Step.STATUS if same else Step.EXPIRED
-    else:
-        step = Step.NONE
+    step = _STEPS.get(source, Step.NONE)
     matching = tuple(
         each for each in rules
         if match_rule(normalized, [each], status=status, command=command) is not None
@@ -606,7 +618,11 @@ def export_rules(store: Store, *, include_defaults: bool = False,
     """The operator's rules (disabled ones too, as ``enabled = false``) as a TOML rule
     file that :func:`import_rules` and ``bounced/data/rules.toml`` readers accept;
     ``include_texts`` adds the operator's text decisions (:func:`text_rules`)."""
-    rules = [row.rule for row in list_rules(store, None if include_defaults else "user")]
+    shipped = {rule.id: rule.source for rule in load_default_rules()}
+    rules = [  # the table does not keep where a shipped rule's wording comes from
+        dataclasses.replace(row.rule, source=row.rule.source or shipped.get(row.rule.id, ""))
+        for row in list_rules(store, None if include_defaults else "user")
+    ]
     if include_texts:
         rules += text_rules(store, _next_user_id(store.conn))
     header = (

@@ -47,6 +47,9 @@ def test_each_layout_gives_the_recipient_it_names(name: str, recipient: str) -> 
 def test_a_sendmail_transcript_gives_the_command_the_refusal_answered() -> None:
     (recipient,) = parsed("sendmail-plain.eml").recipients
     assert recipient.smtp_command == "RCPT"
+    (verdict,) = judge(parsed("sendmail-plain.eml"), load_default_rules())
+    assert verdict.qualification is not None
+    assert str(verdict.qualification.qualified_by).startswith("status:5.1.1+stage:RCPT")
 
 
 def test_transcript_commands_are_read_per_recipient() -> None:
