@@ -410,6 +410,10 @@ def _reports_of(
             if blocks is None:
                 blocks = {i.address.lower(): i for i in vendors.scan_recipients(prose())}
             found = blocks.get((address or "").lower())
+            if found is None and len(blocks) == 1 and len(status.recipients) == 1:
+                # one recipient each side, written differently (a rewritten or
+                # anonymised address): the same failure
+                found = next(iter(blocks.values()))
             if not diagnostic or diagnostic.isdigit():
                 diagnostic = found.diagnostic if found else vendors.collapse(prose(), 1000)
             command = (

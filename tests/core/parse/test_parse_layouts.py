@@ -29,6 +29,7 @@ def parsed(name: str) -> BounceReport:
         ("qmail-odd-sender.eml", "jane@rcpt.example"),
         ("exim-odd-sender.eml", "jane@rcpt.example"),
         ("exim-pipe.eml", "support@rcpt.example"),
+        ("exim-file.eml", "jane@rcpt.example"),
         ("office365-351.eml", "jane@rcpt.example"),
         ("domino.eml", "jane@rcpt.example"),
         ("mimecast.eml", "jane@rcpt.example"),
@@ -50,6 +51,20 @@ def test_a_sendmail_transcript_gives_the_command_the_refusal_answered() -> None:
     (verdict,) = judge(parsed("sendmail-plain.eml"), load_default_rules())
     assert verdict.qualification is not None
     assert str(verdict.qualification.qualified_by).startswith("status:5.1.1+stage:RCPT")
+
+
+@pytest.mark.parametrize(
+    ("name", "item", "reason"),
+    [("exim-pipe.eml", "pipe to |/usr/local/bin/ticket-import", Reason.UNREACHABLE),
+     ("exim-file.eml", "save to /var/mail/jane", Reason.MAILBOX_FULL)],
+)
+def test_an_exim_local_delivery_item_is_read_with_the_address_that_generated_it(
+    name: str, item: str, reason: Reason
+) -> None:
+    (recipient,) = parsed(name).recipients
+    assert recipient.diagnostic.startswith(item)
+    (verdict,) = judge(parsed(name), load_default_rules())
+    assert verdict.reason is reason
 
 
 def test_transcript_commands_are_read_per_recipient() -> None:
