@@ -6,10 +6,12 @@ recipient's report gives (:class:`Facts`), with the shipped knowledge
 (:mod:`bounced.core.knowledge`, ``bounced/data/knowledge.toml``). The order, first
 decision wins:
 
-1. **provider**: when the remote MTA's name or the recipient's domain is a known
-   provider's, its own error code in the text, else one of its own sentences (with the
-   status and reply codes it gives them), decides: a provider says best what its codes
-   and words mean (``provider:google:userunknown``, ``provider:godaddy:IB607``);
+1. **provider**: when the remote MTA's name (else the reporting MTA's, else the
+   recipient's domain) is a known provider's, its own error code in the text, else one
+   of its own sentences (with the status and reply codes it gives them), decides
+   (``provider:google:userunknown``, ``provider:godaddy:IB607``). It comes before the
+   status code because a provider's own code says what the RFC code beside it means
+   for that provider: GoDaddy writes its rate limit IB607 under 5.1.1;
 2. **classes, most specific first**: each class of :data:`FIRST_PASS` in turn has
    evidence when the enhanced status code names it (``status:5.2.2``) or its wording is
    in the text (``phrase:mailboxfull``). A code therefore yields to a wording of a more
@@ -34,8 +36,8 @@ decision wins:
 4. **class fallbacks**: X.6.Z is content (``class:5.6``), X.7.Z security (``class:5.7``),
    a 500-504 reply a protocol error, a transient failure (4.X.Z / 4XX, or a delay) an
    expiry (``class:4``), a refusal in the greeting or at ``HELO`` a block of our IP
-   (``stage:CONN``, ``stage:HELO``),
-   and last the reply code alone (``status:550``), never hard.
+   (``stage:CONN``, ``stage:HELO``), and last the reply code alone (``status:550``),
+   never hard.
 
 Nothing in here decides *hard* except the classes that say the address is gone
 (user unknown, has moved, suppressed), and *user unknown* only with the strong evidence
@@ -408,11 +410,12 @@ def _fallback(facts: Facts) -> Finding | None:
     reply = facts.reply or ""
     if reply in ("500", "501", "502", "503", "504"):
         return _finding("syntaxerror", QualifiedBySource.STATUS, reply)
+    if facts.stage in _GREETING_STAGES and not facts.delayed:
+        # refused before any recipient was named, even "try later": our IP is refused
+        return _finding("blocked", QualifiedBySource.STAGE, facts.stage)
     transient = (parsed is not None and parsed[0] == 4) or reply.startswith("4")
     if facts.delayed or transient:
         return _finding("expired", QualifiedBySource.CLASS, "4")
-    if facts.stage in _GREETING_STAGES:
-        return _finding("blocked", QualifiedBySource.STAGE, facts.stage)
     by_reply = statuscodes.from_reply(facts.reply)
     if by_reply is not None:
         # A reply code alone is never strong evidence that the address is gone.

@@ -59,6 +59,15 @@ def test_a_refusal_in_the_greeting_is_a_block_of_our_ip(stage: str) -> None:
     assert verdict(found) == (SOFT, Reason.REFUSED, f"stage:{stage}")
 
 
+def test_a_try_later_in_the_greeting_of_a_failed_delivery_is_still_a_block() -> None:
+    text = "host mx.example.org refused to talk to me: 421 Service refused, try later"
+    assert verdict(judged(text, reply="421", stage="CONN")) == (
+        SOFT, Reason.REFUSED, "stage:CONN")
+    # while the MTA still retries, it is a delay like any other
+    assert verdict(judged(text, reply="421", stage="CONN", delayed=True)) == (
+        SOFT, Reason.UNREACHABLE, "class:4")
+
+
 def test_the_parser_s_command_reaches_the_procedure_through_qualify() -> None:
     def qualified(command: str | None) -> tuple[FailureType, Reason]:
         recipient = RecipientReport("jane@example.org", Kind.FAILURE, Action.FAILED,
