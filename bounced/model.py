@@ -167,32 +167,59 @@ class MessageState(StrEnum):
 
 
 class QualifiedBySource(Enum):
-    """Which step of the qualification order (docs/qualification.md) decided a verdict."""
+    """A kind of evidence in ``qualified_by``: which step of the qualification order
+    (docs/qualification.md) decided a verdict, and what else it weighed.
+
+    ``table`` and ``rule`` are an operator's or a shipped processing rule's decision;
+    ``provider``, ``status``, ``stage``, ``phrase`` and ``class`` are the evidence the
+    shipped knowledge weighed (bounced/core/evidence.py); ``kind`` is the message kind
+    alone; ``none`` is no evidence at all.
+    """
 
     TABLE = "table"
     RULE = "rule"
+    PROVIDER = "provider"
     STATUS = "status"
+    STAGE = "stage"
+    PHRASE = "phrase"
+    CLASS = "class"
     KIND = "kind"
     NONE = "none"
 
 
 @dataclass(frozen=True, slots=True)
 class QualifiedBy:
-    """What qualified a verdict, rendered as ``table``, ``rule:<id>``, ``status``, ``kind``
-    or ``none`` in the ``qualified_by`` column."""
+    """What qualified a verdict, as the ``qualified_by`` column carries it.
+
+    One piece of evidence is ``source:ref`` (``rule:250``, ``table:7``, ``status:5.1.1``,
+    ``provider:google:userunknown``, ``phrase:mailboxfull``, ``class:5.7``) or the bare
+    source (``kind``, ``none``). When the decision weighed more than one, the others
+    follow with ``+``, the deciding one first: ``status:5.1.1+stage:RCPT`` is an X.1.1
+    code backed by a refusal at ``RCPT TO``; ``phrase:userunknown+stage:DATA`` is a
+    user-unknown wording that the stage turned into a filter's refusal. Operators select
+    on these strings (``qualified_by = 'rule:12'``), so ``parse(str(x)) == x`` always.
+    """
 
     source: QualifiedBySource
     ref: str | None = None
+    also: tuple[QualifiedBy, ...] = ()
 
     def __str__(self) -> str:
-        if self.ref is None:
-            return self.source.value
-        return f"{self.source.value}:{self.ref}"
+        head = self.source.value if self.ref is None else f"{self.source.value}:{self.ref}"
+        return "+".join((head, *(str(each) for each in self.also)))
+
+    @property
+    def chain(self) -> tuple[QualifiedBy, ...]:
+        """Every piece of evidence, the deciding one first, each without ``also``."""
+        return (QualifiedBy(self.source, self.ref), *self.also)
 
     @classmethod
     def parse(cls, text: str) -> QualifiedBy:
-        source, _, ref = text.partition(":")
-        return cls(QualifiedBySource(source), ref or None)
+        """The inverse of ``str``; raises ``ValueError`` on an unknown source."""
+        head, *rest = text.split("+")
+        source, _, ref = head.partition(":")
+        also = tuple(cls.parse(each) for each in rest)
+        return cls(QualifiedBySource(source), ref or None, also)
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +228,9 @@ class RecipientReport:
 
     ``status`` is the RFC 3463 enhanced status code (``"5.1.1"``), ``reply_code`` the
     SMTP reply code (``"550"``), ``diagnostic`` the remote or local error text as the MTA
-    wrote it (continuation lines joined), ``remote_mta`` the host that refused the mail.
+    wrote it (continuation lines joined), ``remote_mta`` the host that refused the mail,
+    ``reporting_mta`` the one that wrote the report (a DSN's ``Reporting-MTA``), which is
+    also the one that refused it when no remote host is named.
     """
 
     address: str | None
@@ -214,6 +243,7 @@ class RecipientReport:
     original_recipient: str | None = None
     smtp_command: str | None = None
     feedback_type: str | None = None
+    reporting_mta: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +375,11 @@ class Rule:
     because the same words mean different things depending on where they were said:
     "User unknown" answered to RCPT TO is an unknown address, answered to DATA (after
     RCPT TO accepted the address) it is a content filter.
+
+    ``source`` says where a shipped rule's wording comes from (an MTA's or a provider's
+    documentation, the reference data): required for the shipped defaults (ids below
+    10000), optional for an operator's. It lives in the shipped data only (the ``rules``
+    table does not store it), so it takes no part in comparing two rules.
     """
 
     id: int
@@ -356,6 +391,7 @@ class Rule:
     enabled: bool = True
     status: str | None = None
     command: str | None = None
+    source: str = field(default="", compare=False)
 
     @property
     def qualified_by(self) -> QualifiedBy:

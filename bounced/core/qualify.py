@@ -10,30 +10,25 @@ The order, first match wins, and what each verdict records in ``qualified_by``:
    type and reason, ``ignore`` makes it ignored, ``to_qualify`` falls through
    (``table:<entry id>``);
 2. the **processing rules**: regular expressions over the normalized text, by priority
-   then id (``rule:<rule id>``). The shipped defaults are data, ``bounced/data/rules.toml``;
-3. an **expired** failure: a failure report whose code is transient (4.X.Z, or a 4XX
-   reply with no enhanced code) means the MTA gave up retrying, soft/Unreachable
-   (docs/policy.md) (``status:<code>``);
-4. the **status codes**: RFC 3463 enhanced codes, else the SMTP reply code
-   (``status:<code>``, see :mod:`bounced.core.statuscodes`); when the report carries no code
-   at all, the first ones written in the text;
-5. otherwise undefined/Not defined (``none``), and the text waits for an operator.
+   then id (``rule:<rule id>``): an operator's own (ids from 10000) and the few shipped
+   ones (``bounced/data/rules.toml``: other channels' error names, a sending service's
+   suppression, a mail system's own statement about its directory);
+3. the **shipped knowledge**: the evidence procedure of :mod:`bounced.core.evidence`
+   weighs the receiving provider's own codes and sentences, the status code, the SMTP
+   stage and the wording of each failure class in a fixed order, then class fallbacks.
+   It names its evidence chain (``provider:google:userunknown``,
+   ``status:5.1.1+stage:RCPT``, ``phrase:userunknown+stage:DATA``, ``class:5.7``), and
+   says *hard* only on strong evidence that the address is gone;
+4. otherwise undefined/Not defined (``none``), and the text waits for an operator.
+
+Steps 1 and 2 are the operators' steering, so they come before anything shipped in
+step 3: an operator's ``keep``/``ignore`` and own rules always win.
 
 A ``delay`` (DSN ``Action: delayed``) goes through the same steps for its reason, but its
-type is always ``ignored``: the MTA is still retrying, nothing is known yet.
-
-Why the expiry check sits where it does:
-
-- after the table, because an operator's ``keep`` is the last word on any text;
-- after the rules, because a rule recognises the *cause* (a full mailbox, a block, an
-  unknown user) and a give-up on a known cause is still that cause: "mailbox is full:
-  retry timeout exceeded" is a full mailbox, and Mailbox full has its own policy (release
-  after 30 days). The expiry wordings themselves ("retry timeout exceeded", "message
-  expired", "could not be delivered for 5 days", ...) are rules too, with the lowest
-  priority, so they are visible to and overridable by operators like any other rule;
-- before the status codes, because on a failure report a transient code only describes
-  the last attempt before giving up (4.7.1 "try again later" on the last try): what
-  counts for the address is that the validity period ran out, not that last hiccup.
+type is always ``ignored``: the MTA is still retrying, nothing is known yet. A failure
+whose code is transient (the MTA gave up after its retries) keeps the cause its code or
+words name ("4.2.2 mailbox full" is a full mailbox, which has its own release policy);
+with no cause named it is an expiry, soft/Unreachable (docs/qualification.md).
 
 Everything is pure: same inputs, same verdict. Rule sets are compiled once; a rule's
 regex only runs when one of the literal strings every match of it must contain occurs
@@ -53,7 +48,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bounced.core import statuscodes
+from bounced.core import evidence, statuscodes
 from bounced.model import (
     DEFAULT_PRIORITY,
     Action,
@@ -77,7 +72,8 @@ USER_IDS_START = 10_000
 
 
 _RULE_KEYS = frozenset(
-    {"id", "pattern", "type", "reason", "priority", "comment", "enabled", "status", "command"}
+    {"id", "pattern", "type", "reason", "priority", "comment", "enabled", "status", "command",
+     "source"}
 )
 _REQUIRED_KEYS = ("id", "pattern", "type", "reason")
 _TEXT_CACHE_SIZE = 8192
@@ -132,6 +128,9 @@ def _rule_from_table(raw: Mapping[str, Any], source: str, index: int) -> Rule:
     enabled = raw.get("enabled", True)
     if not isinstance(enabled, bool):
         raise _fail(source, rule_id, "enabled", "must be true or false")
+    origin = raw.get("source", "")
+    if not isinstance(origin, str):
+        raise _fail(source, rule_id, "source", "must be a string")
     conditions: dict[str, str | None] = {}
     for key in ("status", "command"):
         value = raw.get(key)
@@ -145,7 +144,7 @@ def _rule_from_table(raw: Mapping[str, Any], source: str, index: int) -> Rule:
         conditions[key] = value
     return Rule(
         rule_id, pattern, failure_type, reason, priority, comment.strip(), enabled,
-        conditions["status"], conditions["command"],
+        conditions["status"], conditions["command"], origin.strip(),
     )
 
 
@@ -156,7 +155,8 @@ def parse_rules(
 
     Every problem raises :class:`RuleError` naming the rule id and the key, because an
     operator fixing a rule file must find the line at once. ``ids`` restricts the id
-    range (defaults and user rules have separate ranges).
+    range (defaults and user rules have separate ranges). A shipped rule (id below
+    10000) must say in ``source`` where its wording comes from.
     """
     try:
         data = tomllib.loads(document)
@@ -178,6 +178,10 @@ def parse_rules(
             raise _fail(source, rule.id, "id", "duplicate id")
         if ids is not None and rule.id not in ids:
             raise _fail(source, rule.id, "id", f"must be in {ids.start}..{ids.stop - 1}")
+        if rule.id < USER_IDS_START and not rule.source:
+            raise _fail(source, rule.id, "source",
+                        "missing: a shipped rule (id below 10000) says where its wording "
+                        "comes from")
         seen.add(rule.id)
         rules.append(rule)
     return order_rules(rules)
@@ -388,27 +392,33 @@ def match_rule(
 # ------------------------------------------------------------------------ qualifying
 
 
-def _expired_code(recipient: RecipientReport) -> str | None:
-    """The transient code of a failure report, i.e. of an MTA that gave up retrying.
+def facts_of(recipient: RecipientReport, text: str) -> evidence.Facts:
+    """The facts of one recipient's report that the evidence procedure weighs.
 
-    Only for failures (``Action: failed``, or a vendor bounce with no action): a delayed
-    DSN with the same code is a warning, the MTA is still trying.
+    The wording is read from the diagnostic as the MTA wrote it (normalization would
+    hide the host names and identifiers some providers' wordings contain), or from the
+    normalized text when the report has no diagnostic. A report with no code at all
+    takes the codes written in its text.
     """
-    if recipient.kind is not Kind.FAILURE or recipient.action not in (None, Action.FAILED):
-        return None
-    status = statuscodes.parse_enhanced(recipient.status)
-    if status is not None:
-        return "{}.{}.{}".format(*status) if status[0] == 4 else None
-    reply = (recipient.reply_code or "").strip()
-    if len(reply) == 3 and reply.startswith("4") and reply.isdigit():
-        return reply
-    return None
+    status, reply_code = recipient.status, recipient.reply_code
+    if status is None and reply_code is None:
+        status, reply_code = statuscodes.codes_in_text(text)
+    return evidence.Facts(
+        text=evidence.haystack(recipient.diagnostic or text),
+        status=status,
+        reply=reply_code,
+        stage=recipient.smtp_command.upper() if recipient.smtp_command else None,
+        provider=evidence.provider_of(
+            recipient.remote_mta, recipient.address, reporting_mta=recipient.reporting_mta
+        ),
+        delayed=recipient.kind is Kind.DELAY or recipient.action is Action.DELAYED,
+    )
 
 
 def _qualify_failure(
     recipient: RecipientReport, text: str, entry: TableEntry | None, rules: Sequence[Rule]
 ) -> Qualification:
-    """Steps 1 to 5 of the order for a failure or a delay (before the delay's override)."""
+    """Steps 1 to 4 of the order for a failure or a delay (before the delay's override)."""
     if entry is not None:
         by_table = QualifiedBy(QualifiedBySource.TABLE, str(entry.id))
         if entry.status is QualificationStatus.KEEP:
@@ -420,19 +430,9 @@ def _qualify_failure(
     )
     if rule is not None:
         return Qualification(rule.failure_type, rule.reason, rule.qualified_by)
-    expired = _expired_code(recipient)
-    if expired is not None:
-        return Qualification(
-            FailureType.SOFT, Reason.UNREACHABLE, QualifiedBy(QualifiedBySource.STATUS, expired)
-        )
-    status, reply_code = recipient.status, recipient.reply_code
-    if status is None and reply_code is None:
-        status, reply_code = statuscodes.codes_in_text(text)
-    code = statuscodes.from_codes(status, reply_code)
-    if code is not None:
-        return Qualification(
-            code.failure_type, code.reason, QualifiedBy(QualifiedBySource.STATUS, code.code)
-        )
+    found = evidence.weigh(facts_of(recipient, text))
+    if found is not None:
+        return Qualification(found.failure_type, found.reason, found.qualified_by)
     return Qualification(FailureType.UNDEFINED, Reason.NOT_DEFINED)
 
 

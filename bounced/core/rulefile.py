@@ -38,6 +38,8 @@ def rule_to_toml(rule: Rule) -> str:
         lines.append(f"command = {_toml_string(rule.command)}")
     if not rule.enabled:
         lines.append("enabled = false")
+    if rule.source:
+        lines.append(f"source = {_toml_string(rule.source)}")
     if rule.comment:
         lines.append(f"comment = {_toml_string(rule.comment)}")
     return "\n".join(lines) + "\n"

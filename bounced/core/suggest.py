@@ -145,7 +145,7 @@ def codes_in(text: str, qualified_by: str | None = None) -> tuple[str | None, st
     (``status:5.1.1``) first, else the failure codes written in the text."""
     enhanced, reply = statuscodes.codes_in_text(text)
     if qualified_by and qualified_by.startswith("status:"):
-        code = qualified_by.partition(":")[2]
+        code = qualified_by.partition(":")[2].partition("+")[0]
         if statuscodes.parse_enhanced(code) is not None:
             enhanced = code
         elif code.isdigit():

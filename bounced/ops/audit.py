@@ -186,14 +186,26 @@ class Timeline:
 
 
 def describe_qualified_by(store: Store, qualified_by: str | None) -> str:
-    """Say in words which step of the qualification order decided
-    (``docs/qualification.md``)."""
+    """Say in words what decided a verdict (docs/qualification.md): each piece of its
+    evidence chain (``status:5.1.1+stage:RCPT``), the deciding one first."""
     if not qualified_by:
         return "no verdict (not a failure)"
     try:
-        source = QualifiedBy.parse(qualified_by)
+        parsed = QualifiedBy.parse(qualified_by)
     except ValueError:
         return qualified_by
+    return "; ".join(_describe_evidence(store, each) for each in parsed.chain)
+
+
+_EVIDENCE_WORDS = {
+    QualifiedBySource.PROVIDER: "the receiving provider's own code or wording",
+    QualifiedBySource.PHRASE: "the wording of the failure class",
+    QualifiedBySource.CLASS: "the status class",
+    QualifiedBySource.STAGE: "the SMTP command the error answered",
+}
+
+
+def _describe_evidence(store: Store, source: QualifiedBy) -> str:
     if source.source is QualifiedBySource.RULE and source.ref:
         row = store.rules.get(int(source.ref)) if source.ref.isdigit() else None
         if row is None:
@@ -211,6 +223,8 @@ def describe_qualified_by(store: Store, qualified_by: str | None) -> str:
         return f"status code{code} (RFC 3463 / SMTP reply code table)"
     if source.source is QualifiedBySource.KIND:
         return "the message kind alone (complaint, auto-reply, ...)"
+    if source.source in _EVIDENCE_WORDS:
+        return f"{_EVIDENCE_WORDS[source.source]} ({source.ref or '-'})"
     return "nothing matched: undefined, waiting in the qualification queue"
 
 

@@ -29,9 +29,8 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bounced.core import statuscodes
 from bounced.core.normalize import normalize
-from bounced.core.qualify import RuleError, match_rule, parse_rules, qualify
+from bounced.core.qualify import RuleError, load_default_rules, match_rule, parse_rules, qualify
 from bounced.core.rulefile import rule_to_toml, rules_to_toml
 from bounced.core.suggest import Knowledge, Suggestion, codes_in, suggest
 from bounced.model import (
@@ -205,9 +204,23 @@ class Step(StrEnum):
 
     TABLE = "1. qualification table"
     RULE = "2. processing rule"
-    EXPIRED = "3. expired (transient code on a failed delivery)"
-    STATUS = "4. status code"
-    NONE = "5. nothing: undefined, waits for an operator"
+    PROVIDER = "3. shipped knowledge: the receiving provider's own code or wording"
+    STATUS = "3. shipped knowledge: status code"
+    PHRASE = "3. shipped knowledge: wording of a failure class"
+    STAGE = "3. shipped knowledge: SMTP stage"
+    CLASS = "3. shipped knowledge: status class fallback"
+    NONE = "4. nothing: undefined, waits for an operator"
+
+
+_STEPS = {
+    QualifiedBySource.TABLE: Step.TABLE,
+    QualifiedBySource.RULE: Step.RULE,
+    QualifiedBySource.PROVIDER: Step.PROVIDER,
+    QualifiedBySource.STATUS: Step.STATUS,
+    QualifiedBySource.PHRASE: Step.PHRASE,
+    QualifiedBySource.STAGE: Step.STAGE,
+    QualifiedBySource.CLASS: Step.CLASS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,17 +270,7 @@ def trace_text(
     by_id = {rule.id: rule for rule in rules}
     rule = by_id.get(int(verdict.qualified_by.ref or 0)) if source is QualifiedBySource.RULE \
         else None
-    if source is QualifiedBySource.TABLE:
-        step = Step.TABLE
-    elif source is QualifiedBySource.RULE:
-        step = Step.RULE
-    elif source is QualifiedBySource.STATUS:
-        plain = statuscodes.from_codes(status, reply_code)
-        same = plain is not None and (plain.failure_type, plain.reason) == (
-            verdict.failure_type, verdict.reason)
-        step = Step.STATUS if same else Step.EXPIRED
-    else:
-        step = Step.NONE
+    step = _STEPS.get(source, Step.NONE)
     matching = tuple(
         each for each in rules
         if match_rule(normalized, [each], status=status, command=command) is not None
@@ -313,7 +316,11 @@ def export_rules(store: Store, *, include_defaults: bool = False,
     """The operator's rules (disabled ones too, as ``enabled = false``) as a TOML rule
     file that :func:`import_rules` and ``bounced/data/rules.toml`` readers accept;
     ``include_texts`` adds the operator's text decisions (:func:`text_rules`)."""
-    rules = [row.rule for row in list_rules(store, None if include_defaults else "user")]
+    shipped = {rule.id: rule.source for rule in load_default_rules()}
+    rules = [  # the table does not keep where a shipped rule's wording comes from
+        dataclasses.replace(row.rule, source=row.rule.source or shipped.get(row.rule.id, ""))
+        for row in list_rules(store, None if include_defaults else "user")
+    ]
     if include_texts:
         rules += text_rules(store, store.rules.next_user_id())
     header = (

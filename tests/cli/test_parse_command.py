@@ -1,8 +1,10 @@
 """``bounced parse``: accuracy on the Sisimai corpus, and the command's output contract.
 
-The accuracy floors are the issue's: recipients 97%, status 95%, type 95%, reason 92%,
-kind 100%, with zero crashes. They are floors: the same metrics are measured on emails
-nobody here has seen. The labels are scored with the corrections documented in
+The accuracy floors are the issue's: recipients 99%, status 98.5%, type 97%, reason 96%,
+kind 100%, and at most 0.5% of the type rows called hard when the failure was soft (a
+false hard quarantines an address at once for a failure that was not its own), with
+zero crashes. They are floors: the same metrics are measured on emails nobody here has
+seen. The labels are scored with the corrections documented in
 tests/data/corpus/sisimai-errata.toml (labels the mails themselves contradict).
 """
 
@@ -20,7 +22,8 @@ from tests.paths import DATA, ROOT
 from tests.scoring import CORPUS, group_by_file, load_expected, score
 
 SHARED_SCORER = ROOT.parent / "shared" / "corpus" / "sisimai" / "score.py"
-FLOORS = {"recipients": 97.0, "status": 95.0, "type": 95.0, "reason": 92.0, "kind": 100.0}
+FLOORS = {"recipients": 99.0, "status": 98.5, "type": 97.0, "reason": 96.0, "kind": 100.0}
+FALSE_HARD_CEILING = 0.5  # percent of the type rows
 REQUIRED_KEYS = {
     "file", "kind", "recipient", "action", "status", "reply_code", "diagnostic", "text",
     "failure_type", "reason_code", "failure_reason", "qualified_by", "original_message_id",
@@ -51,6 +54,13 @@ def test_corpus_accuracy_meets_the_floor(corpus_output: Path, metric: str) -> No
     result = score(load_expected(), group_by_file(_records(corpus_output)))
     misses = "\n".join(m for m in result.misses if f": {metric} " in m)
     assert result.percent(metric) >= FLOORS[metric], f"{result.summary()}\n{misses[:4000]}"
+
+
+def test_false_hards_stay_under_the_ceiling(corpus_output: Path) -> None:
+    result = score(load_expected(), group_by_file(_records(corpus_output)))
+    assert result.counts["type_rows"] > 300
+    misses = "\n".join(m for m in result.misses if ": false-hard " in m)
+    assert result.false_hard_percent <= FALSE_HARD_CEILING, f"{result.summary()}\n{misses}"
 
 
 def test_every_corpus_email_gives_output(corpus_output: Path) -> None:

@@ -30,7 +30,8 @@ that spares the regex most texts (it costs ~20 us on a long one)."""
 _TRANSCRIPT_COMMAND = re.compile(r">>>\s*(RCPT|MAIL|DATA|HELO|EHLO|STARTTLS|AUTH|\.)", re.I)
 _TRANSCRIPT_FAILURE = re.compile(r"<<<\s*[45]\d\d")
 _COMMANDS = {
-    "rcpt to": "RCPT", "rcpt": "RCPT", "mail from": "MAIL", "mail": "MAIL", "data": "DATA",
+    "rcpt to": "RCPT", "rcpt": "RCPT", "quit": "QUIT", "mail from": "MAIL", "mail": "MAIL",
+    "data": "DATA",
     "end of data": "DATA", "final data": "DATA", "message body": "DATA", ".": "DATA",
     "initial connection": "CONN", "connect": "CONN", "helo": "HELO", "ehlo": "EHLO",
     "starttls": "STARTTLS", "auth": "AUTH",
@@ -74,3 +75,46 @@ def find_command(text: str) -> str | None:
         return None
     sent = [m.group(1).lower() for m in _TRANSCRIPT_COMMAND.finditer(text, 0, failure.start())]
     return _COMMANDS.get(sent[-1]) if sent else None
+
+
+_TRANSCRIPT_LINE = re.compile(r"^[ \t]*(>>>|<<<)[ \t]*(.*)$", re.MULTILINE)
+_SENT_COMMAND = re.compile(r"(RCPT|MAIL|DATA|HELO|EHLO|STARTTLS|AUTH|QUIT|\.)", re.I)
+_FAILING_REPLY = re.compile(r"[45]\d\d\b")
+
+
+def find_transcript_command(text: str, address: str | None = None) -> str | None:
+    """In a session transcript (Sendmail's "----- Transcript of session follows -----":
+    ``>>> RCPT To:<a>`` then ``<<< 550 ...``), the command a failing reply answered.
+
+    The failure about ``address`` (named in the reply or in the command it answered)
+    when there is one, else the first failure: a transcript may show sessions with
+    several hosts, each refusing its own recipients.
+    """
+    if "<<<" not in text or ">>>" not in text:
+        return None
+    command: str | None = None
+    sent = ""
+    first: str | None = None
+    wanted = (address or "").lower()
+    for match in _TRANSCRIPT_LINE.finditer(text):
+        arrow, rest = match.groups()
+        if arrow == ">>>":
+            said = _SENT_COMMAND.match(rest)
+            command = _COMMANDS.get(said.group(1).lower()) if said else None
+            sent = rest.lower()
+            continue
+        if command is None or not _FAILING_REPLY.match(rest):
+            continue
+        if wanted and (wanted in rest.lower() or wanted in sent):
+            return command
+        first = first or command
+    return first
+
+
+def sent_command(line: str) -> str | None:
+    """The command of a transcript line showing what was sent (``>>> RCPT To:<a>``)."""
+    match = _TRANSCRIPT_LINE.match(line)
+    if match is None or match.group(1) != ">>>":
+        return None
+    said = _SENT_COMMAND.match(match.group(2))
+    return _COMMANDS.get(said.group(1).lower()) if said else None

@@ -10,7 +10,7 @@ from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from enum import Enum
 
 from bounced.core import statuscodes as codes
-from bounced.core.parse import arf, autoreply, commands, dsn, fallback, ses, vendors
+from bounced.core.parse import arf, autoreply, commands, dsn, fallback, lists, ses, vendors
 from bounced.core.parse.mime import (
     Headers,
     Loaded,
@@ -51,6 +51,22 @@ _BOUNCE_SUBJECT = re.compile(
     r"不達|配信不能|未配達|送信エラー|メールエラー|エラー通知|退信|投递失败|无法投递",
     re.IGNORECASE,
 )
+_LAYOUT_MARKERS = re.compile(
+    r"-{3,} ?Transcript of session follows ?-{3,}"  # Sendmail
+    r"|The following addresses had permanent fatal errors"  # Sendmail
+    r"|Hi\. This is the qmail-send program"  # qmail
+    r"|I'm afraid I wasn't able to deliver your message"  # qmail
+    r"|This message was created automatically by mail delivery software"  # Exim
+    r"|This is the mail system at host"  # Postfix
+    r"|Delivery has failed to these recipients or groups"  # Exchange, Office 365
+    r"|Diagnostic information for administrators"  # Exchange, Office 365
+    r"|was not delivered to:\s+\S+@\S+\s+because:"  # Domino
+    r"|Your message couldn't be delivered to the following recipient"  # Mimecast
+    r"|The group you tried to contact \(",  # Google Groups
+    re.IGNORECASE,
+)
+"""The fixed sentences with which mail systems open their non-delivery reports: a text
+with one of them is a bounce whoever sent it (a relay may rewrite the sender)."""
 _HUMAN_SUBJECT = re.compile(r"\s*(?:re|fwd?|aw|wg|tr|sv|vs|rv|ynt)\s*(?:\[\d+\])?\s*:", re.I)
 _DELAY_TEXT = re.compile(
     r"\b(?:delayed|delay\)|still (?:being )?(?:retried|trying)|will (?:continue to )?(?:be )?"
@@ -72,6 +88,7 @@ _NOISY_X_HEADERS = (
     "x-ymail", "x-apple", "x-eopattributedmessage", "x-crosspremises", "x-msg",
     "x-sender-ip", "x-source", "x-ses", "x-amazon", "x-mail-from", "x-rcpt-to",
 )
+NO_RECIPIENT_PROBLEM = "looks like a bounce but no recipient could be read"
 MAX_ORIGINAL_HEADERS = 20
 MAX_HEADER_VALUE = 300
 MAX_TEXT_BYTES = 256 * 1024
@@ -252,6 +269,11 @@ def _recognise(view: _View) -> tuple[Kind, list[RecipientReport]]:
         recipients = _ses_recipients(view)
         if recipients:
             return _overall_kind(recipients), recipients
+    listed = lists.list_address(headers, view.human())
+    if listed is not None:
+        notice = vendors.collapse(view.human(), 1000)
+        return Kind.FAILURE, [RecipientReport(listed, Kind.FAILURE, Action.FAILED,
+                                              diagnostic=notice)]
     autoreplied = autoreply.is_autoreply(headers)
     if signal is _Signal.STRONG or (signal is _Signal.WEAK and not autoreplied):
         recipients = _embedded_dsn_recipients(view) or _text_recipients(view, signal)
@@ -259,9 +281,36 @@ def _recognise(view: _View) -> tuple[Kind, list[RecipientReport]]:
             return _overall_kind(recipients), recipients
     if autoreplied and signal is not _Signal.STRONG:
         return _sender_as(view, Kind.AUTOREPLY)
-    if signal is _Signal.STRONG:
-        view.problems.append("looks like a bounce but names no recipient that could be read")
+    if signal is _Signal.STRONG or view.status_parts:
+        view.problems.append(NO_RECIPIENT_PROBLEM)
+        if view.status_parts or _is_a_report(view):
+            # Stored as the failure (or delay) it is, with no recipient, so an operator
+            # can find it; never as not_bounce, which would hide it among human replies.
+            delayed = _is_delay_notice(view, view.human())
+            return (Kind.DELAY if delayed else Kind.FAILURE), []
     return Kind.NOT_BOUNCE, []
+
+
+def _is_a_report(view: _View) -> bool:
+    """Whether a message whose recipients could not be read is still surely a mail
+    system's report: by its structure (a delivery-status report type,
+    ``X-Failed-Recipients``, a report layout in its text), or sent by a mailer daemon
+    under a bounce subject. A daemon address alone (a person writing from
+    ``postmaster@``) or a bounce word in a subject alone ("test for bounce") is not."""
+    headers = view.headers
+    if "x-failed-recipients" in headers:
+        return True
+    content_type = (headers.get("content-type") or "").lower()
+    if "multipart/report" in content_type and "delivery-status" in content_type:
+        return True
+    subject = headers.get("subject") or ""
+    if _HUMAN_SUBJECT.match(subject):
+        return False
+    if _LAYOUT_MARKERS.search(view.text()[:5000]):
+        return True
+    name, address = view.sender
+    daemon = _DAEMON_LOCAL.match(address) or (name and _DAEMON_NAME.search(name))
+    return bool(daemon and _BOUNCE_SUBJECT.search(subject))
 
 
 def _sender_as(
@@ -291,7 +340,8 @@ class _Signal(Enum):
 
 def _bounce_signal(view: _View) -> _Signal:
     """Strong: a daemon sender, a bounce subject, ``X-Failed-Recipients``, a report
-    content type. Weak: a null return path or a returned message, which auto-replies and
+    content type, a mail system's report layout (:data:`_LAYOUT_MARKERS`). Weak: a null
+    return path or a returned message, which auto-replies and
     forwards share, or bounce wording in the prose only; and none at all for a message
     that otherwise looks written by a person (``Re:``/``Fwd:`` subject, ``In-Reply-To``),
     even when it forwards a bounce."""
@@ -306,7 +356,7 @@ def _bounce_signal(view: _View) -> _Signal:
     subject = headers.get("subject") or ""
     if _HUMAN_SUBJECT.match(subject) or "in-reply-to" in headers:
         return _Signal.NONE  # a person's reply or forward, whatever it quotes or attaches
-    if _BOUNCE_SUBJECT.search(subject):
+    if _BOUNCE_SUBJECT.search(subject) or _LAYOUT_MARKERS.search(view.text()[:5000]):
         return _Signal.STRONG
     if (headers.get("return-path") or "").strip() == "<>" or view.returned is not None:
         return _Signal.WEAK
@@ -351,6 +401,7 @@ def _reports_of(
     MTAs write in the prose ("in reply to RCPT TO command") rather than in the DSN."""
     blocks: dict[str, vendors.TextRecipient] | None = None
     reports = []
+    reporting = dsn.strip_type(status.message_fields.get("reporting-mta") or "").strip()
     for block in status.recipients:
         address = dsn.recipient_address(block)
         diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
@@ -359,15 +410,27 @@ def _reports_of(
             if blocks is None:
                 blocks = {i.address.lower(): i for i in vendors.scan_recipients(prose())}
             found = blocks.get((address or "").lower())
+            if found is None and len(blocks) == 1 and len(status.recipients) == 1:
+                # one recipient each side, written differently (a rewritten or
+                # anonymised address): the same failure
+                found = next(iter(blocks.values()))
             if not diagnostic or diagnostic.isdigit():
                 diagnostic = found.diagnostic if found else vendors.collapse(prose(), 1000)
-            command = command or commands.find_command(found.diagnostic if found else "")
-        reports.append(_recipient_from_dsn(block, address, diagnostic, command))
+            command = (
+                command
+                or (found.command if found else None)
+                or commands.find_command(found.diagnostic if found else "")
+                or commands.find_transcript_command(prose(), address)
+            )
+        reports.append(
+            _recipient_from_dsn(block, address, diagnostic, command, reporting or None)
+        )
     return reports
 
 
 def _recipient_from_dsn(
-    block: dsn.DsnRecipient, address: str | None, diagnostic: str, command: str | None
+    block: dsn.DsnRecipient, address: str | None, diagnostic: str, command: str | None,
+    reporting_mta: str | None = None,
 ) -> RecipientReport:
     """One DSN recipient block as a report; the status rule is :func:`codes.prefer_status`."""
     field_status = codes.find_status(block.get("status") or "")
@@ -388,6 +451,7 @@ def _recipient_from_dsn(
         remote_mta=remote or None,
         original_recipient=dsn.address_of(block.get("original-recipient")),
         smtp_command=command,
+        reporting_mta=reporting_mta,
     )
 
 
@@ -446,7 +510,7 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
                 reply_code=reply_code,
                 diagnostic=diagnostic,
                 remote_mta=_remote_host(diagnostic),
-                smtp_command=commands.find_command(diagnostic) or section_command,
+                smtp_command=commands.find_command(diagnostic) or item.command or section_command,
             )
         )
     return _dedupe(recipients)

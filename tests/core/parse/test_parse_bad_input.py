@@ -54,8 +54,10 @@ def test_plain_text_without_headers_is_not_an_email() -> None:
 
 
 def test_header_without_body() -> None:
+    # a mailer daemon's bounce subject: a bounce, stored with no recipient for an operator
     report = parse_file("header-without-body.eml")
-    assert report.kind is Kind.NOT_BOUNCE
+    assert report.kind is Kind.FAILURE
+    assert report.recipients == ()
     assert report.subject == "Undelivered Mail Returned to Sender"
     assert report.verp_token == "hdronly"
     assert has_problem(report.problems, "no body")

@@ -123,7 +123,7 @@ def test_greeting_refusal_named_only_in_the_prose_is_a_block_of_our_ip() -> None
     assert verdict.recipient.smtp_command == "CONN"
     assert (verdict.failure_type, verdict.reason) == (FailureType.SOFT, Reason.REFUSED)
     assert verdict.qualification is not None
-    assert str(verdict.qualification.qualified_by) == "rule:102"
+    assert str(verdict.qualification.qualified_by) == "stage:CONN"
 
 
 def test_refused_to_talk_to_me_names_the_connection_stage() -> None:

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from bounced.core.normalize import normalize
@@ -58,7 +60,7 @@ def test_a_delay_keeps_its_reason_but_is_ignored() -> None:
     assert verdict is not None
     assert verdict.failure_type is FailureType.IGNORED
     assert verdict.reason is Reason.MAILBOX_FULL
-    assert verdict.qualified_by.source is QualifiedBySource.RULE
+    assert str(verdict.qualified_by) == "status:4.2.2+phrase:mailboxfull"
 
 
 def test_a_delay_is_ignored_even_when_the_table_keeps_a_hard_verdict() -> None:
@@ -77,12 +79,19 @@ def test_a_delay_with_a_transient_code_is_not_an_expiry() -> None:
     assert str(verdict.qualified_by) == "status:4.4.1"
 
 
-def test_a_failure_with_a_transient_code_is_an_expiry_soft_unreachable() -> None:
-    # The MTA gave up after 4.7.1 "try again later": the status table alone would say
-    # Refused, the expiry (docs/policy.md) says Unreachable.
+def test_a_failure_with_a_transient_code_and_nothing_else_is_an_expiry() -> None:
+    # The MTA gave up (docs/qualification.md): with no cause named, soft/Unreachable.
+    verdict = qualify(report(Kind.FAILURE, Action.FAILED, "4.0.0"), "", rules=DEFAULTS)
+    assert verdict == Qualification(
+        FailureType.SOFT, Reason.UNREACHABLE, QualifiedBy(QualifiedBySource.CLASS, "4")
+    )
+
+
+def test_a_failure_with_a_transient_code_naming_a_cause_keeps_the_cause() -> None:
+    # 4.7.1 names a block of our IP on the last attempt: the cause outlives the give-up
     verdict = qualify(report(Kind.FAILURE, Action.FAILED, "4.7.1"), "", rules=DEFAULTS)
     assert verdict == Qualification(
-        FailureType.SOFT, Reason.UNREACHABLE, QualifiedBy(QualifiedBySource.STATUS, "4.7.1")
+        FailureType.SOFT, Reason.REFUSED, QualifiedBy(QualifiedBySource.STATUS, "4.7.1")
     )
 
 
@@ -126,8 +135,9 @@ def test_a_known_cause_wins_over_the_expiry_wording() -> None:
     ],
 )
 def test_expiry_wordings_are_soft_unreachable_even_without_a_code(raw: str) -> None:
-    verdict = qualify(report(Kind.FAILURE, Action.FAILED, "5.0.0"), normalize(raw),
-                      rules=DEFAULTS)
+    # the wordings are read in the diagnostic as the MTA wrote it ("for 5 days")
+    failed = replace(report(Kind.FAILURE, Action.FAILED, "5.0.0"), diagnostic=raw)
+    verdict = qualify(failed, normalize(raw), rules=DEFAULTS)
     assert verdict is not None
     assert (verdict.failure_type, verdict.reason) == (FailureType.SOFT, Reason.UNREACHABLE)
-    assert verdict.qualified_by.source is QualifiedBySource.RULE
+    assert str(verdict.qualified_by) == "phrase:expired"

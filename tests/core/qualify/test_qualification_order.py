@@ -175,3 +175,37 @@ def test_qualified_by_renders_and_parses_back(
 ) -> None:
     assert str(QualifiedBy(source, ref)) == rendered
     assert QualifiedBy.parse(rendered) == QualifiedBy(source, ref)
+
+
+# ------------------------------------------- operator steering before shipped knowledge
+
+
+STRONG = "550 5.1.1 <jane@example.org>: Recipient address rejected: User unknown"
+
+
+def test_shipped_knowledge_decides_when_no_table_row_and_no_rule_do() -> None:
+    verdict = qualify(failure("5.1.1", command="RCPT"), STRONG, rules=())
+    assert verdict is not None
+    assert verdict.failure_type is FailureType.HARD
+    assert verdict.qualified_by.source is QualifiedBySource.STATUS
+
+
+def test_an_operator_keep_and_ignore_win_over_shipped_knowledge() -> None:
+    keep = entry(QualificationStatus.KEEP, FailureType.SOFT, Reason.REFUSED)
+    verdict = qualify(failure("5.1.1", command="RCPT"), STRONG, entry=keep, rules=())
+    assert verdict == Qualification(
+        FailureType.SOFT, Reason.REFUSED, QualifiedBy(QualifiedBySource.TABLE, "7"))
+    ignore = entry(QualificationStatus.IGNORE, FailureType.HARD, Reason.USER_UNKNOWN)
+    verdict = qualify(failure("5.1.1", command="RCPT"), STRONG, entry=ignore, rules=())
+    assert verdict is not None and verdict.failure_type is FailureType.IGNORED
+
+
+def test_an_operator_rule_wins_over_shipped_knowledge() -> None:
+    from bounced.core.qualify import combine_rules, load_default_rules
+
+    own = Rule(id=10_010, pattern=r"recipient address rejected", priority=100,
+               failure_type=FailureType.SOFT, reason=Reason.REFUSED)
+    rules = combine_rules(load_default_rules(), (own,))
+    verdict = qualify(failure("5.1.1", command="RCPT"), STRONG, rules=rules)
+    assert verdict == Qualification(
+        FailureType.SOFT, Reason.REFUSED, QualifiedBy(QualifiedBySource.RULE, "10010"))

@@ -29,8 +29,8 @@ def test_explain_lists_bounces_texts_qualifiers_and_state_changes_in_time_order(
         "state quarantine -> valid",
     ]
     assert f"    text #{text_id} [to_qualify]: 552 5.2.2 <*>: Mailbox full" in lines
-    assert any(line.startswith("    qualified by rule:250: default rule #250: /mailbox")
-               for line in lines)
+    assert "    qualified by status:5.2.2+phrase:mailboxfull: status code 5.2.2 (RFC 3463 / " \
+           "SMTP reply code table); the wording of the failure class (mailboxfull)" in lines
     assert "    qualified by rule:10003: user rule #10003: " \
            "/User unknown in virtual mailbox table/" in lines
     assert timeline[-1].endswith("released by operator")

@@ -68,10 +68,9 @@ def test_queue_lists_waiting_texts_by_occurrences_with_the_current_verdict(inges
         (item["occurrences"] for item in items), reverse=True)
     unknown = next(item for item in items if "User unknown in virtual" in item["text"])
     qualified_by, = sql("SELECT qualified_by FROM qualification WHERE id = ?", (unknown["id"],))[0]
-    assert qualified_by.startswith("rule:")
+    assert qualified_by.startswith("status:5.1.1+")  # the code, backed by stage and wording
     assert unknown["current"]["qualified_by"] == qualified_by
-    assert unknown["suggested"] == {"type": "hard", "reason": 1,
-                                    "basis": f"matches rule {qualified_by[5:]}"}
+    assert unknown["suggested"] == {"type": "hard", "reason": 1, "basis": "status code 5.1.1"}
 
 
 def test_queue_text_output_shows_suggestion_and_the_command_to_accept_it(
@@ -231,11 +230,12 @@ def test_rules_test_agrees_with_what_ingest_records(ingest, rules, sql, dsn_file
     for path in sorted(MTA_LAB.glob("postfix-0*.eml")):
         ingest(path)
     ingest(dsn_file("a@example.net", "5.0.0", FROB.format(address="a@example.net")))
-    rows = sql("SELECT DISTINCT diagnostic, status, failure_type, reason_code, qualified_by "
-               "FROM bounces WHERE kind = 'failure' AND diagnostic <> ''")
+    rows = sql("SELECT DISTINCT diagnostic, status, smtp_command, failure_type, reason_code, "
+               "qualified_by FROM bounces WHERE kind = 'failure' AND diagnostic <> ''")
     assert len(rows) >= 5
-    for diagnostic, status, failure_type, reason_code, qualified_by in rows:
-        result = rules("test", diagnostic, "--status", status)
+    for diagnostic, status, command, failure_type, reason_code, qualified_by in rows:
+        stage = ["--command", command] if command else []
+        result = rules("test", diagnostic, "--status", status, *stage)
         assert result.status == 0, result.err
         verdict = next(line for line in result.out.splitlines() if line.startswith("verdict:"))
         assert verdict.endswith(f"({reason_code}) by {qualified_by}"), (diagnostic, verdict)
@@ -252,7 +252,7 @@ def test_rules_test_names_the_step_the_deciding_rule_and_the_shadowed_ones(rules
     assert "normalized: 550 5.0.0 the quantum frobnicator swallowed the parcel for <*>" \
         in result.out
     fallback = rules("test", "554 the frobulator is sad")
-    assert "step:       4. status code" in fallback.out
+    assert "step:       3. shipped knowledge: status code" in fallback.out
     assert "verdict:    soft/Refused (20) by status:554" in fallback.out
 
 
