@@ -10,13 +10,16 @@ Durations are written with a unit: ``"90s"``, ``"15m"``, ``"24h"``, ``"10d"``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import tomllib
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from bounced.core.times import parse_duration
+from bounced.model import EventType
 
 
 class ConfigError(ValueError):
@@ -159,6 +162,60 @@ class DnsConfig:
     failure_ttl: timedelta = timedelta(minutes=10)
 
 
+#: What an HTTP token may do: ``read`` (check, list, export, history, metrics) and
+#: ``write`` (denylist, release, import).
+SCOPES = ("read", "write")
+#: The events webhooks can subscribe to (``docs/webhooks.md``).
+WEBHOOK_EVENTS = tuple(event.value for event in EventType)
+
+
+@dataclass(frozen=True)
+class HttpToken:
+    """One client of the HTTP API (an ``[[http.tokens]]`` table)."""
+
+    #: Who the client is: written as the actor of what it changes (``api:NAME``).
+    name: str = ""
+    #: The bearer token it sends (at least 16 characters); or ``secret_file``.
+    secret: str = ""
+    #: A file holding the secret (read at start; relative to the configuration file).
+    secret_file: str = ""
+    #: ``read`` and/or ``write``.
+    scopes: tuple[str, ...] = ("read",)
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    """The HTTP API, signed webhooks' admin and ``/metrics`` (README: "HTTP API")."""
+
+    #: ``HOST:PORT``; empty disables the HTTP listener.
+    listen: str = ""
+    #: Largest request body accepted (an import of 10,000 addresses is ~300 KB).
+    max_body_bytes: int = 4 * 1024 * 1024
+    #: The clients allowed in; without a token nothing but /healthz and /readyz answers.
+    tokens: tuple[HttpToken, ...] = ()
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """One endpoint that receives signed events (a ``[[webhooks]]`` table)."""
+
+    #: Where the events are POSTed.
+    url: str = ""
+    #: The Standard Webhooks secret (``whsec_`` + base64), or ``secret_file``.
+    secret: str = ""
+    secret_file: str = ""
+    #: The events it wants (empty: all of them).
+    events: tuple[str, ...] = ()
+    #: Longest wait for the endpoint's answer to one delivery.
+    timeout: timedelta = timedelta(seconds=10)
+    #: The first retry of a failed delivery; each next one waits twice as long (at most
+    #: an hour).
+    retry_after: timedelta = timedelta(seconds=10)
+    #: How long failed deliveries are retried before the delivery is given up ("dead";
+    #: ``bounced webhooks retry`` sends it again).
+    give_up_after: timedelta = timedelta(days=3)
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     #: ``auto`` (readable on a terminal, JSON otherwise), ``json`` or ``console``.
@@ -178,6 +235,8 @@ class Config:
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     addresses: AddressesConfig = field(default_factory=AddressesConfig)
     dns: DnsConfig = field(default_factory=DnsConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
+    webhooks: tuple[WebhookConfig, ...] = ()
 
 
 _CHOICES = {
@@ -208,6 +267,12 @@ def _convert(key: str, expected: Any, value: Any) -> Any:
         if isinstance(value, list) and all(isinstance(item, str) for item in value):
             return tuple(value)
         raise ConfigError(key, f"expected a list of strings, got {value!r}")
+    tables = _table_type(expected)
+    if tables is not None:
+        if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+            raise ConfigError(key, f"expected an array of tables ([[{key}]]), got {value!r}")
+        return tuple(_section(f"{key}[{index}]", tables, item)
+                     for index, item in enumerate(value))
     if expected is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {value!r}")
@@ -216,6 +281,17 @@ def _convert(key: str, expected: Any, value: Any) -> Any:
             raise ConfigError(key, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
     raise ConfigError(key, f"unsupported setting type {expected!r}")  # pragma: no cover
+
+
+def _table_type(expected: Any) -> type | None:
+    """The dataclass of a ``tuple[SomeConfig, ...]`` setting (an array of tables)."""
+    arguments: tuple[Any, ...] = tuple(getattr(expected, "__args__", ()))
+    if getattr(expected, "__origin__", None) is not tuple or len(arguments) != 2:
+        return None
+    item, rest = arguments
+    if rest is Ellipsis and isinstance(item, type) and is_dataclass(item):
+        return item
+    return None
 
 
 def _section(name: str, cls: type, values: Any) -> Any:
@@ -256,18 +332,102 @@ def _check(name: str, section: Any) -> None:
                 )
     if isinstance(section, DnsConfig) and section.timeout.total_seconds() <= 0:
         raise ConfigError(f"{name}.timeout", "expected a duration > 0")
+    if isinstance(section, HttpToken):
+        _check_token(name, section)
+    if isinstance(section, HttpConfig):
+        names = [token.name for token in section.tokens]
+        for duplicate in sorted({each for each in names if names.count(each) > 1}):
+            raise ConfigError(f"{name}.tokens", f"expected unique names, {duplicate!r} twice")
+    if isinstance(section, WebhookConfig):
+        _check_webhook(name, section)
 
 
-def config_from_mapping(data: dict[str, Any]) -> Config:
-    """Build a :class:`Config` from parsed TOML, validating every key."""
+def _check_token(name: str, token: HttpToken) -> None:
+    if not token.name.strip():
+        raise ConfigError(f"{name}.name", "expected the client's name")
+    if bool(token.secret) == bool(token.secret_file):
+        raise ConfigError(f"{name}.secret", "expected a secret or a secret_file (one of them)")
+    if token.secret and len(token.secret) < 16:
+        raise ConfigError(f"{name}.secret", "expected at least 16 characters")
+    unknown = [scope for scope in token.scopes if scope not in SCOPES]
+    if unknown or not token.scopes:
+        raise ConfigError(f"{name}.scopes", f"expected some of {', '.join(SCOPES)}, "
+                                            f"got {list(token.scopes)!r}")
+
+
+def _check_webhook(name: str, webhook: WebhookConfig) -> None:
+    if not webhook.url.startswith(("http://", "https://")):
+        raise ConfigError(f"{name}.url", f"expected an http(s):// URL, got {webhook.url!r}")
+    if bool(webhook.secret) == bool(webhook.secret_file):
+        raise ConfigError(f"{name}.secret", "expected a secret or a secret_file (one of them)")
+    if webhook.secret:
+        _check_webhook_secret(f"{name}.secret", webhook.secret)
+    unknown = [event for event in webhook.events if event not in WEBHOOK_EVENTS]
+    if unknown:
+        raise ConfigError(f"{name}.events", f"expected some of {', '.join(WEBHOOK_EVENTS)}, "
+                                            f"got {unknown!r}")
+    if webhook.timeout.total_seconds() <= 0:
+        raise ConfigError(f"{name}.timeout", "expected a duration > 0")
+
+
+def _check_webhook_secret(key: str, secret: str) -> None:
+    """A Standard Webhooks secret: ``whsec_`` and the base64 of at least 24 bytes."""
+    body = secret.removeprefix("whsec_")
+    try:
+        raw = base64.b64decode(body + "==", validate=False)
+    except (ValueError, binascii.Error):
+        raw = b""
+    if not secret.startswith("whsec_") or len(raw) < 24:
+        raise ConfigError(key, "expected whsec_ followed by the base64 of 24 bytes or more "
+                               "(python3 -c 'import base64, secrets; "
+                               "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32))"
+                               ".decode())')")
+
+
+def config_from_mapping(data: dict[str, Any], base: Path | None = None) -> Config:
+    """Build a :class:`Config` from parsed TOML, validating every key; ``secret_file``
+    settings are read (relative to ``base``, the configuration file's directory)."""
     hints = get_type_hints(Config)
     known = {f.name for f in fields(Config)}
     sections = {}
     for name, values in data.items():
         if name not in known:
             raise ConfigError(name, f"unknown section (known: {', '.join(sorted(known))})")
-        sections[name] = _section(name, hints[name], values)
-    return replace(Config(), **sections)
+        expected = hints[name]
+        sections[name] = (_convert(name, expected, values) if _table_type(expected)
+                          else _section(name, expected, values))
+    return _read_secret_files(replace(Config(), **sections), base or Path.cwd())
+
+
+def _read_secret(key: str, path: str, base: Path) -> str:
+    try:
+        secret = (base / path).read_text(encoding="utf-8").strip()
+    except OSError as error:
+        raise ConfigError(key, f"cannot read {base / path}: {error.strerror or error}") from None
+    if not secret:
+        raise ConfigError(key, f"{base / path} is empty")
+    return secret
+
+
+def _read_secret_files(config: Config, base: Path) -> Config:
+    tokens = tuple(
+        replace(token, secret=_read_secret(f"http.tokens[{index}].secret_file",
+                                           token.secret_file, base))
+        if token.secret_file else token
+        for index, token in enumerate(config.http.tokens)
+    )
+    webhooks = []
+    for index, webhook in enumerate(config.webhooks):
+        if webhook.secret_file:
+            key = f"webhooks[{index}].secret_file"
+            webhook = replace(webhook, secret=_read_secret(key, webhook.secret_file, base))
+            _check_webhook_secret(key, webhook.secret)
+        webhooks.append(webhook)
+    for index, token in enumerate(tokens):
+        if len(token.secret) < 16:
+            raise ConfigError(f"http.tokens[{index}].secret_file",
+                              "expected a secret of at least 16 characters")
+    return replace(config, http=replace(config.http, tokens=tokens), webhooks=tuple(webhooks))
 
 
 def load_config(path: str | Path | None) -> Config:
@@ -281,4 +441,4 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(str(path), "configuration file not found") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(str(path), f"not valid TOML: {error}") from None
-    return config_from_mapping(data)
+    return config_from_mapping(data, Path(path).resolve().parent)

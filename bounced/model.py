@@ -158,6 +158,16 @@ class QuarantineState(StrEnum):
         return self not in (QuarantineState.QUARANTINE, QuarantineState.DENYLISTED)
 
 
+class EventType(StrEnum):
+    """What a webhook endpoint can be told (``docs/webhooks.md``)."""
+
+    BOUNCE_VERDICT = "bounce.verdict"
+    ADDRESS_QUARANTINED = "address.quarantined"
+    ADDRESS_RELEASED = "address.released"
+    ADDRESS_DENYLISTED = "address.denylisted"
+    COMPLAINT_RECEIVED = "complaint.received"
+
+
 class MessageState(StrEnum):
     """Processing state of a stored raw message (docs/schema.md)."""
 

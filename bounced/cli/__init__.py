@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "explain": "bounced.cli.explain_cmd",
     "reprocess": "bounced.cli.reprocess_cmd",
     "cleanup": "bounced.cli.cleanup_cmd",
+    "webhooks": "bounced.cli.webhooks_cmd",
 }
 
 

@@ -40,7 +40,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     config = common.config_of(args)
     at = common.now_of(args)
     cutoff = at - config.database.retention
-    with common.open_store(args.db) as store:
+    with common.open_store(args.db, config=config) as store:
         events = run_cleanup(store, config=config, at=at)
         purged = store.retention.purge(cutoff, max(1, args.batch))
     for event in events:
@@ -49,5 +49,6 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     print(f"{len(events)} address(es) changed", file=out)
     print(f"purged before {format_time(cutoff)}: {purged.messages_deleted} message(s) and "
           f"{purged.bounces_deleted} bounce(s) deleted, raw bytes dropped from "
-          f"{purged.raw_dropped} message(s) kept as evidence of the history", file=out)
+          f"{purged.raw_dropped} message(s) kept as evidence of the history, "
+          f"{purged.webhook_events_deleted} webhook event(s) deleted", file=out)
     return 0

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import getpass
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,6 +27,7 @@ from bounced.config import Config, ConfigError, load_config
 from bounced.core.addresses import NO_FOLDING, AddressRules, rules_from_config
 from bounced.core.times import parse_instant, parse_when
 from bounced.ops import RequestError
+from bounced.ops.webhooks import subscribe
 from bounced.store import DatabaseError, Store, StoreError
 
 #: Exit status for a usage problem an operator must fix (the same as argparse's).
@@ -89,6 +91,15 @@ def address_rules(args: argparse.Namespace) -> AddressRules:
     return rules_from_config(config_of(args).addresses) if args.config else NO_FOLDING
 
 
+def actor() -> str:
+    """Who is acting, as written in the history of what a command changes."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = "unknown"
+    return f"cli:{user}"
+
+
 def now_of(args: argparse.Namespace) -> datetime:
     """``--at`` or the clock: the one place commands read the time."""
     at = getattr(args, "at", None)
@@ -108,15 +119,18 @@ def when(text: str | None, now: datetime, option: str) -> datetime | None:
 # --------------------------------------------------------------------------- the database
 
 
-def open_store(path: str, *, cache_mb: int | None = None) -> Store:
-    """The database at ``path`` for writing (created and migrated if needed)."""
+def open_store(path: str, *, cache_mb: int | None = None, config: Config | None = None
+               ) -> Store:
+    """The database at ``path`` for writing (created and migrated if needed); with a
+    ``config``, the changes commands make are published to its ``[[webhooks]]``."""
     target = Path(path)
     if target.is_dir():
         raise UsageError(f"--db {path}: is a directory")
     if not target.parent.exists():
         raise UsageError(f"--db {path}: directory {target.parent} does not exist")
     try:
-        return Store.open(target, cache_mb=cache_mb)
+        store = Store.open(target, cache_mb=cache_mb)
+        return subscribe(store, config) if config is not None else store
     except StoreError as error:
         raise UsageError(f"--db {path}: {error}") from None
     except DatabaseError as error:

@@ -71,7 +71,7 @@ def run_check(args: argparse.Namespace, out: TextIO) -> int:
 @common.command("db retry")
 def run_retry(args: argparse.Namespace, out: TextIO) -> int:
     config = common.config_of(args)
-    with common.open_store(args.db) as store:
+    with common.open_store(args.db, config=config) as store:
         ids = store.messages.ids(MessageState.FAILED, limit=1_000_000_000)
         # Retried by hand: past processing.max_attempts too (the operator fixed the cause).
         results = process_messages(store, ids, config=config, rules=store.rules.enabled(),

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     envelope = Envelope(args.mail_from, tuple(args.rcpt_to or ()))
     errors: list[str] = []
     failures = 0
-    with common.open_store(args.db, cache_mb=config.database.cache_mb) as store, \
+    with common.open_store(args.db, cache_mb=config.database.cache_mb, config=config) as store, \
             store.checkpoint_in_background():
         rules = store.rules.enabled()
         batch: list[Named] = []

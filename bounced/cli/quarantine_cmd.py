@@ -17,7 +17,6 @@ usage problem (bad option, missing database), with one line naming the culprit.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import sys
@@ -38,6 +37,7 @@ from bounced.ops.quarantine import (
     parse_import,
     plan_rollback,
     rollback,
+    write_suppressions_csv,
 )
 
 # --------------------------------------------------------------------------- parser
@@ -171,8 +171,9 @@ def _decision_handler(name: str, decide: Decision) -> Callable[..., int]:
     @common.command(f"quarantine {name}")
     def handler(args: argparse.Namespace, out: TextIO) -> int:
         rules = common.address_rules(args)
-        with common.open_store(args.db) as store:
-            results = act(store, decide, args.addresses, common.now_of(args), args.note, rules)
+        with common.open_store(args.db, config=common.config_of(args)) as store:
+            results = act(store, decide, args.addresses, common.now_of(args), args.note, rules,
+                          common.actor())
         print_actions(results, out)
         return 0
 
@@ -195,8 +196,8 @@ def run_import(args: argparse.Namespace, out: TextIO) -> int:
         print(f"{len(plan.addresses)} address(es) to denylist, {len(plan.bad)} bad "
               f"line(s), {plan.duplicates} duplicate(s); nothing changed", file=out)
         return 1 if plan.bad else 0
-    with common.open_store(args.db) as store:
-        result = import_denylist(store, plan, common.now_of(args), source)
+    with common.open_store(args.db, config=common.config_of(args)) as store:
+        result = import_denylist(store, plan, common.now_of(args), source, common.actor())
     for address in result.kept_allowlisted:
         print(f"{address}: on the allowlist, kept (use `quarantine deny` to override)",
               file=out)
@@ -208,9 +209,6 @@ def run_import(args: argparse.Namespace, out: TextIO) -> int:
 
 # --------------------------------------------------------------------------- export
 
-EXPORT_COLUMNS = ("address", "state", "reason", "since")
-
-
 @common.command("quarantine export")
 def run_export(args: argparse.Namespace, out: TextIO) -> int:
     with common.open_readonly(args.db) as store:
@@ -219,9 +217,7 @@ def run_export(args: argparse.Namespace, out: TextIO) -> int:
         json.dump([dataclasses.asdict(row) for row in rows], out, indent=2)
         print(file=out)
         return 0
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    writer.writerows(dataclasses.astuple(row) for row in rows)
+    write_suppressions_csv(rows, out)
     return 0
 
 
@@ -235,13 +231,13 @@ def run_rollback(args: argparse.Namespace, out: TextIO) -> int:
     since = common.when(args.since, now, "--since")
     until = common.when(args.until, now, "--until")
     assert since is not None
-    with common.open_store(args.db) as store:
+    with common.open_store(args.db, config=config) as store:
         if args.dry_run:
             plan = plan_rollback(store, since=since, until=until, text_id=args.text,
                                  rule_id=args.rule, config=config)
         else:
             plan = rollback(store, since=since, until=until, text_id=args.text,
-                            rule_id=args.rule, config=config, at=now)
+                            rule_id=args.rule, config=config, at=now, actor=common.actor())
     if plan.changes:
         print(render_table(("ADDRESS", "FROM", "TO", "EFFECT"),
                            [(c.address, c.old.value, c.new.value, c.direction)

@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     config = common.config_of(args)
     now = common.now_of(args)
     since = common.when(args.since, now, "--since")
-    with common.open_store(args.db) as store:
+    with common.open_store(args.db, config=config) as store:
         planned = plan(store, since=since, config=config)
         window = f" since {format_optional(since)}" if since is not None else ""
         print(f"{planned.messages} message(s){window} re-qualified: "
@@ -63,7 +63,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                   f"quarantine, {enter} enter quarantine (dry run, nothing written)",
                   file=out)
             return 0
-        applied = apply_plan(store, planned, config=config, at=now)
+        applied = apply_plan(store, planned, config=config, at=now, actor=common.actor())
     print(f"applied: {len(applied)} address(es) changed state", file=out)
     return 0
 

@@ -27,6 +27,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         metavar="HOST:PORT|unix:PATH",
         help="LMTP listener (overrides lmtp.listen; '' disables it)",
     )
+    parser.add_argument(
+        "--http", metavar="HOST:PORT",
+        help="HTTP API, /metrics and health checks (overrides http.listen; '' disables it)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -34,4 +38,5 @@ def run(args: argparse.Namespace) -> int:
     from bounced.daemon.serve import ServeOptions
     from bounced.daemon.serve import run as serve
 
-    return serve(ServeOptions(config_path=args.config, db=args.db, smtp=args.smtp, lmtp=args.lmtp))
+    return serve(ServeOptions(config_path=args.config, db=args.db, smtp=args.smtp, lmtp=args.lmtp,
+                              http=args.http))

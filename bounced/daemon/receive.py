@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ from aiosmtpd.smtp import MISSING, SMTP, Envelope, Session
 
 from bounced.config import Config
 from bounced.core.verp import envelope_token, split_local
+from bounced.daemon.metrics import Metrics
 from bounced.log import get_logger
 from bounced.model import IncomingMessage
 
@@ -200,11 +202,14 @@ class BounceHandler:
         *,
         clock: Clock = _utcnow,
         lmtp: bool = False,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sink = sink
         self.policy = policy
         self.clock = clock
         self.lmtp = lmtp
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.protocol = "lmtp" if lmtp else "smtp"
 
     def update_policy(self, policy: ReceivePolicy) -> None:
         self.policy = policy
@@ -280,6 +285,7 @@ class BounceHandler:
             peer=peer_text(session.peer),
             verp_token=envelope_token(envelope.rcpt_tos, self.policy.recipients.separator),
         )
+        started = time.monotonic()
         try:
             stored = await self.sink.accept(message)
         except asyncio.CancelledError:
@@ -289,6 +295,8 @@ class BounceHandler:
                 "message.store_failed", error=repr(error), peer=message.peer, size=len(message.raw)
             )
             return REPLY_STORE_FAILED
+        self.metrics.commit_seconds.observe(time.monotonic() - started)
+        self.metrics.received.labels(self.protocol, str(stored.duplicate).lower()).inc()
         log.info(
             "message.received",
             message_id=stored.id,
@@ -444,6 +452,8 @@ class BouncedSMTP(SMTP):
     async def push(self, status: Any) -> None:
         if isinstance(status, str):
             status = self._rewrite(status)
+            if status[:1] in ("4", "5") and isinstance(self.event_handler, BounceHandler):
+                self.event_handler.metrics.refused.labels(status[:3]).inc()
         await super().push(status)
 
     def _rewrite(self, status: str) -> str:

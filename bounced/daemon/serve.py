@@ -30,17 +30,21 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bounced import log as logsetup
 from bounced.config import Config, ConfigError, load_config
 from bounced.daemon import sdnotify
+from bounced.daemon.api import Api
+from bounced.daemon.metrics import DatabaseGauges, Metrics, WorkReport, database_gauges
 from bounced.daemon.receive import (
     BounceHandler,
     ReceivePolicy,
     new_limits,
     protocol_factory,
 )
+from bounced.daemon.webhooks import WebhookDispatcher
 from bounced.daemon.worker_process import WorkerHandle
 from bounced.daemon.writer import GroupCommitWriter
 from bounced.log import get_logger
@@ -62,6 +66,7 @@ class ServeOptions:
     db: str | None = None
     smtp: str | None = None
     lmtp: str | None = None
+    http: str | None = None
 
 
 def effective_config(options: ServeOptions) -> Config:
@@ -73,6 +78,8 @@ def effective_config(options: ServeOptions) -> Config:
         config = replace(config, smtp=replace(config.smtp, listen=options.smtp))
     if options.lmtp is not None:
         config = replace(config, lmtp=replace(config.lmtp, listen=options.lmtp))
+    if options.http is not None:
+        config = replace(config, http=replace(config.http, listen=options.http))
     return config
 
 
@@ -162,7 +169,12 @@ class Daemon:
         self.reachable: list[str] = []
         self.limits = new_limits(self.config.smtp.max_connections)
         self.stop_event: asyncio.Event | None = None
-        self.worker = WorkerHandle(self.config)
+        self.metrics = Metrics(self._database_gauges)
+        self.worker = WorkerHandle(self.config, on_report=self._on_work_report)
+        self.api: Api | None = None
+        self.webhooks: WebhookDispatcher | None = None
+        self._gauge_store: Store | None = None
+        self._gauge_lock = threading.Lock()
         self.writer: GroupCommitWriter | None = None
         self.handlers: list[BounceHandler] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -202,6 +214,10 @@ class Daemon:
                 "smtp.listen",
                 "no listener: set smtp.listen or lmtp.listen (or use socket activation)",
             )
+        if config.http.listen:
+            await self._listen_http(config.http.listen)
+        self.webhooks = WebhookDispatcher(config, metrics=self.metrics)
+        await self.webhooks.start()
         exposure = unsigned_exposure(config, self.reachable)
         if exposure is not None:
             log.warning("serve.unsigned_bounces", hint=exposure)
@@ -226,7 +242,8 @@ class Daemon:
         address: str,
     ) -> None:
         assert self.loop is not None
-        handler = BounceHandler(self.writer, policy, lmtp=lmtp)  # type: ignore[arg-type]
+        handler = BounceHandler(self.writer, policy, lmtp=lmtp,  # type: ignore[arg-type]
+                                metrics=self.metrics)
         self.handlers.append(handler)
         factory = protocol_factory(handler, self.config, lmtp=lmtp, limits=self.limits)
         kind = "lmtp" if lmtp else "smtp"
@@ -263,6 +280,34 @@ class Daemon:
         self.servers.append(server)
         self.addresses.append(f"{kind}://{where}")
         self.reachable.append(str(reach))
+
+    async def _listen_http(self, address: str) -> None:
+        listen = ListenAddress.parse(address)
+        if listen.path is not None:
+            raise ConfigError("http.listen", f"expected HOST:PORT, got {address!r}")
+        if not self.config.http.tokens:
+            log.warning("serve.http_without_tokens",
+                        hint="no [[http.tokens]]: only /healthz and /readyz answer")
+        self.api = Api(self.config, metrics=self.metrics, ready=self.ready.is_set)
+        host, port = await self.api.start(listen.host or "127.0.0.1", listen.port or 0)
+        reach = ListenAddress(host=host, port=port)
+        self.addresses.append(f"http://{reach}")
+
+    def _database_gauges(self) -> DatabaseGauges | None:
+        """The gauges of ``/metrics``, read when Prometheus scrapes (from the API's
+        reader threads; one read-only connection, used by one scrape at a time)."""
+        with self._gauge_lock:
+            if self._gauge_store is None:
+                self._gauge_store = Store.open_readonly(self.config.database.path)
+            return database_gauges(self._gauge_store, datetime.now(UTC))
+
+    def _on_work_report(self, report: WorkReport) -> None:
+        """What the worker did (in the thread reading its reports): counted, and the
+        webhook outbox looked at at once if the work published events."""
+        self.metrics.apply(report)
+        if self.loop is not None and self.webhooks is not None and (
+                report.verdicts or report.state_changes):
+            self.loop.call_soon_threadsafe(self.webhooks.nudge)
 
     # -- run
 
@@ -306,12 +351,17 @@ class Daemon:
                 ("lmtp.listen", self.config.lmtp.listen, config.lmtp.listen),
                 ("database.path", self.config.database.path, config.database.path),
                 ("smtp.hostname", self.config.smtp.hostname, config.smtp.hostname),
+                ("http.listen", self.config.http.listen, config.http.listen),
             )
             if old != new
         ]
         logsetup.configure(config.logging.format, config.logging.level)
         self.config = config
         self.worker.reconfigure(config)
+        if self.api is not None:
+            self.api.reconfigure(config)
+        if self.webhooks is not None:
+            self.webhooks.reconfigure(config)
         log.info("serve.reloaded", restart_needed=restart_needed or None)
         self.notifier.ready(self._status())
 
@@ -321,6 +371,8 @@ class Daemon:
         self.notifier.stopping("stopping: finishing sessions and pending work")
         for server in self.servers:
             server.close()
+        if self.api is not None:
+            await self.api.stop()
         self.limits.closing = True
         deadline = time.monotonic() + SHUTDOWN_GRACE_SECONDS
         while self.limits.open and time.monotonic() < deadline:
@@ -335,6 +387,11 @@ class Daemon:
             task.cancel()
         await self.writer.stop()
         code = await asyncio.get_running_loop().run_in_executor(None, self.worker.stop)
+        if self.webhooks is not None:  # after the worker: what it published is sent now
+            await self.webhooks.stop()
+        with self._gauge_lock:
+            if self._gauge_store is not None:
+                self._gauge_store.close()
         log.info("serve.stopped", worker_exit=code)
         return 0
 

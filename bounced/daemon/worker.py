@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -32,11 +33,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from bounced.config import Config
+from bounced.daemon.metrics import WorkReport, report_of
 from bounced.daemon.runner import PeriodicJob, Runner
 from bounced.daemon.writer import SharedCounters
 from bounced.log import get_logger
 from bounced.model import MessageState, Rule
 from bounced.ops.processing import ProcessResult, process_messages, run_cleanup, trust_policy
+from bounced.ops.webhooks import subscribe
 from bounced.store import PROCESSING_BTREES, DatabaseError, Store, StoreError
 
 #: Messages per worker transaction: short, so the writer never waits long for the lock.
@@ -98,9 +101,15 @@ class ProcessingRunner(Runner[Sequence[int]]):
         worker = self.worker
         config = worker.config
         config = replace(config, processing=replace(config.processing, batch_size=len(item)))
-        for result in process_messages(worker.store, item, config=config, rules=worker.rules,
-                                       trust=trust_policy(config)):
+        results = process_messages(worker.store, item, config=config, rules=worker.rules,
+                                   trust=trust_policy(config))
+        for result in results:
             self._log_result(result)
+        now = worker.clock()
+        work = report_of(results, lambda result: (now - result.received_at).total_seconds()
+                         if result.received_at is not None else None)
+        if work:
+            worker.report(work)
 
     def _shunt(self, item: Sequence[int], error: Exception) -> None:
         self.log.error("worker.batch_failed", error=repr(error), messages=len(item),
@@ -207,6 +216,9 @@ class CleanupJob(MaintenanceJob):
     def _dispose(self, item: None) -> None:
         events = run_cleanup(self.worker.store, config=self.worker.config,
                              at=self.worker.clock())
+        if events:
+            self.worker.report(WorkReport(state_changes=Counter(
+                str(event.new_state) for event in events)))
         for event in events:
             self.log.info(
                 "address.changed",
@@ -233,6 +245,7 @@ class RetentionJob(MaintenanceJob):
             messages_deleted=purged.messages_deleted,
             bounces_deleted=purged.bounces_deleted,
             raw_dropped=purged.raw_dropped,
+            webhook_events_deleted=purged.webhook_events_deleted,
         )
 
 
@@ -275,12 +288,16 @@ class Worker:
         *,
         clock: Clock = utc_now,
         shared: SharedCounters | None = None,
+        report: Callable[[WorkReport], None] = lambda _: None,
     ) -> None:
         self.config = config
         self.clock = clock
         self.shared = shared
+        #: Where what the worker did goes (the listener's metrics).
+        self.report = report
         self.log = get_logger("bounced.worker")
-        self.store = Store.open(config.database.path, cache_mb=config.database.cache_mb)
+        self.store = subscribe(
+            Store.open(config.database.path, cache_mb=config.database.cache_mb), config)
         self.rules: tuple[Rule, ...] = self.store.rules.enabled()
         self.processing = ProcessingRunner(self)
         self.jobs: list[PeriodicJob] = [CleanupJob(self), RetentionJob(self)]
@@ -290,6 +307,7 @@ class Worker:
 
     def reload(self, config: Config) -> None:
         self.config = config
+        subscribe(self.store, config)
         self.rules = self.store.rules.enabled()
         self.log.info("worker.reloaded", rules=len(self.rules))
 

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -38,11 +39,14 @@ def worker_main(
     wake: Any,
     parent_pid: int,
     shared: SharedCounters | None = None,
+    reports: Connection | None = None,
 ) -> None:
     """Entry point of the processing process (spawned): loop until told to stop.
 
     ``control`` carries ``("config", Config)`` (SIGHUP) and ``("stop", None)``
-    (drain the backlog, then exit); ``wake`` is set by the writer after each commit.
+    (drain the backlog, then exit); ``wake`` is set by the writer after each commit;
+    ``reports`` takes the worker's :class:`~bounced.daemon.metrics.WorkReport` back to
+    the listener's process, where the metrics live.
     """
     _die_with_parent()
     # Receiving comes first: when the two compete for a CPU, the MTA waiting for its 250
@@ -56,7 +60,12 @@ def worker_main(
     logsetup.configure(config.logging.format, config.logging.level)
     from bounced.daemon.worker import Worker  # here: the listener's process never parses
 
-    worker = Worker(config, shared=shared)
+    def report(work: Any) -> None:
+        if reports is not None:
+            with contextlib.suppress(OSError, ValueError):
+                reports.send(work)
+
+    worker = Worker(config, shared=shared, report=report)
     try:
         worker.run(control, wake, stop_requested, parent_pid)
     finally:
@@ -66,8 +75,10 @@ def worker_main(
 class WorkerHandle:
     """The parent's side of the worker process: start, wake, reconfigure, drain, restart."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, on_report: Callable[[Any], None] = lambda _: None
+                 ) -> None:
         self.config = config
+        self.on_report = on_report
         self._context = multiprocessing.get_context("spawn")
         self.wake = self._context.Event()
         #: Shared with the writer: its lock waits and commit count (see SharedCounters).
@@ -79,15 +90,29 @@ class WorkerHandle:
 
     def start(self) -> None:
         receiver, sender = self._context.Pipe(duplex=False)
+        report_reader, report_writer = self._context.Pipe(duplex=False)
         self._control = sender
         self.process = self._context.Process(
             target=worker_main,
-            args=(self.config, receiver, self.wake, os.getpid(), self.shared),
+            args=(self.config, receiver, self.wake, os.getpid(), self.shared, report_writer),
             name="bounced-worker",
             daemon=False,
         )
         self.process.start()
         receiver.close()
+        report_writer.close()
+        threading.Thread(target=self._read_reports, args=(report_reader,),
+                         name="worker-reports", daemon=True).start()
+
+    def _read_reports(self, reader: Connection) -> None:
+        """Hand each report of the worker to ``on_report`` until the worker is gone."""
+        with reader:
+            while True:
+                try:
+                    report = reader.recv()
+                except (EOFError, OSError):
+                    return
+                self.on_report(report)
 
     def nudge(self) -> None:
         """After a commit: wake the worker if it sleeps (no system call when it is busy)."""

@@ -40,6 +40,7 @@ from datetime import UTC, datetime
 
 from bounced.config import Config
 from bounced.core.addresses import AddressRules, canonical_address, rules_from_config
+from bounced.core.events import envelope, verdict_data
 from bounced.core.judge import judge
 from bounced.core.parse import parse_message
 from bounced.core.policy import PolicyFacts, apply, cleanup
@@ -47,8 +48,10 @@ from bounced.core.verp import TAKEN_AT_ITS_WORD, Trust, bounce_trust, envelope_t
 from bounced.model import (
     AddressEvent,
     BounceReport,
+    EventType,
     Kind,
     MessageState,
+    Qualification,
     QuarantineState,
     Reason,
     Rule,
@@ -119,6 +122,8 @@ class ProcessResult:
     skipped: bool = False
     #: The return-path token the trust was judged on.
     verp_token: str | None = None
+    #: When the message was received (for the receipt-to-processed delay).
+    received_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +318,7 @@ def _write_message(store: Store, context: _Context, verdicts: Sequence[Verdict]
         trusted=context.trust.anyone,
         problems=report.problems,
         verp_token=context.token,
+        received_at=context.message.received_at,
     )
 
 
@@ -360,7 +366,9 @@ def _record(store: Store, context: _Context, verdict: Verdict) -> RecipientResul
     if new_state is not None and new_state != old_state:
         store.addresses.put(new_state, context.now)
     if outcome is not None and outcome.event is not None:
-        store.addresses.record(outcome.event, bounce_id)
+        store.addresses.record(outcome.event, bounce_id,
+                               reason=new_state.reason if new_state else None)
+    _publish(store, context, verdict, bounce_id, address, qualification, applied=refusal is None)
     return RecipientResult(
         bounce_id=bounce_id,
         recipient=address,
@@ -372,6 +380,29 @@ def _record(store: Store, context: _Context, verdict: Verdict) -> RecipientResul
         event=outcome.event.cause if outcome and outcome.event else None,
         untrusted=refusal.value if refusal is not None else None,
     )
+
+
+def _publish(store: Store, context: _Context, verdict: Verdict, bounce_id: int,
+             address: str | None, qualification: Qualification | None, *,
+             applied: bool) -> None:
+    """The webhook events of one verdict, when an endpoint wants them."""
+    recipient = verdict.recipient
+    kinds = [EventType.BOUNCE_VERDICT]
+    if recipient.kind is Kind.FEEDBACK:
+        kinds.append(EventType.COMPLAINT_RECEIVED)
+    for kind in kinds:
+        if not store.outbox.wants(kind):
+            continue
+        data = verdict_data(
+            bounce_id=bounce_id, message_id=context.message.id, recipient=address,
+            kind=recipient.kind.value,
+            failure_type=qualification.failure_type.value if qualification else None,
+            reason=qualification.reason if qualification else None,
+            qualified_by=str(qualification.qualified_by) if qualification else None,
+            status=recipient.status, diagnostic=recipient.diagnostic, at=context.moment,
+            applied=applied, feedback_type=recipient.feedback_type,
+        )
+        store.outbox.publish(kind, envelope(kind, context.moment, data), context.now)
 
 
 # --------------------------------------------------------------------------- cleanup

@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import TextIO
 
 from bounced.config import Config, PolicyConfig
 from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address
@@ -24,6 +25,7 @@ from bounced.core.replay import Override, replay, replay_base, same_state, state
 from bounced.core.times import format_time
 from bounced.model import AddressEvent, AddressState, QuarantineState
 from bounced.store import Store
+from bounced.store.addresses import Suppressed
 
 #: Addresses written per transaction by bulk actions, so the daemon's writer never waits
 #: long for the lock (``busy_timeout`` covers a short wait, not a minutes-long one).
@@ -48,8 +50,10 @@ class ActionResult:
 
 
 def act(store: Store, decide: Decision, addresses: Iterable[str], at: datetime,
-        note: str | None = None, rules: AddressRules = NO_FOLDING) -> list[ActionResult]:
-    """Apply one decision to many addresses, :data:`BATCH` per transaction."""
+        note: str | None = None, rules: AddressRules = NO_FOLDING,
+        actor: str | None = None) -> list[ActionResult]:
+    """Apply one decision to many addresses, :data:`BATCH` per transaction; ``actor``
+    (``cli:USER``, ``api:TOKEN``) is recorded with each change."""
     results: list[ActionResult] = []
     keys = [canonical_address(address, rules) for address in addresses]
     for start in range(0, len(keys), BATCH):
@@ -58,10 +62,23 @@ def act(store: Store, decide: Decision, addresses: Iterable[str], at: datetime,
                 current = store.addresses.get(key)
                 new, event = decide(current, key, at, note)
                 if event is not None:
-                    store.addresses.change(new, event, at)
+                    store.addresses.change(new, event, at, actor=actor)
                 results.append(ActionResult(
                     key, current.state if current else None, new.state, event))
     return results
+
+
+# --------------------------------------------------------------------------- export
+
+#: The columns of the suppression list, as ``quarantine export`` and the API write them.
+EXPORT_COLUMNS = ("address", "state", "reason", "since")
+
+
+def write_suppressions_csv(rows: Iterable[Suppressed], out: TextIO) -> None:
+    """The suppression list as CSV with a header line: what a sending platform loads."""
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    writer.writerows((row.address, row.state, row.reason, row.since) for row in rows)
 
 
 # --------------------------------------------------------------------------- import
@@ -139,7 +156,8 @@ class ImportResult:
     kept_allowlisted: tuple[str, ...]
 
 
-def import_denylist(store: Store, plan: ImportPlan, at: datetime, source: str) -> ImportResult:
+def import_denylist(store: Store, plan: ImportPlan, at: datetime, source: str,
+                    actor: str | None = None) -> ImportResult:
     """Denylist the plan's addresses. An address an operator put on the allowlist stays
     there: an export from another system is no reason to override a local decision
     (``bounced quarantine deny`` does, explicitly)."""
@@ -157,7 +175,7 @@ def import_denylist(store: Store, plan: ImportPlan, at: datetime, source: str) -
                 if event is None:
                     already += 1
                     continue
-                store.addresses.change(new, event, at)
+                store.addresses.change(new, event, at, actor=actor)
                 denylisted += 1
     return ImportResult(denylisted, already, tuple(kept))
 
@@ -195,7 +213,8 @@ class AddressChange:
 
 
 def write_recomputed(store: Store, current: AddressState | None, target: AddressState,
-                     at: datetime, cause: str) -> AddressChange | None:
+                     at: datetime, cause: str, actor: str | None = None
+                     ) -> AddressChange | None:
     """Write ``target`` over ``current`` (with an event when the state changes)."""
     if same_state(current, target):
         return None
@@ -205,7 +224,8 @@ def write_recomputed(store: Store, current: AddressState | None, target: Address
     if old is new.state:
         return None
     store.addresses.record(
-        AddressEvent(new.address, at, current.state if current else None, new.state, cause))
+        AddressEvent(new.address, at, current.state if current else None, new.state, cause),
+        reason=new.reason, actor=actor)
     return AddressChange(new.address, old, new.state)
 
 
@@ -242,7 +262,8 @@ def plan_rollback(store: Store, *, since: datetime, until: datetime | None,
 
 
 def rollback(store: Store, *, since: datetime, until: datetime | None, text_id: int | None,
-             rule_id: int | None, config: Config, at: datetime) -> RollbackPlan:
+             rule_id: int | None, config: Config, at: datetime,
+             actor: str | None = None) -> RollbackPlan:
     """Un-count the bounces of one text or one rule in a time window and restore the
     state each address would have without them, writing the undo to the history.
 
@@ -269,7 +290,7 @@ def rollback(store: Store, *, since: datetime, until: datetime | None, text_id: 
                     store.bounces.roll_back(bounce_id, at, cause_base)
                 current, target = recompute(store, address, config.policy, {})
                 cause = f"{cause_base}: {len(ids)} bounce(s) no longer count"
-                change = write_recomputed(store, current, target, at, cause)
+                change = write_recomputed(store, current, target, at, cause, actor)
                 if change is not None:
                     changes.append(change)
     return RollbackPlan(label, since, until, tuple(bounces), tuple(changes))

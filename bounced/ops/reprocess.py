@@ -130,7 +130,7 @@ def plan(store: Store, *, since: datetime | None, config: Config) -> ReprocessPl
 
 
 def apply_plan(store: Store, planned: ReprocessPlan, *, config: Config,
-               at: datetime) -> tuple[AddressChange, ...]:
+               at: datetime, actor: str | None = None) -> tuple[AddressChange, ...]:
     """Write the plan's verdicts and the address states that follow, :data:`BATCH`
     addresses per transaction.
 
@@ -159,7 +159,8 @@ def apply_plan(store: Store, planned: ReprocessPlan, *, config: Config,
                 current, target = recompute(store, address, config.policy, {})
                 summary = described[-1].describe()
                 more = f" (+{len(described) - 1} more)" if len(described) > 1 else ""
-                change = write_recomputed(store, current, target, at, f"{cause}: {summary}{more}")
+                change = write_recomputed(store, current, target, at,
+                                          f"{cause}: {summary}{more}", actor)
                 if change is not None:
                     changes.append(change)
     return tuple(changes)

@@ -15,6 +15,7 @@ engine can implement the same interface:
 ``retention``       the purge past ``database.retention`` (:mod:`.retention`)
 ``reports``         counts over a time window (:mod:`.reports`)
 ``health``          integrity, schema version, sizing (:mod:`.health`)
+``outbox``          webhook events and their deliveries (:mod:`.outbox`)
 ==================  =============================================================
 
 Work that must happen together runs in :meth:`Store.atomic`, the one way to run a
@@ -44,6 +45,7 @@ from bounced.store.engine import (
 )
 from bounced.store.health import Health
 from bounced.store.messages import MessageTable
+from bounced.store.outbox import WebhookOutbox
 from bounced.store.qualification import QualificationTable
 from bounced.store.reports import ReportQueries
 from bounced.store.retention import Retention
@@ -94,6 +96,7 @@ class Store:
         self.retention = Retention(self)
         self.reports = ReportQueries(self)
         self.health = Health(self)
+        self.outbox = WebhookOutbox(self)
 
     # ---- opening
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bounced.core.events import address_data, address_event_type, envelope
 from bounced.core.times import format_optional, format_time, parse_time
 from bounced.model import AddressEvent, AddressState, QuarantineState, Reason
 
@@ -27,7 +28,8 @@ _STATE_COLUMNS = (
 
 @dataclass(frozen=True, slots=True)
 class HistoryEvent:
-    """One row of ``address_events``, with its number and the bounce that caused it."""
+    """One row of ``address_events``, with its number, the bounce that caused it and
+    the operator who did (``actor``)."""
 
     id: int
     at: datetime | None
@@ -35,6 +37,7 @@ class HistoryEvent:
     new_state: QuarantineState
     cause: str
     bounce_id: int | None
+    actor: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -44,6 +47,7 @@ class HistoryEvent:
             "new_state": self.new_state.value,
             "cause": self.cause,
             "bounce_id": self.bounce_id,
+            "actor": self.actor,
         }
 
 
@@ -121,12 +125,14 @@ class AddressBook:
             ),
         )
 
-    def record(self, event: AddressEvent, bounce_id: int | None = None) -> None:
+    def record(self, event: AddressEvent, bounce_id: int | None = None, *,
+               reason: Reason | None = None, actor: str | None = None) -> None:
         """Append one change of state to the history (``bounce_id``: its cause, if a
-        bounce; ``None`` for cleanup and operator actions)."""
+        bounce; ``actor``: the operator, ``cli:USER`` or ``api:TOKEN``), and the
+        webhook event it is, if an endpoint wants it (same transaction)."""
         self._store.conn.execute(
-            "INSERT INTO address_events (address, at, old_state, new_state, cause, bounce_id) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO address_events (address, at, old_state, new_state, cause, bounce_id, "
+            "actor) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
                 event.address,
                 format_time(event.at),
@@ -134,26 +140,32 @@ class AddressBook:
                 event.new_state.value,
                 event.cause,
                 bounce_id,
+                actor,
             ),
         )
+        kind = address_event_type(event.old_state, event.new_state)
+        if kind is not None and self._store.outbox.wants(kind):
+            data = address_data(event, reason=reason, bounce_id=bounce_id, actor=actor)
+            self._store.outbox.publish(kind, envelope(kind, event.at, data), event.at)
 
     def change(self, state: AddressState, event: AddressEvent | None, now: datetime,
-               bounce_id: int | None = None) -> None:
+               bounce_id: int | None = None, *, actor: str | None = None) -> None:
         """Write a new state and, when the state changed, its history row."""
         self.put(state, now)
         if event is not None:
-            self.record(event, bounce_id)
+            self.record(event, bounce_id, reason=state.reason, actor=actor)
 
     def history(self, address: str) -> tuple[HistoryEvent, ...]:
         """The address's history, oldest first."""
         rows = self._store.conn.execute(
-            "SELECT id, at, old_state, new_state, cause, bounce_id FROM address_events "
+            "SELECT id, at, old_state, new_state, cause, bounce_id, actor FROM address_events "
             "WHERE address = ? ORDER BY at, id",
             (address,),
         ).fetchall()
         return tuple(
             HistoryEvent(int(r[0]), parse_time(r[1]), QuarantineState(r[2]) if r[2] else None,
-                         QuarantineState(r[3]), r[4], int(r[5]) if r[5] is not None else None)
+                         QuarantineState(r[3]), r[4], int(r[5]) if r[5] is not None else None,
+                         r[6])
             for r in rows
         )
 
@@ -200,5 +212,31 @@ class AddressBook:
         """The ``suppression_list`` view, by address: what a sending platform honours."""
         rows = self._store.conn.execute(
             "SELECT address, state, reason, since FROM suppression_list ORDER BY address"
+        ).fetchall()
+        return [Suppressed(*row) for row in rows]
+
+    def suppressions(self, *, states: Sequence[QuarantineState] = (), reason: str | None = None,
+                     since: datetime | None = None, after: str | None = None,
+                     limit: int = 100) -> list[Suppressed]:
+        """A page of the suppression list, by address: those in ``states`` (all
+        suppressed states when empty), with the ``reason`` label, suppressed since
+        ``since``, after the address ``after`` (the cursor of the previous page)."""
+        where: list[str] = ["1 = 1"]
+        params: list[object] = []
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            params.extend(state.value for state in states)
+        if reason is not None:
+            where.append("reason = ?")
+            params.append(reason)
+        if since is not None:
+            where.append("since >= ?")
+            params.append(format_time(since))
+        if after is not None:
+            where.append("address > ?")
+            params.append(after)
+        rows = self._store.conn.execute(
+            "SELECT address, state, reason, since FROM suppression_list "
+            f"WHERE {' AND '.join(where)} ORDER BY address LIMIT ?", (*params, limit),
         ).fetchall()
         return [Suppressed(*row) for row in rows]

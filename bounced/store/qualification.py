@@ -132,6 +132,10 @@ class QualificationTable:
             (status.value, failure_type.value, int(reason), str(by), text_id),
         )
 
+    def waiting_count(self) -> int:
+        """How many texts the ``to_qualify`` view holds."""
+        return int(self._store.conn.execute("SELECT count(*) FROM to_qualify").fetchone()[0])
+
     def waiting(self, limit: int) -> list[WaitingText]:
         """The ``to_qualify`` view: texts no operator decided on, most frequent first."""
         rows = self._store.conn.execute(

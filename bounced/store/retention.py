@@ -7,7 +7,9 @@ What it keeps, on purpose (``docs/schema.md``):
 - bounce rows that caused a state change: ``address_events`` is the append-only history
   and its ``bounce_id`` must keep pointing at the evidence. Their message row stays
   too (the bounce references it) but its raw bytes are dropped (``raw`` emptied,
-  ``size`` and ``sha256`` kept), which is where the space is.
+  ``size`` and ``sha256`` kept), which is where the space is;
+- webhook events still owed to an endpoint (a ``pending`` delivery): they are deleted
+  once delivered or given up (``docs/webhooks.md``).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ class PurgeResult:
     raw_dropped: int
     bounces_deleted: int
     batches: int
+    webhook_events_deleted: int = 0
 
     @property
     def changed(self) -> bool:
-        return bool(self.messages_deleted or self.raw_dropped or self.bounces_deleted)
+        return bool(self.messages_deleted or self.raw_dropped or self.bounces_deleted
+                    or self.webhook_events_deleted)
 
 
 class Retention:
@@ -77,4 +81,24 @@ class Retention:
                     f"UPDATE messages SET raw = X'' WHERE id IN ({marks}) AND length(raw) > 0",
                     ids,
                 ).rowcount
-        return PurgeResult(deleted, dropped, bounces, batches)
+        events = self._purge_webhook_events(limit, max(1, batch))
+        return PurgeResult(deleted, dropped, bounces, batches, events)
+
+    def _purge_webhook_events(self, limit: str, batch: int) -> int:
+        """Events created before ``limit`` with no delivery still pending."""
+        deleted = 0
+        while True:
+            with self._store.atomic():
+                conn = self._store.conn
+                ids = [row[0] for row in conn.execute(
+                    "SELECT id FROM webhook_events e WHERE created_at < ? AND NOT EXISTS "
+                    "(SELECT 1 FROM webhook_deliveries d WHERE d.event_id = e.id "
+                    "AND d.state = 'pending') ORDER BY created_at LIMIT ?",
+                    (limit, batch),
+                )]
+                if not ids:
+                    return deleted
+                marks = ",".join("?" * len(ids))
+                conn.execute(f"DELETE FROM webhook_deliveries WHERE event_id IN ({marks})", ids)
+                deleted += conn.execute(
+                    f"DELETE FROM webhook_events WHERE id IN ({marks})", ids).rowcount

@@ -402,6 +402,35 @@ def _migration_9(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE bounces ADD COLUMN trusted INTEGER")
 
 
+@migration("actors and the webhook outbox")
+def _migration_10(db: sqlite_utils.Database) -> None:
+    """Who changed an address, and the events webhook endpoints are owed.
+
+    ``address_events.actor``: ``cli:USER`` or ``api:TOKEN`` for an operator's action,
+    NULL for bounces and the cleanup job. ``webhook_events``: one row per event (its id
+    is the ``webhook-id`` a receiver de-duplicates on), written in the same transaction
+    as the change it describes; ``webhook_deliveries``: one row per event and endpoint,
+    ``pending`` until a 2xx answer (``delivered``) or until retries give up (``dead``).
+    """
+    db.execute("ALTER TABLE address_events ADD COLUMN actor TEXT")
+    db.execute(
+        "CREATE TABLE webhook_events (id TEXT PRIMARY KEY, type TEXT NOT NULL, "
+        "created_at TEXT NOT NULL, body TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX idx_webhook_events_created_at ON webhook_events (created_at)")
+    db.execute(
+        "CREATE TABLE webhook_deliveries (id INTEGER PRIMARY KEY, "
+        "event_id TEXT NOT NULL REFERENCES webhook_events(id), endpoint TEXT NOT NULL, "
+        "state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, "
+        "next_attempt_at TEXT NOT NULL, last_status INTEGER, last_error TEXT, "
+        "delivered_at TEXT, UNIQUE (event_id, endpoint))"
+    )
+    db.execute(
+        "CREATE INDEX idx_webhook_deliveries_due ON webhook_deliveries (next_attempt_at) "
+        "WHERE state = 'pending'"
+    )
+
+
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
 
