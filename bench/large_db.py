@@ -59,7 +59,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bounced.cli import main  # noqa: E402
-from bounced.store import Store, format_time  # noqa: E402
+from bounced.core.times import format_time  # noqa: E402
+from bounced.store import Store  # noqa: E402
 
 POLICY_MAILS = ROOT / "tests" / "data" / "policy"
 TEMPLATE_ADDRESS = b"rcpt@example.org"

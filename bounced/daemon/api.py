@@ -115,10 +115,14 @@ class Api:
     """The aiohttp application over the daemon's database."""
 
     def __init__(self, config: Config, *, metrics: Metrics, ready: Callable[[], bool],
+                 written: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        """``ready``: whether the daemon serves (``/readyz``); ``written``: called after
+        each write (the webhook outbox may have new events)."""
         self.config = config
         self.metrics = metrics
         self.ready = ready
+        self.written = written
         self.clock = clock
         self.path = config.database.path
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="api-read")
@@ -195,7 +199,9 @@ class Api:
 
     async def write(self, work: Callable[[Store], Result]) -> Result:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._writer, lambda: work(self._writer_store()))
+        result = await loop.run_in_executor(self._writer, lambda: work(self._writer_store()))
+        self.written()
+        return result
 
     # -- middlewares
 
@@ -211,8 +217,10 @@ class Api:
             response = problem.response(request.path)
         except web.HTTPException as error:  # aiohttp's own: 404, 405, 413, ...
             kind = error.reason.lower().replace(" ", "-")
-            response = Problem(error.status, kind, error.text or error.reason).response(
-                request.path)
+            kept = {name: value for name, value in error.headers.items()
+                    if name.lower() == "allow"}
+            response = Problem(error.status, kind, error.text or error.reason,
+                               headers=kept).response(request.path)
         except DatabaseError as error:
             log.error("api.database_failed", error=repr(error), path=request.path)
             response = Problem(503, "database-unavailable", "the database cannot be read or "
@@ -407,6 +415,8 @@ class Api:
         now = self.clock()
         [result] = await self.write(
             lambda store: act(store, decide, [address], now, note, rules, actor))
+        if result.changed:
+            self.metrics.state_changes.labels(result.new.value).inc()
         return web.json_response({
             "address": result.address,
             "old_state": result.old.value if result.old else None,
@@ -433,6 +443,9 @@ class Api:
         now = self.clock()
         result = await self.write(lambda store: import_denylist(
             store, plan, now, f"{source} via {actor}", actor))
+        if result.denylisted:
+            self.metrics.state_changes.labels(QuarantineState.DENYLISTED.value).inc(
+                result.denylisted)
         return web.json_response({
             "denylisted": result.denylisted,
             "already": result.already,
@@ -452,6 +465,7 @@ def _cursor(value: str | None) -> str | None:
     if value is None:
         return None
     try:
-        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode()
+        return base64.b64decode(value + "=" * (-len(value) % 4), altchars=b"-_",
+                                validate=True).decode()
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise Problem(422, "invalid-field", "not a cursor this API gave", field="cursor") from None

@@ -24,6 +24,7 @@ from prometheus_client import Counter as PromCounter
 from prometheus_client import Histogram as PromHistogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from bounced.core.evidence import provider_of
 from bounced.model import MessageState
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ PROCESSING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 class WorkReport:
     """What the worker did since its last report (sent to the listener's process)."""
 
-    #: (kind, failure type, reason label) -> verdicts.
-    verdicts: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    #: (kind, failure type, reason label, provider) -> verdicts.
+    verdicts: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
     #: new state -> changes of an address's state.
     state_changes: Counter[str] = field(default_factory=Counter)
     #: outcome (processed, failed) -> messages.
@@ -100,8 +101,9 @@ class Metrics:
             "bounced_messages_processed", "Messages processed by the worker, by outcome.",
             ["outcome"], registry=registry)
         self.verdicts = PromCounter(
-            "bounced_verdicts", "Recipient verdicts written to the delivery log.",
-            ["kind", "failure_type", "reason"], registry=registry)
+            "bounced_verdicts", "Recipient verdicts written to the delivery log, by the "
+            "mail provider of the recipient's domain (the shipped knowledge's, or other).",
+            ["kind", "failure_type", "reason", "provider"], registry=registry)
         self.state_changes = PromCounter(
             "bounced_address_state_changes", "Changes of an address's state, by new state.",
             ["state"], registry=registry)
@@ -121,8 +123,8 @@ class Metrics:
 
     def apply(self, report: WorkReport) -> None:
         """Add a report of the worker."""
-        for (kind, failure_type, reason), count in report.verdicts.items():
-            self.verdicts.labels(kind, failure_type, reason).inc(count)
+        for (kind, failure_type, reason, provider), count in report.verdicts.items():
+            self.verdicts.labels(kind, failure_type, reason, provider).inc(count)
         for state, count in report.state_changes.items():
             self.state_changes.labels(state).inc(count)
         for outcome, count in report.messages.items():
@@ -180,7 +182,9 @@ def report_of(results: Iterable[Any], now_seconds: Callable[[Any], float | None]
             report.latencies.append(delay)
         for recipient in result.recipients:
             reason = recipient.reason.label if recipient.reason is not None else "none"
-            report.verdicts[(str(recipient.kind), recipient.failure_type or "none", reason)] += 1
+            provider = provider_of(None, recipient.recipient) or "other"
+            report.verdicts[(str(recipient.kind), recipient.failure_type or "none", reason,
+                             provider)] += 1
             if recipient.event is not None and recipient.address_state is not None:
                 report.state_changes[str(recipient.address_state)] += 1
     return report

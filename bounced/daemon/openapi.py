@@ -145,6 +145,8 @@ _ERRORS = {
     "401": _problem("no token, or an unknown one"),
     "403": _problem("the token lacks the scope"),
     "422": _problem("bad input; field names it"),
+    "default": _problem("any other refusal: 400 not JSON, 404, 405, 413 too large, "
+                        "415 not JSON, 503 database unavailable"),
 }
 _ADDRESS = {"name": "address", "in": "path", "required": True, "schema": {"type": "string"},
             "description": "an email address (percent-encoded)"}
@@ -240,6 +242,6 @@ def document() -> dict[str, Any]:
             "/v1/openapi.json": {"get": {
                 "summary": "this document", "security": read,
                 "responses": {"200": {"description": "OpenAPI 3.1",
-                                      "content": {"application/json": {}}}}}},
+                                      "content": {"application/json": {}}}, **_ERRORS}}},
         },
     }

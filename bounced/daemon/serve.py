@@ -214,10 +214,10 @@ class Daemon:
                 "smtp.listen",
                 "no listener: set smtp.listen or lmtp.listen (or use socket activation)",
             )
-        if config.http.listen:
-            await self._listen_http(config.http.listen)
         self.webhooks = WebhookDispatcher(config, metrics=self.metrics)
         await self.webhooks.start()
+        if config.http.listen:
+            await self._listen_http(config.http.listen)
         exposure = unsigned_exposure(config, self.reachable)
         if exposure is not None:
             log.warning("serve.unsigned_bounces", hint=exposure)
@@ -288,7 +288,8 @@ class Daemon:
         if not self.config.http.tokens:
             log.warning("serve.http_without_tokens",
                         hint="no [[http.tokens]]: only /healthz and /readyz answer")
-        self.api = Api(self.config, metrics=self.metrics, ready=self.ready.is_set)
+        self.api = Api(self.config, metrics=self.metrics, ready=self.ready.is_set,
+                       written=self.webhooks.nudge if self.webhooks else lambda: None)
         host, port = await self.api.start(listen.host or "127.0.0.1", listen.port or 0)
         reach = ListenAddress(host=host, port=port)
         self.addresses.append(f"http://{reach}")

@@ -94,11 +94,16 @@ class WebhookDispatcher:
         """Look at the outbox now (something was just published)."""
         self._wake.set()
 
-    async def start(self) -> None:
+    async def open(self) -> None:
+        """The HTTP client; :meth:`deliver_due` can run from here on."""
         self._session = aiohttp.ClientSession(
             headers={"User-Agent": f"bounced/{__version__}"},
             connector=aiohttp.TCPConnector(limit_per_host=4),
         )
+
+    async def start(self) -> None:
+        """Open, and deliver in the background until :meth:`stop`."""
+        await self.open()
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:
@@ -116,18 +121,18 @@ class WebhookDispatcher:
     async def _run(self) -> None:
         while True:
             try:
-                sent = await self.deliver_due()
+                posted = await self.deliver_due()
             except DatabaseError as error:  # busy or damaged: the next round tries again
                 log.error("webhooks.database_failed", error=repr(error), db=str(self.path))
-                sent = 0
-            if sent == 0:
+                posted = 0
+            if posted == 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), IDLE_SECONDS)
 
     async def deliver_due(self) -> int:
-        """One round: every due delivery of an endpoint not resting; returns how many
-        were attempted."""
+        """One round: the due deliveries of every endpoint not resting; returns how
+        many POSTs were made."""
         now = self.clock()
         self._resting = {url: until for url, until in self._resting.items() if until > now}
         resting = tuple(self._resting)
@@ -136,23 +141,27 @@ class WebhookDispatcher:
         by_endpoint: dict[str, list[Delivery]] = {}
         for delivery in due:
             by_endpoint.setdefault(delivery.endpoint, []).append(delivery)
-        await asyncio.gather(*(self._deliver_in_order(url, deliveries)
-                               for url, deliveries in by_endpoint.items()))
-        return len(due)
+        posted = await asyncio.gather(*(self._deliver_in_order(url, deliveries)
+                                        for url, deliveries in by_endpoint.items()))
+        return sum(posted)
 
-    async def _deliver_in_order(self, url: str, deliveries: list[Delivery]) -> None:
-        """One endpoint's deliveries, oldest first; a failure rests the endpoint, and its
-        other deliveries wait for the next round."""
+    async def _deliver_in_order(self, url: str, deliveries: list[Delivery]) -> int:
+        """One endpoint's deliveries, oldest first, until one fails (the others wait
+        for the endpoint's next turn); returns how many were POSTed."""
         endpoint = self._endpoints.get(url)
-        for delivery in deliveries:
-            if endpoint is None:
+        if endpoint is None:
+            for delivery in deliveries:
                 await self._record(delivery, Attempt(None, "endpoint no longer configured"),
                                    None)
-                continue
+            return 0
+        posted = 0
+        for delivery in deliveries:
             attempt = await self._post(endpoint, delivery)
+            posted += 1
             await self._record(delivery, attempt, endpoint)
             if not attempt.delivered:
-                return
+                break
+        return posted
 
     async def _post(self, endpoint: WebhookConfig, delivery: Delivery) -> Attempt:
         assert self._session is not None

@@ -100,12 +100,13 @@ class WebhookOutbox:
     # ---- delivering
 
     def due(self, now: datetime, limit: int, *, resting: Sequence[str] = ()) -> list[Delivery]:
-        """Pending deliveries whose time has come, oldest first, but for the endpoints
-        that are ``resting`` (they failed just now: their turn comes with their retry)."""
+        """Pending deliveries whose time has come, in the order of their events (a
+        retried one before the newer ones), but for the endpoints that are ``resting``
+        (they failed just now: their turn comes with their retry)."""
         marks = ", ".join("?" * len(resting))
         rows = self._store.conn.execute(
             f"{_DELIVERY} WHERE d.state = 'pending' AND d.next_attempt_at <= ? "
-            f"AND d.endpoint NOT IN ({marks}) ORDER BY d.next_attempt_at, d.id LIMIT ?",
+            f"AND d.endpoint NOT IN ({marks}) ORDER BY d.id LIMIT ?",
             (format_time(now), *resting, limit),
         ).fetchall()
         return [_delivery(row) for row in rows]

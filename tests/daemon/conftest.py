@@ -1,4 +1,4 @@
-"""Fixtures running ``bounced serve`` as a real process (signals, kill -9, systemd)."""
+"""Fixtures running ``bounced serve`` as a real process (signals, kill -9, systemd, HTTP)."""
 
 from __future__ import annotations
 
