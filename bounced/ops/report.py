@@ -30,7 +30,7 @@ from bounced.core.times import format_time
 from bounced.model import Reason
 from bounced.ops.dns import DnsCache
 from bounced.store import Store
-from bounced.store.reports import DayChanges, GroupCounts, WindowTotals
+from bounced.store.reports import DayChanges, GroupCounts, Unreadable, WindowTotals
 
 #: How many domains a report may look up in DNS (the most bounced first); the others
 #: use cached answers only, so a report never waits on thousands of look-ups.
@@ -96,6 +96,9 @@ class Report:
     waiting: tuple[WaitingText, ...]
     days: tuple[Day, ...]
     invalid_domains: tuple[DomainCheck, ...] = field(default_factory=tuple)
+    #: Failures and delays whose recipient could not be read: how many, and the newest.
+    unreadable_count: int = 0
+    unreadable: tuple[Unreadable, ...] = field(default_factory=tuple)
 
 
 # --------------------------------------------------------------------------- building
@@ -205,12 +208,15 @@ def build_report(
         rows = _merge_by_provider(rows, providers)
     else:
         rows = store.reports.groups(by.value, since, until)
+    unreadable_count, unreadable = store.reports.unreadable(since, until, top)
     return Report(
         since=since, until=until, by=by, totals=totals,
         groups=_groups(rows, totals.bounces, by),
         waiting=_waiting(store, since, until, top),
         days=tuple(store.reports.days(since, until)),
         invalid_domains=_invalid_domains(store, since, until, resolve, cached, dns_limit),
+        unreadable_count=unreadable_count,
+        unreadable=tuple(unreadable),
     )
 
 
@@ -272,4 +278,12 @@ def render_text(report: Report, width: int | None = None) -> str:
         ("dns", "domains", "bounces", "examples"),
         [(c.status, str(c.domains), str(c.bounces), ", ".join(c.examples))
          for c in report.invalid_domains]) if report.invalid_domains else "none")
+    out += ["", f"Bounces with no readable recipient: {report.unreadable_count} (a layout "
+            "the parser does not read; the raw message: GET /v1/messages/ID/raw or "
+            "SELECT raw FROM messages WHERE id = ID)"]
+    if report.unreadable:
+        out.append(render_table(
+            ("message", "received", "from", "kind"),
+            [(str(u.message_id), u.received_at or "-", u.mail_from or "<>", u.kind)
+             for u in report.unreadable]))
     return "\n".join(out) + "\n"

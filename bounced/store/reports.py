@@ -78,6 +78,16 @@ class DayChanges:
     released: int
 
 
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A message that reads as a failure or a delay but names no recipient."""
+
+    message_id: int
+    received_at: str | None
+    mail_from: str | None
+    kind: str
+
+
 class ReportQueries:
     """Counts of the delivery log and the history over ``[since, until)``."""
 
@@ -144,3 +154,16 @@ class ReportQueries:
             "ORDER BY count(*) DESC",
             (format_time(since), format_time(until), int(Reason.INVALID_DOMAIN))).fetchall()
         return [(r[0], r[1], int(r[2])) for r in rows]
+
+    def unreadable(self, since: datetime, until: datetime, limit: int
+                   ) -> tuple[int, list[Unreadable]]:
+        """The window's failures and delays with no recipient: how many, and the newest
+        ``limit`` of them (a layout the parser does not read, for an operator to see)."""
+        window = (format_time(since), format_time(until))
+        where = ("FROM bounces b JOIN messages m ON m.id = b.message_id WHERE b.at >= ? "
+                 "AND b.at < ? AND b.recipient IS NULL AND b.kind IN ('failure', 'delay')")
+        total = int(self._store.conn.execute(f"SELECT count(*) {where}", window).fetchone()[0])
+        rows = self._store.conn.execute(
+            f"SELECT m.id, m.received_at, m.mail_from, b.kind {where} "
+            "ORDER BY m.id DESC LIMIT ?", (*window, limit)).fetchall()
+        return total, [Unreadable(int(r[0]), r[1], r[2], r[3]) for r in rows]

@@ -224,3 +224,17 @@ def test_only_the_most_bounced_domains_are_looked_up(ingest_at, report, dsn_file
     assert {g["key"]: g["bounces"] for g in data["groups"]} == {
         "Google": 2, "(not looked up)": 1}
     assert dns_server.queries[("o365-hosted.test.", "MX")] == 0
+
+
+def test_a_bounce_with_no_readable_recipient_is_listed_as_unreadable(ingest_at, report,
+                                                                     bounced, db, sql):
+    layouts = DATA / "layouts"
+    ingest_at(T - timedelta(hours=1), layouts / "no-recipient-transcript.eml",
+              MTA_LAB / "postfix-01-user-unknown-failed.eml")
+    [(message_id,)] = sql("SELECT message_id FROM bounces WHERE recipient IS NULL")
+    data = report("--since", "1d", "--no-dns")
+    assert data["unreadable_count"] == 1
+    assert [row["message_id"] for row in data["unreadable"]] == [message_id]
+    text = bounced(["report", "--db", str(db), "--at", iso(T), "--since", "1d", "--no-dns"])
+    assert "Bounces with no readable recipient: 1" in text.out
+    assert sql("SELECT length(raw) > 0 FROM messages WHERE id = ?", (message_id,)) == [(1,)]
