@@ -9,8 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -19,6 +18,20 @@ from typing import Any
 import pytest
 
 from bounced.cli import main
+from bounced.store import Store
+from tests.harness import postgres
+from tests.harness.database import Database, PostgresUrl
+from tests.harness.database import query as _query
+from tests.harness.services import require
+from tests.paths import ROOT
+
+#: The tests that run on both engines (storage, pipeline, policy, operator commands):
+#: every test under these directories that uses the ``db`` fixture runs twice,
+#: ``[sqlite]`` and ``[postgresql]``, but for those marked ``sqlite_only`` (what only
+#: SQLite has: its file, WAL, pragmas, page cache).
+BOTH_ENGINES = ("tests/store/", "tests/ops/", "tests/cli/")
+#: The database every PostgreSQL test database is a copy of: the migrated schema.
+TEMPLATE = "bounced_template"
 
 POLICY_MAILS = Path(__file__).parent / "data" / "policy"
 #: The recipient every template in tests/data/policy names.
@@ -60,17 +73,56 @@ def run_bounced(args: Sequence[str]) -> Run:
     return Run(status, out.getvalue(), err.getvalue())
 
 
-def query(db: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Read the database the way an operator does: plain SQL on the public schema."""
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+def query(db: Database, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Read the database the way an operator does: plain SQL on the public schema
+    (either engine, see :mod:`tests.harness.database`)."""
+    return _query(db, sql, params)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run the tests of :data:`BOTH_ENGINES` on SQLite and on PostgreSQL."""
+    if "engine" not in metafunc.fixturenames:
+        return
+    where = Path(str(metafunc.definition.path)).resolve().relative_to(ROOT).as_posix()
+    if where.startswith(BOTH_ENGINES) and metafunc.definition.get_closest_marker(
+            "sqlite_only") is None:
+        metafunc.parametrize("engine", ["sqlite", "postgresql"], indirect=True)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
+def engine(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``postgresql``: the engine of this test's ``db``."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.PostgresServer]:
+    """One PostgreSQL server for the session (as an unprivileged user), with a template
+    database that holds the migrated schema."""
+    require(postgres.unavailable())
+    server = postgres.PostgresServer().start()
+    try:
+        url = server.create_database(name=TEMPLATE)
+        Store.open(url, migrate=True).close()
+        yield server
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def pg_url(postgres_server: postgres.PostgresServer) -> Iterator[PostgresUrl]:
+    """A fresh PostgreSQL database with the current schema, dropped afterwards."""
+    url = PostgresUrl(postgres_server.create_database(template=TEMPLATE))
+    yield url
+    postgres_server.drop_database(url)
+
+
+@pytest.fixture
+def db(request: pytest.FixtureRequest, engine: str, tmp_path: Path) -> Database:
+    """The test's database: a file in tmp_path (SQLite), or a fresh PostgreSQL
+    database with the current schema."""
+    if engine == "postgresql":
+        return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]
     return tmp_path / "bounced.db"
 
 
@@ -95,7 +147,7 @@ def bounced() -> Callable[[Sequence[str]], Run]:
 
 
 @pytest.fixture
-def sql(db: Path) -> Callable[..., list[tuple[Any, ...]]]:
+def sql(db: Database) -> Callable[..., list[tuple[Any, ...]]]:
     """Query the test database: ``sql("SELECT ...", params)``."""
 
     def run(statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:

@@ -15,12 +15,12 @@ read by :mod:`bounced.core.times`; ``--at`` is the one place commands read the c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import getpass
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TextIO
 
 from bounced.config import Config, ConfigError, load_config
@@ -28,7 +28,7 @@ from bounced.core.addresses import NO_FOLDING, AddressRules, rules_from_config
 from bounced.core.times import parse_instant, parse_when
 from bounced.ops import RequestError
 from bounced.ops.webhooks import subscribe
-from bounced.store import DatabaseError, Store, StoreError
+from bounced.store import DatabaseError, Location, Store, StoreError
 
 #: Exit status for a usage problem an operator must fix (the same as argparse's).
 USAGE_ERROR = 2
@@ -46,7 +46,9 @@ class UsageError(Exception):
 
 
 def add_db(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--db", required=True, metavar="PATH", help="SQLite database file")
+    parser.add_argument("--db", required=True, metavar="PATH|URL",
+                        help="SQLite database file (or sqlite:///PATH), or a PostgreSQL "
+                             "URL postgresql://USER@HOST/DB")
 
 
 def add_config(parser: argparse.ArgumentParser) -> None:
@@ -119,17 +121,23 @@ def when(text: str | None, now: datetime, option: str) -> datetime | None:
 # --------------------------------------------------------------------------- the database
 
 
-def open_store(path: str, *, cache_mb: int | None = None, config: Config | None = None
-               ) -> Store:
-    """The database at ``path`` for writing (created and migrated if needed); with a
-    ``config``, the changes commands make are published to its ``[[webhooks]]``."""
-    target = Path(path)
-    if target.is_dir():
+def open_store(path: str, *, cache_mb: int | None = None, config: Config | None = None,
+               migrate: bool | None = None) -> Store:
+    """The database at ``path`` (a file or a URL) for writing: a SQLite file is created
+    and migrated if needed, a PostgreSQL database must have the current schema
+    (``bounced db migrate``) unless ``migrate``; with a ``config``, the changes
+    commands make are published to its ``[[webhooks]]``."""
+    try:
+        location = Location.parse(path)
+    except StoreError as error:
+        raise UsageError(f"--db {path}: {error}") from None
+    target = location.path
+    if target is not None and target.is_dir():
         raise UsageError(f"--db {path}: is a directory")
-    if not target.parent.exists():
+    if target is not None and not target.parent.exists():
         raise UsageError(f"--db {path}: directory {target.parent} does not exist")
     try:
-        store = Store.open(target, cache_mb=cache_mb)
+        store = Store.open(path, cache_mb=cache_mb, migrate=migrate)
         return subscribe(store, config) if config is not None else store
     except StoreError as error:
         raise UsageError(f"--db {path}: {error}") from None
@@ -143,7 +151,9 @@ def open_readonly(path: str, *, require_schema: bool = True) -> Store:
     try:
         return Store.open_readonly(path, require_schema=require_schema)
     except StoreError as error:
-        message = str(error).removeprefix(f"{Path(path)}: ")
+        message = str(error)
+        with contextlib.suppress(StoreError):
+            message = message.removeprefix(f"{Location.parse(path)}: ")
         raise UsageError(f"--db {path}: {message}") from None
 
 

@@ -1,6 +1,9 @@
 """``bounced db``: create, check and maintain the database.
 
 - ``init``: create (or migrate) the database, seed reasons and default rules;
+- ``migrate``: the same, said explicitly: the step an operator runs on a PostgreSQL
+  database shared by several hosts after upgrading bounced (daemons refuse to start
+  on a schema they do not know, and never migrate a shared database themselves);
 - ``check``: integrity, schema version, WAL mode, pending and failed messages; exits 1
   when something needs an operator (corruption, a failed message, an old schema);
 - ``retry``: process failed messages again (after a fix).
@@ -24,28 +27,47 @@ from bounced.store import DatabaseError
 #: The one-line summary in ``bounced --help``.
 HELP = "create, check and maintain the database"
 #: What ``bounced db --help`` says first.
-DESCRIPTION = "Create, check and maintain the bounced SQLite database."
+DESCRIPTION = "Create, check and maintain the bounced database (SQLite or PostgreSQL)."
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="db_action", metavar="ACTION", required=True)
     init = actions.add_parser("init", help="create or migrate the database")
+    migrate = actions.add_parser("migrate", help="bring the schema to this version's "
+                                                 "(the explicit step on PostgreSQL)")
     check = actions.add_parser("check", help="integrity, schema version, stuck messages")
     retry = actions.add_parser("retry", help="process failed messages again")
-    for sub in (init, check, retry):
+    for sub in (init, migrate, check, retry):
         common.add_db(sub)
     retry.add_argument("--config", metavar="FILE", help="TOML configuration file")
     check.add_argument("--config", metavar="FILE",
                        help="also check the configuration the daemon runs with (exposure)")
     init.set_defaults(handler=run_init)
+    migrate.set_defaults(handler=run_migrate)
     check.set_defaults(handler=run_check)
     retry.set_defaults(handler=run_retry)
 
 
 @common.command("db init")
 def run_init(args: argparse.Namespace, out: TextIO) -> int:
-    with common.open_store(args.db) as store:
+    with common.open_store(args.db, migrate=True) as store:
         print(f"{args.db}: ready, schema version {store.health.schema_version()}", file=out)
+    return 0
+
+
+@common.command("db migrate")
+def run_migrate(args: argparse.Namespace, out: TextIO) -> int:
+    try:
+        with common.open_readonly(args.db, require_schema=False) as store:
+            before = store.health.schema_version()
+    except common.UsageError:  # a SQLite file not created yet
+        before = 0
+    with common.open_store(args.db, migrate=True) as store:
+        after = store.health.schema_version()
+    if before == after:
+        print(f"{args.db}: schema version {after}, nothing to migrate", file=out)
+    else:
+        print(f"{args.db}: schema version {before} -> {after}", file=out)
     return 0
 
 
@@ -55,7 +77,7 @@ def run_check(args: argparse.Namespace, out: TextIO) -> int:
         try:
             result = store.health.check()
         except DatabaseError as error:
-            raise common.UsageError(f"--db {args.db}: not an SQLite database ({error})") from None
+            raise common.UsageError(f"--db {args.db}: not a bounced database ({error})") from None
     for fact in result.facts:
         print(fact, file=out)
     if args.config is not None:

@@ -56,6 +56,8 @@ MAX_DEFER_SECONDS = 10.0
 BATCH_RETRY_SECONDS = 1.0
 
 Clock = Callable[[], datetime]
+#: What reading the database file may raise when it is damaged or gone.
+_UNUSABLE: tuple[type[Exception], ...] = (*DatabaseError, StoreError)
 
 
 def utc_now() -> datetime:
@@ -356,7 +358,7 @@ class Worker:
         try:
             with Store.open_readonly(path, require_schema=False) as store:
                 problems = store.health.quick_check()
-        except (DatabaseError, StoreError) as error:
+        except _UNUSABLE as error:
             problems = [f"{type(error).__name__}: {error}"]
         seconds = round(time.monotonic() - started, 2)
         if problems:

@@ -174,11 +174,66 @@ def process_messages(
     clock = now or utc_now
     results: dict[int, ProcessResult] = {}
     for chunk in _chunks(store, list(dict.fromkeys(ids)), config.processing.batch_size):
+        if store.dialect.concurrent_writers:
+            results.update(_process_claimed(
+                store, chunk, config=config, rules=rules, attempt_limit=attempt_limit,
+                at=at, at_from_header=at_from_header, trust=trust, clock=clock))
+            continue
+        store.messages.begin_attempts(chunk)
         prepared = _prepare(store, chunk, config=config, rules=rules,
                             attempt_limit=attempt_limit)
         results.update(_write(store, prepared, config=config, at=at,
                               at_from_header=at_from_header, trust=trust, clock=clock))
     return [results[message_id] for message_id in ids]
+
+
+def _process_claimed(store: Store, chunk: Sequence[int], *, config: Config,
+                     rules: Sequence[Rule], attempt_limit: bool, at: datetime | None,
+                     at_from_header: bool, trust: TrustPolicy, clock: Clock
+                     ) -> dict[int, ProcessResult]:
+    """A chunk on PostgreSQL, where other hosts process the same backlog at once.
+
+    The attempt is counted (committed first, as on SQLite) for the messages no other
+    host holds; then, in one transaction, the chunk's rows are locked (``FOR UPDATE
+    SKIP LOCKED``: a message another host took meanwhile is left to it), parsed and
+    judged under that lock, the texts and addresses they touch are locked in a fixed
+    order, and the verdicts written. So each message is processed once, whichever
+    hosts run, and two hosts never apply bounces of one address at the same time.
+    There is no write lock for the CPU work to hold up here: the SMTP writers of every
+    host go on meanwhile.
+    """
+    claimed = store.messages.begin_attempts(chunk)
+    results: dict[int, ProcessResult] = {}
+    with store.relaxed_sync(), store.atomic():
+        mine = store.messages.lock_unprocessed(claimed)
+        prepared = _prepare(store, mine, config=config, rules=rules,
+                            attempt_limit=attempt_limit)
+        _lock_in_order(store, prepared, rules_from_config(config.addresses))
+        results.update(_write(store, prepared, config=config, at=at,
+                              at_from_header=at_from_header, trust=trust, clock=clock))
+    for message_id in chunk:
+        if message_id not in results:  # another host holds it, or has processed it
+            state = store.messages.state(message_id)
+            results[message_id] = ProcessResult(
+                message_id, state or MessageState.FAILED, skipped=True,
+                error=None if state is not None else "no such message")
+    return results
+
+
+def _lock_in_order(store: Store, prepared: Sequence[_Prepared], rules: AddressRules) -> None:
+    """Every text and address the chunk will write, locked before the first write:
+    texts, then addresses, each in one fixed order (the other transactions that lock
+    addresses lock no text), so no two hosts ever wait for each other in a circle."""
+    texts: set[str] = set()
+    addresses: set[str] = set()
+    for item in prepared:
+        for verdict in item.verdicts:
+            if verdict.text and verdict.qualification is not None:
+                texts.add(verdict.text)
+            if verdict.recipient.address:
+                addresses.add(canonical_address(verdict.recipient.address, rules))
+    store.qualification.lock(texts)
+    store.addresses.lock(addresses)
 
 
 def _chunks(store: Store, ids: list[int], size: int) -> Iterator[list[int]]:
@@ -199,8 +254,8 @@ def _chunks(store: Store, ids: list[int], size: int) -> Iterator[list[int]]:
 def _prepare(store: Store, chunk: Sequence[int], *, config: Config, rules: Sequence[Rule],
              attempt_limit: bool) -> list[_Prepared]:
     """The CPU work of a chunk, before taking the write lock. Raw bytes are dropped once
-    parsed, so a chunk of large messages never sits in memory whole."""
-    store.messages.begin_attempts(chunk)
+    parsed, so a chunk of large messages never sits in memory whole. The attempt was
+    counted by the caller."""
     entries: dict[str, TableEntry | None] = {}
 
     def lookup(text: str) -> TableEntry | None:

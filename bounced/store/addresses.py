@@ -8,7 +8,7 @@ the others (``docs/policy.md``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from bounced.core.events import address_data, address_event_type, envelope
 from bounced.core.times import format_optional, format_time, parse_time
 from bounced.model import AddressEvent, AddressState, QuarantineState, Reason
+from bounced.store.engine import lock_key
 
 if TYPE_CHECKING:
     from bounced.store import Store
@@ -73,14 +74,38 @@ class Listed:
     release_at: str | None
 
 
+def address_lock(address: str) -> int:
+    """The advisory-lock key of an address (:meth:`AddressBook.lock`)."""
+    return lock_key("address", address)
+
+
 class AddressBook:
     """Address states and their history."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
 
+    def lock(self, addresses: Iterable[str]) -> None:
+        """Inside a transaction, make the other hosts wait for ``addresses`` until it
+        ends (nothing on SQLite, where one writer is in at a time).
+
+        What a bounce does to an address depends on the address's state (the policy
+        reads it, then writes the next one), so two hosts must not apply bounces for
+        one address at once, or one update would be lost. The lock is an advisory lock
+        keyed by the address, since the row may not exist yet; a transaction that
+        touches several addresses takes all their locks first, in one fixed order
+        (:meth:`~bounced.store.engine.Dialect.lock_keys`), so none waits in a circle.
+        """
+        dialect = self._store.dialect
+        if dialect.concurrent_writers:
+            dialect.lock_keys(self._store.conn, (address_lock(a) for a in addresses))
+
     def get(self, address: str) -> AddressState | None:
-        """The row of ``address`` as the policy's :class:`AddressState`."""
+        """The row of ``address`` as the policy's :class:`AddressState`; inside a
+        transaction on PostgreSQL, the address stays locked until it ends (see
+        :meth:`lock`): whoever reads a state to write the next one holds it."""
+        if self._store.conn.in_transaction:
+            self.lock((address,))
         row = self._store.conn.execute(
             f"SELECT {_STATE_COLUMNS} FROM addresses WHERE address = ?", (address,)
         ).fetchone()

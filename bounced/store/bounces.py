@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from bounced.core.replay import StoredVerdict
 from bounced.core.times import format_time, parse_time
 from bounced.model import FailureType, Kind, QualificationStatus, Reason
+from bounced.store.engine import BEGINNING, END_OF_TIME
 
 if TYPE_CHECKING:
     from bounced.store import Store
@@ -126,12 +127,12 @@ class BounceLog:
 
     def add(self, bounce: NewBounce) -> int:
         """Write one verdict; returns its id."""
-        cursor = self._store.conn.execute(
+        row = self._store.conn.execute(
             "INSERT INTO bounces (message_id, recipient, kind, action, status, reply_code, "
             "diagnostic, qualification_id, failure_type, reason_code, qualified_by, "
             "original_message_id, received_at, at, original_recipient, remote_mta, "
             "smtp_command, verp_token, feedback_type, trusted) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 bounce.message_id, bounce.recipient, bounce.kind.value, bounce.action,
                 bounce.status, bounce.reply_code, bounce.diagnostic, bounce.qualification_id,
@@ -142,8 +143,8 @@ class BounceLog:
                 bounce.original_recipient, bounce.remote_mta, bounce.smtp_command,
                 bounce.verp_token, bounce.feedback_type, int(bounce.trusted),
             ),
-        )
-        return int(cursor.lastrowid or 0)
+        ).fetchone()
+        return int(row[0])
 
     # ---- one address
 
@@ -206,7 +207,7 @@ class BounceLog:
             "WHERE b.recipient = ? AND COALESCE(b.trusted, m.trusted, 1) = 1 "
             f"AND COALESCE(b.at, b.received_at) > ? AND {_NOT_ROLLED_BACK} "
             "ORDER BY COALESCE(b.at, b.received_at), b.id",
-            (address, format_time(after) if after is not None else ""),
+            (address, format_time(after) if after is not None else BEGINNING),
         ).fetchall()
         return [
             StoredVerdict(
@@ -233,7 +234,7 @@ class BounceLog:
             "AND b.recipient IS NOT NULL AND b.at >= ? AND b.at <= ? "
             f"AND COALESCE(b.failure_type, '') NOT IN ('', 'ignored') AND {_NOT_ROLLED_BACK} "
             "ORDER BY b.id",
-            (value, format_time(since), format_time(until) if until else "9999"),
+            (value, format_time(since), format_time(until) if until else END_OF_TIME),
         ).fetchall()
         return [(int(r[0]), r[1]) for r in rows]
 
@@ -270,10 +271,12 @@ class BounceLog:
         old_type = old[0].value if old[0] else None
         old_reason = int(old[1]) if old[1] is not None else None
         new_type, new_reason, new_by = new
+        same = self._store.dialect.same_as
         updated = conn.execute(
             "UPDATE bounces SET failure_type = ?, reason_code = ?, qualified_by = ?, "
             "qualification_id = COALESCE((SELECT id FROM qualification WHERE text = ?), "
-            "qualification_id) WHERE id = ? AND failure_type IS ? AND reason_code IS ?",
+            f"qualification_id) WHERE id = ? AND failure_type {same} ? "
+            f"AND reason_code {same} ?",
             (new_type.value, int(new_reason), new_by, text, bounce_id, old_type, old_reason),
         ).rowcount
         if not updated:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bounced.model import MessageState
-from bounced.store.schema import SCHEMA_VERSION
+from bounced.store.schema import SCHEMA_VERSION, postgresql_version
 from bounced.store.tuning import PROCESSING_BTREES, STORING_BTREES, btree_mib
 
 if TYPE_CHECKING:
@@ -38,11 +38,17 @@ class Health:
         self._store = store
 
     def schema_version(self) -> int:
+        if self._store.is_postgresql:
+            return postgresql_version(self._store.conn)
         return int(self._store.conn.execute("PRAGMA user_version").fetchone()[0])
 
     def integrity_problems(self) -> list[str]:
         """``PRAGMA integrity_check`` and ``foreign_key_check`` findings (empty = fine).
-        Raises :data:`~bounced.store.DatabaseError` when the file is no SQLite database."""
+        Raises :data:`~bounced.store.DatabaseError` when the file is no SQLite database.
+        PostgreSQL checks its own pages (``data_checksums``) and constraints: nothing
+        to add here."""
+        if self._store.is_postgresql:
+            return []
         conn = self._store.conn
         problems = [f"integrity: {row[0]}" for row in conn.execute("PRAGMA integrity_check")
                     if row[0] != "ok"]
@@ -56,7 +62,10 @@ class Health:
         """``PRAGMA quick_check``: every page of the file read and its b-tree structure
         verified (without cross-checking indexes against tables, which the full
         integrity check does); empty when the file is sound. It reads the whole file,
-        so the daemon runs it once after start, in a thread of its own."""
+        so the daemon runs it once after start, in a thread of its own. Nothing on
+        PostgreSQL (see :meth:`integrity_problems`)."""
+        if self._store.is_postgresql:
+            return []
         return [f"integrity: {row[0]}" for row in self._store.conn.execute("PRAGMA quick_check")
                 if row[0] != "ok"]
 
@@ -74,9 +83,18 @@ class Health:
         else:
             result.problems.append(f"schema version: {version}, expected {SCHEMA_VERSION} "
                                    "(run `bounced db init` to migrate)")
-        mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-        (result.facts if mode == "wal" else result.problems).append(f"journal mode: {mode}")
-        names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+        if self._store.is_postgresql:
+            (server,) = conn.execute("SHOW server_version").fetchone()
+            (sync,) = conn.execute("SHOW synchronous_commit").fetchone()
+            result.facts.append(f"postgresql {server}, synchronous_commit {sync}")
+            names = {row[0] for row in conn.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema()")}
+        else:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            (result.facts if mode == "wal" else result.problems).append(
+                f"journal mode: {mode}")
+            names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         missing = [name for name in PUBLIC_NAMES if name not in names]
         if missing:
             result.problems.append(f"missing tables/views: {', '.join(missing)}")
@@ -84,8 +102,9 @@ class Health:
         counts = self._store.messages.counts()
         for state in MessageState:
             result.facts.append(f"messages {state.value}: {counts[state]}")
-        processing = btree_mib(conn, tuple(PROCESSING_BTREES))
-        storing = btree_mib(conn, tuple(STORING_BTREES))
+        postgresql = self._store.is_postgresql
+        processing = None if postgresql else btree_mib(conn, tuple(PROCESSING_BTREES))
+        storing = None if postgresql else btree_mib(conn, tuple(STORING_BTREES))
         if processing is not None and storing is not None:
             result.facts.append(
                 f"b-trees read at random: {processing:.1f} MiB to process bounces "

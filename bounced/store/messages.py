@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from bounced.core.times import format_time, parse_time
 from bounced.model import AcceptedMessage, IncomingMessage, Kind, MessageState, StoredMessage
+from bounced.store.engine import BEGINNING
 from bounced.store.schema import DIGEST_PREFIX, DUPLICATE_LOOKUP
 
 if TYPE_CHECKING:
@@ -33,21 +34,27 @@ class MessageTable:
     def insert(self, messages: Sequence[IncomingMessage]) -> list[AcceptedMessage]:
         """Store raw messages (state ``pending``) in ONE transaction, committed and on
         disk when this returns. Identical bytes already stored (same sha256, also within
-        this batch) are not stored again: their existing id comes back as a duplicate."""
+        this batch) are not stored again: their existing id comes back as a duplicate.
+        On PostgreSQL the unique digest decides (``ON CONFLICT DO NOTHING``), so a
+        bounce re-sent to another host at the same moment is stored once too."""
         results: list[AcceptedMessage] = []
+        concurrent = self._store.dialect.concurrent_writers
         with self._store.atomic():
             conn = self._store.conn
             for message in messages:
                 digest = hashlib.sha256(message.raw).hexdigest()
-                existing = conn.execute(
-                    DUPLICATE_LOOKUP, (digest[:DIGEST_PREFIX], digest)
-                ).fetchone()
-                if existing is not None:
-                    results.append(AcceptedMessage(int(existing[0]), duplicate=True))
-                    continue
-                cursor = conn.execute(
+                if not concurrent:
+                    existing = conn.execute(
+                        DUPLICATE_LOOKUP, (digest[:DIGEST_PREFIX], digest)
+                    ).fetchone()
+                    if existing is not None:
+                        results.append(AcceptedMessage(int(existing[0]), duplicate=True))
+                        continue
+                row = conn.execute(
                     "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, "
-                    "raw, state, peer, verp_token) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    "raw, state, peer, verp_token) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+                    + ("ON CONFLICT (sha256) DO NOTHING " if concurrent else "")
+                    + "RETURNING id",
                     (
                         format_time(message.received_at),
                         message.mail_from,
@@ -58,8 +65,15 @@ class MessageTable:
                         message.peer,
                         message.verp_token,
                     ),
-                )
-                results.append(AcceptedMessage(int(cursor.lastrowid or 0), duplicate=False))
+                ).fetchone()
+                if row is None:
+                    # Another host stored these bytes first (the unique digest waited
+                    # for its commit): the same message, re-sent to us.
+                    (found,) = conn.execute("SELECT id FROM messages WHERE sha256 = ?",
+                                            (digest,)).fetchone()
+                    results.append(AcceptedMessage(int(found), duplicate=True))
+                    continue
+                results.append(AcceptedMessage(int(row[0]), duplicate=False))
         return results
 
     # ---- the backlog
@@ -123,25 +137,45 @@ class MessageTable:
         rows = self._store.conn.execute(
             "SELECT DISTINCT m.id FROM bounces b JOIN messages m ON m.id = b.message_id "
             "WHERE b.at >= ? AND m.state = 'processed' AND length(m.raw) > 0 ORDER BY m.id",
-            (format_time(since) if since is not None else "",),
+            (format_time(since) if since is not None else BEGINNING,),
         ).fetchall()
         return [int(row[0]) for row in rows]
 
     # ---- what processing did
 
-    def begin_attempts(self, message_ids: Sequence[int]) -> None:
+    def begin_attempts(self, message_ids: Sequence[int]) -> list[int]:
         """Count one more processing attempt of each message, committed before any of
         the work: if the worker dies on a message, the count says so at the next start
-        (``bounced.ops.processing`` isolates such messages, then sets them aside)."""
+        (``bounced.ops.processing`` isolates such messages, then sets them aside).
+        Returns the ids counted: those not processed yet, and on PostgreSQL not held
+        by another host's worker right now (``SKIP LOCKED``: that one is counting
+        its own attempt)."""
         if not message_ids:
-            return
+            return []
         marks = ",".join("?" * len(message_ids))
+        where = f"id IN ({marks}) AND state <> 'processed'"
+        if self._store.dialect.concurrent_writers:
+            where = f"id IN (SELECT id FROM messages WHERE {where} FOR UPDATE SKIP LOCKED)"
         with self._store.atomic():
-            self._store.conn.execute(
-                f"UPDATE messages SET attempts = attempts + 1 WHERE id IN ({marks}) "
-                "AND state <> 'processed'",
+            rows = self._store.conn.execute(
+                f"UPDATE messages SET attempts = attempts + 1 WHERE {where} RETURNING id",
                 tuple(message_ids),
-            )
+            ).fetchall()
+        return sorted(int(row[0]) for row in rows)
+
+    def lock_unprocessed(self, message_ids: Sequence[int]) -> list[int]:
+        """Inside a transaction on PostgreSQL: lock those of ``message_ids`` that no
+        other host holds and that are not processed yet, until the transaction ends;
+        returns them. Whoever holds a message's row processes it: once, on one host."""
+        if not message_ids:
+            return []
+        marks = ",".join("?" * len(message_ids))
+        rows = self._store.conn.execute(
+            f"SELECT id FROM messages WHERE id IN ({marks}) AND state <> 'processed' "
+            "ORDER BY id FOR UPDATE SKIP LOCKED",
+            tuple(message_ids),
+        ).fetchall()
+        return [int(row[0]) for row in rows]
 
     def began_before(self, message_ids: Sequence[int]) -> set[int]:
         """Those of ``message_ids`` whose processing began before and never finished

@@ -104,9 +104,10 @@ class WebhookOutbox:
         retried one before the newer ones), but for the endpoints that are ``resting``
         (they failed just now: their turn comes with their retry)."""
         marks = ", ".join("?" * len(resting))
+        skip = f"AND d.endpoint NOT IN ({marks}) " if resting else ""
         rows = self._store.conn.execute(
             f"{_DELIVERY} WHERE d.state = 'pending' AND d.next_attempt_at <= ? "
-            f"AND d.endpoint NOT IN ({marks}) ORDER BY d.id LIMIT ?",
+            f"{skip}ORDER BY d.id LIMIT ?",
             (format_time(now), *resting, limit),
         ).fetchall()
         return [_delivery(row) for row in rows]
@@ -166,7 +167,8 @@ class WebhookOutbox:
 
     def stats(self) -> OutboxStats:
         row = self._store.conn.execute(
-            "SELECT coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'dead'), 0), "
+            "SELECT count(CASE WHEN state = 'pending' THEN 1 END), "
+            "count(CASE WHEN state = 'dead' THEN 1 END), "
             "min(CASE WHEN state = 'pending' THEN e.created_at END) "
             "FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id"
         ).fetchone()

@@ -7,6 +7,7 @@ type and reason, or ``ignore``) then wins over every rule (``docs/qualification.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -21,6 +22,7 @@ from bounced.model import (
     Reason,
     TableEntry,
 )
+from bounced.store.engine import lock_key
 
 if TYPE_CHECKING:
     from bounced.store import Store
@@ -93,25 +95,36 @@ class QualificationTable:
         recorded, so the queue shows what the rules decide; an operator's decision is
         left alone."""
         seen = format_time(at)
+        dialect = self._store.dialect
         row = self._store.conn.execute(
             "INSERT INTO qualification (text, first_text, failure_type, reason_code, "
             "qualified_by, status, occurrences, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?, ?, 'to_qualify', 1, ?, ?) "
-            "ON CONFLICT(text) DO UPDATE SET "
-            f"occurrences = min(occurrences + 1, {MAX_OCCURRENCES}), "
-            "first_seen = min(first_seen, excluded.first_seen), "
-            "last_seen = max(last_seen, excluded.last_seen), "
-            "failure_type = CASE WHEN status = 'to_qualify' THEN excluded.failure_type "
-            "ELSE failure_type END, "
-            "reason_code = CASE WHEN status = 'to_qualify' THEN excluded.reason_code "
-            "ELSE reason_code END, "
-            "qualified_by = CASE WHEN status = 'to_qualify' THEN excluded.qualified_by "
-            "ELSE qualified_by END "
+            f"ON CONFLICT({dialect.text_key}) DO UPDATE SET "
+            f"occurrences = {dialect.least}(qualification.occurrences + 1, {MAX_OCCURRENCES}), "
+            f"first_seen = {dialect.least}(qualification.first_seen, excluded.first_seen), "
+            f"last_seen = {dialect.greatest}(qualification.last_seen, excluded.last_seen), "
+            "failure_type = CASE WHEN qualification.status = 'to_qualify' "
+            "THEN excluded.failure_type ELSE qualification.failure_type END, "
+            "reason_code = CASE WHEN qualification.status = 'to_qualify' "
+            "THEN excluded.reason_code ELSE qualification.reason_code END, "
+            "qualified_by = CASE WHEN qualification.status = 'to_qualify' "
+            "THEN excluded.qualified_by ELSE qualification.qualified_by END "
             "RETURNING id",
             (text, first_text, qualification.failure_type.value, int(qualification.reason),
              str(qualification.qualified_by), seen, seen),
         ).fetchone()
         return int(row[0])
+
+    def lock(self, texts: Iterable[str]) -> None:
+        """Inside a transaction, make the other hosts wait for ``texts`` until it ends
+        (nothing on SQLite). Counting a text is an upsert: on PostgreSQL its row (or
+        the unique index entry of a new one) stays locked until commit, so two hosts
+        counting the same texts in another order would wait for each other in a
+        circle; locking them all first, in one order, keeps them in line."""
+        dialect = self._store.dialect
+        if dialect.concurrent_writers:
+            dialect.lock_keys(self._store.conn, (lock_key("text", text) for text in texts))
 
     def get(self, text_id: int) -> TextRow | None:
         row = self._store.conn.execute(

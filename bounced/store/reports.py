@@ -13,22 +13,32 @@ from typing import TYPE_CHECKING
 
 from bounced.core.times import format_time
 from bounced.model import Reason
+from bounced.store.engine import Dialect
 
 if TYPE_CHECKING:
     from bounced.store import Store
 
-_DOMAIN = "lower(substr(b.recipient, instr(b.recipient, '@') + 1))"
-#: What a breakdown groups by -> the SQL expression of its key.
-GROUP_KEYS = {
-    "type": "coalesce(b.failure_type, '(' || b.kind || ')')",
-    "reason": "coalesce(r.label, '(' || b.kind || ')')",
-    "day": "substr(b.at, 1, 10)",
-    "domain": _DOMAIN,
-}
-_STATE_CHANGES = (
-    "coalesce(sum(new_state = 'quarantine'), 0), coalesce(sum(new_state = 'denylisted'), 0), "
-    "coalesce(sum(old_state = 'quarantine' AND new_state <> 'quarantine'), 0)"
-)
+#: What a breakdown can group by (:meth:`ReportQueries.groups`).
+GROUP_KEYS = ("type", "reason", "day", "domain")
+
+
+def _group_key(by: str, dialect: Dialect) -> str:
+    """The SQL expression of a breakdown's key."""
+    return {
+        "type": "coalesce(b.failure_type, '(' || b.kind || ')')",
+        "reason": "coalesce(r.label, '(' || b.kind || ')')",
+        "day": dialect.day("b.at"),
+        "domain": dialect.domain("b.recipient"),
+    }[by]
+
+
+def _count_if(condition: str) -> str:
+    return f"count(CASE WHEN {condition} THEN 1 END)"
+
+
+_STATE_CHANGES = ", ".join(_count_if(condition) for condition in (
+    "new_state = 'quarantine'", "new_state = 'denylisted'",
+    "old_state = 'quarantine' AND new_state <> 'quarantine'"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,14 +122,12 @@ class ReportQueries:
                             int(events[0]), int(events[1]), int(events[2]))
 
     def groups(self, by: str, since: datetime, until: datetime) -> list[GroupCounts]:
-        """The window's bounces grouped by ``by`` (a key of :data:`GROUP_KEYS`)."""
-        key = GROUP_KEYS[by]
+        """The window's bounces grouped by ``by`` (one of :data:`GROUP_KEYS`)."""
+        key = _group_key(by, self._store.dialect)
+        types = ", ".join(_count_if(f"b.failure_type = '{kind}'")
+                          for kind in ("hard", "soft", "ignored", "undefined"))
         rows = self._store.conn.execute(
-            f"SELECT {key} AS key, count(*), count(DISTINCT b.recipient), "
-            "coalesce(sum(b.failure_type = 'hard'), 0), "
-            "coalesce(sum(b.failure_type = 'soft'), 0), "
-            "coalesce(sum(b.failure_type = 'ignored'), 0), "
-            "coalesce(sum(b.failure_type = 'undefined'), 0) "
+            f"SELECT {key} AS key, count(*), count(DISTINCT b.recipient), {types} "
             "FROM bounces b LEFT JOIN reasons r ON r.code = b.reason_code "
             "WHERE b.at >= ? AND b.at < ? GROUP BY key",
             (format_time(since), format_time(until))).fetchall()
@@ -139,7 +147,8 @@ class ReportQueries:
 
     def days(self, since: datetime, until: datetime) -> list[DayChanges]:
         rows = self._store.conn.execute(
-            f"SELECT substr(at, 1, 10) AS day, {_STATE_CHANGES} FROM address_events "
+            f"SELECT {self._store.dialect.day('at')} AS day, {_STATE_CHANGES} "
+            "FROM address_events "
             "WHERE at >= ? AND at < ? GROUP BY day ORDER BY day",
             (format_time(since), format_time(until))).fetchall()
         return [DayChanges(r[0], int(r[1]), int(r[2]), int(r[3])) for r in rows]
@@ -149,7 +158,8 @@ class ReportQueries:
         """``(domain, recorded DNS status, bounces)`` of the window's Invalid-domain
         bounces, most bounced first."""
         rows = self._store.conn.execute(
-            f"SELECT {_DOMAIN} AS domain, b.dns_status, count(*) FROM bounces b "
+            f"SELECT {self._store.dialect.domain('b.recipient')} AS domain, b.dns_status, "
+            "count(*) FROM bounces b "
             "WHERE b.at >= ? AND b.at < ? AND b.reason_code = ? GROUP BY domain, b.dns_status "
             "ORDER BY count(*) DESC",
             (format_time(since), format_time(until), int(Reason.INVALID_DOMAIN))).fetchall()

@@ -78,8 +78,8 @@ class Retention:
                     ids,
                 ).rowcount
                 dropped += conn.execute(
-                    f"UPDATE messages SET raw = X'' WHERE id IN ({marks}) AND length(raw) > 0",
-                    ids,
+                    f"UPDATE messages SET raw = ? WHERE id IN ({marks}) AND length(raw) > 0",
+                    (b"", *ids),
                 ).rowcount
         events = self._purge_webhook_events(limit, max(1, batch))
         return PurgeResult(deleted, dropped, bounces, batches, events)

@@ -18,6 +18,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bounced.store.engine import connect
 
@@ -119,7 +120,7 @@ STORING_BTREES: dict[str, str] = {
 }
 
 
-def btree_mib(conn: sqlite3.Connection, names: Sequence[str]) -> float | None:
+def btree_mib(conn: Any, names: Sequence[str]) -> float | None:
     """Size of the named tables and indexes, in MiB (None without SQLite's dbstat).
     It reads every page of them: through a :class:`Store`, that also loads them."""
     marks = ", ".join("?" for _ in names)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 from tests.conftest import query
@@ -25,7 +24,7 @@ def test_processing_writes_the_events_the_webhooks_want(db, bounced, tmp_path):
     config = configured(tmp_path)
     assert bounced(["ingest", "--db", str(db), "--config", str(config), str(SAMPLE)]).status == 0
     rows = query(db, "SELECT e.type, e.body, d.endpoint, d.state FROM webhook_events e "
-                     "JOIN webhook_deliveries d ON d.event_id = e.id ORDER BY e.rowid")
+                     "JOIN webhook_deliveries d ON d.event_id = e.id ORDER BY d.id")
     assert sorted((kind, endpoint, state) for kind, _, endpoint, state in rows) == [
         ("address.quarantined", URL, "pending"), ("bounce.verdict", URL, "pending")]
     [verdict] = [json.loads(body)["data"] for kind, body, _, _ in rows
@@ -40,10 +39,9 @@ def test_list_shows_deliveries_and_retry_makes_dead_ones_due(db, bounced, tmp_pa
     listed = bounced(["webhooks", "list", "--db", str(db)])
     assert listed.status == 0 and listed.out.rstrip().endswith("2 deliveries")
     assert "address.quarantined" in listed.out and "pending" in listed.out
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE webhook_deliveries SET state = 'dead', attempts = 9, "
-                     "last_status = 503, last_error = 'HTTP 503 Service Unavailable' "
-                     "WHERE rowid = 1")
+    query(db, "UPDATE webhook_deliveries SET state = 'dead', attempts = 9, "
+              "last_status = 503, last_error = 'HTTP 503 Service Unavailable' "
+              "WHERE id = (SELECT min(id) FROM webhook_deliveries)")
     dead = bounced(["webhooks", "list", "--db", str(db), "--state", "dead", "--json"])
     [row] = [json.loads(line) for line in dead.out.splitlines()]
     assert (row["state"], row["attempts"], row["last_status"], row["endpoint"]) == (

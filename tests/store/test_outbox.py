@@ -20,8 +20,8 @@ OTHER = "https://other.example/hooks"
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    opened = Store.open(tmp_path / "bounced.db")
+def store(db: Path) -> Store:
+    opened = Store.open(db)
     opened.outbox.subscribe({
         EventType.ADDRESS_DENYLISTED.value: [URL, OTHER],
         EventType.ADDRESS_RELEASED.value: [URL],
@@ -31,7 +31,8 @@ def store(tmp_path: Path) -> Store:
 
 def events(store: Store) -> list[tuple[str, dict]]:
     return [(kind, json.loads(body)) for kind, body in store.conn.execute(
-        "SELECT type, body FROM webhook_events ORDER BY rowid")]
+        "SELECT type, body FROM webhook_events e ORDER BY (SELECT min(d.id) "
+        "FROM webhook_deliveries d WHERE d.event_id = e.id)")]
 
 
 def test_an_event_is_written_with_one_delivery_per_subscribed_endpoint(store: Store) -> None:

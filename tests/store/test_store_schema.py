@@ -22,10 +22,12 @@ from bounced.store import (
     STORING_BTREES,
     WAL_SAFETY_NET_PAGES,
     Checkpointer,
+    DatabaseError,
     Store,
     StoreError,
 )
 from bounced.store.schema import DIGEST_PREFIX, DUPLICATE_LOOKUP, MIGRATIONS
+from tests.harness.database import Database, is_postgresql, query
 
 PUBLIC_COLUMNS = {
     "messages": {"id", "received_at", "mail_from", "rcpt_to", "size", "sha256", "raw", "state",
@@ -59,18 +61,23 @@ def store(db: Path):
         yield opened
 
 
-def columns(conn: sqlite3.Connection, name: str) -> set[str]:
-    return {row[1] for row in conn.execute(f"PRAGMA table_info({name})")}
+def columns(db: Database, name: str) -> set[str]:
+    if is_postgresql(db):
+        return {row[0] for row in query(db, "SELECT column_name FROM information_schema.columns "
+                                            "WHERE table_name = ?", (name,))}
+    return {row[1] for row in query(db, f"PRAGMA table_info({name})")}
 
 
-def test_public_tables_and_views_have_the_spec_names_and_columns(store: Store):
+def test_public_tables_and_views_have_the_spec_names_and_columns(store: Store, db: Database):
     for name, expected in PUBLIC_COLUMNS.items():
-        assert expected <= columns(store.conn, name), name
-    views = {row[0] for row in store.conn.execute("SELECT name FROM sqlite_master "
-                                                   "WHERE type = 'view'")}
+        assert expected <= columns(db, name), name
+    views = {row[0] for row in query(db, "SELECT table_name FROM information_schema.views")
+             } if is_postgresql(db) else {
+        row[0] for row in query(db, "SELECT name FROM sqlite_master WHERE type = 'view'")}
     assert {"suppression_list", "daily_summary", "to_qualify"} <= views
 
 
+@pytest.mark.sqlite_only  # WAL and PRAGMAs
 def test_database_is_in_wal_mode_with_the_current_schema_version(db: Path, store: Store):
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -78,6 +85,7 @@ def test_database_is_in_wal_mode_with_the_current_schema_version(db: Path, store
     assert store.conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
 
 
+@pytest.mark.sqlite_only  # PRAGMAs
 def test_savepoint_journals_stay_in_memory_and_the_page_cache_is_as_configured(db: Path):
     with Store.open(db, cache_mb=64) as store:
         assert store.conn.execute("PRAGMA temp_store").fetchone()[0] == 2  # MEMORY
@@ -92,10 +100,11 @@ def test_reasons_are_seeded_from_the_enum(store: Store):
 
 
 def test_default_rules_are_seeded_and_reseeding_keeps_user_rules_and_choices(db: Path):
+    """Every open seeds on SQLite; on PostgreSQL the daemon's start does (``seed``)."""
     shipped = load_default_rules()
     assert shipped, "the shipped default rules are missing"
     first = int(shipped[0].id)
-    with Store.open(db) as store:
+    with Store.open(db, seed=True) as store:
         rows = store.conn.execute("SELECT id, origin FROM rules ORDER BY id").fetchall()
         assert rows == sorted((int(rule.id), "default") for rule in shipped)
         store.conn.execute(
@@ -106,7 +115,7 @@ def test_default_rules_are_seeded_and_reseeding_keeps_user_rules_and_choices(db:
         store.conn.execute("UPDATE rules SET pattern = 'tampered' WHERE id = ?", (first,))
         store.conn.execute("INSERT INTO rules (id, pattern, failure_type, reason_code, origin) "
                            "VALUES (9999, 'withdrawn default', 'soft', 20, 'default')")
-    with Store.open(db) as store:
+    with Store.open(db, seed=True) as store:
         assert store.conn.execute(
             "SELECT pattern, origin FROM rules WHERE id = 10000").fetchall() == [
             ("my pattern", "user")]
@@ -123,12 +132,12 @@ def test_default_rules_are_seeded_and_reseeding_keeps_user_rules_and_choices(db:
 
 
 def test_reopening_is_idempotent(db: Path):
-    Store.open(db).close()
-    Store.open(db).close()
-    conn = sqlite3.connect(db)
-    assert conn.execute("SELECT count(*) FROM reasons").fetchone()[0] == len(Reason)
+    Store.open(db, seed=True).close()
+    Store.open(db, seed=True).close()
+    assert query(db, "SELECT count(*) FROM reasons") == [(len(Reason),)]
 
 
+@pytest.mark.sqlite_only  # PRAGMA user_version (PostgreSQL: test_postgresql.py)
 def test_a_database_newer_than_the_code_is_refused(db: Path):
     Store.open(db).close()
     conn = sqlite3.connect(db)
@@ -148,9 +157,8 @@ def test_a_file_that_is_not_a_database_is_refused(tmp_path: Path):
 def test_inserted_messages_are_committed_and_visible_to_another_connection(db: Path, store):
     stored = store.messages.insert([message(b"one"), message(b"two")])
     assert [s.duplicate for s in stored] == [False, False]
-    other = sqlite3.connect(db)
-    rows = other.execute("SELECT id, state, size, rcpt_to, received_at, peer FROM messages "
-                         "ORDER BY id").fetchall()
+    rows = query(db, "SELECT id, state, size, rcpt_to, received_at, peer FROM messages "
+                     "ORDER BY id")
     assert rows == [
         (stored[0].id, "pending", 3, '["bounces@bounce.example"]', "2026-11-22T13:05:00Z",
          "192.0.2.1"),
@@ -174,12 +182,14 @@ def test_identical_bytes_are_stored_once_and_reported_as_duplicate(store: Store)
 def test_the_schema_itself_refuses_a_second_row_with_the_same_digest(store: Store):
     digest = hashlib.sha256(b"same").hexdigest()
     insert = ("INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, raw) "
-              "VALUES ('2026-11-22T13:05:00Z', '', '[]', 4, ?, x'00')")
-    store.conn.execute(insert, (digest,))
-    with pytest.raises(sqlite3.IntegrityError, match=r"messages\.sha256"):
-        store.conn.execute(insert, (digest,))
+              "VALUES ('2026-11-22T13:05:00Z', '', '[]', 4, ?, ?)")
+    store.conn.execute(insert, (digest, b"\x00"))
+    with pytest.raises(DatabaseError, match=r"UNIQUE constraint failed: messages\.sha256|"
+                                            r"unique constraint \"idx_messages_sha256\""):
+        store.conn.execute(insert, (digest, b"\x00"))
 
 
+@pytest.mark.sqlite_only  # SQLite's prefix index
 def test_a_digest_sharing_only_the_indexed_prefix_is_not_a_duplicate(store: Store):
     digest = hashlib.sha256(b"same").hexdigest()
     impostor = digest[:DIGEST_PREFIX] + "0" * (64 - DIGEST_PREFIX)
@@ -193,6 +203,7 @@ def test_a_digest_sharing_only_the_indexed_prefix_is_not_a_duplicate(store: Stor
         (DIGEST_PREFIX, digest[:DIGEST_PREFIX])).fetchone()[0] == 2
 
 
+@pytest.mark.sqlite_only  # SQLite's plan
 def test_the_duplicate_lookup_searches_the_prefix_index_instead_of_scanning(store: Store):
     plan = store.conn.execute(f"EXPLAIN QUERY PLAN {DUPLICATE_LOOKUP}", ("a", "b")).fetchall()
     assert "USING INDEX idx_messages_sha256_prefix" in plan[0][3]
@@ -218,6 +229,7 @@ def index_names(conn: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in conn.execute(f"PRAGMA index_list({table})")}
 
 
+@pytest.mark.sqlite_only  # SQLite steps
 def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(db: Path):
     conn = database_at_version(db, 5)
     conn.execute(
@@ -249,6 +261,7 @@ def test_a_version_5_database_keeps_its_messages_and_addresses_after_migrating(d
             ("a@b.example", "User unknown")]
 
 
+@pytest.mark.sqlite_only  # SQLite steps
 def test_migrations_leave_an_operators_own_index_alone(db: Path):
     conn = database_at_version(db, 7)
     conn.execute("CREATE INDEX my_bounces_by_original ON bounces (original_message_id)")
@@ -259,6 +272,7 @@ def test_migrations_leave_an_operators_own_index_alone(db: Path):
     assert "idx_bounces_original_message_id" not in indexes
 
 
+@pytest.mark.sqlite_only  # SQLite's page cache
 @pytest.mark.parametrize("name", [*PROCESSING_BTREES, *STORING_BTREES])
 def test_each_prewarm_query_reads_its_own_btree_alone(store: Store, name: str):
     query = {**PROCESSING_BTREES, **STORING_BTREES}[name]
@@ -280,6 +294,7 @@ def _fill_addresses(db: Path, count: int) -> None:
     conn.close()
 
 
+@pytest.mark.sqlite_only  # SQLite's page cache
 def test_prewarm_loads_the_btrees_a_bounce_reaches_when_they_fit(db: Path):
     Store.open(db).close()
     _fill_addresses(db, 5_000)
@@ -292,6 +307,7 @@ def test_prewarm_loads_the_btrees_a_bounce_reaches_when_they_fit(db: Path):
     assert "advice" not in prewarmed.log_fields()
 
 
+@pytest.mark.sqlite_only  # SQLite's page cache
 def test_prewarm_skips_btrees_larger_than_the_cache_and_says_what_would_fit(db: Path):
     Store.open(db).close()
     _fill_addresses(db, 30_000)  # ~2.5 MiB of addresses
@@ -329,9 +345,9 @@ def test_times_are_utc_iso_with_z():
 def test_address_events_are_append_only(store: Store):
     store.conn.execute("INSERT INTO address_events (address, at, new_state, cause) "
                        "VALUES ('a@b.example', '2026-11-22T13:05:00Z', 'quarantine', 'test')")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(DatabaseError, match="append-only"):
         store.conn.execute("UPDATE address_events SET cause = 'edited'")
-    with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+    with pytest.raises(DatabaseError, match="append-only"):
         store.conn.execute("DELETE FROM address_events")
 
 
@@ -358,7 +374,7 @@ def test_two_processes_can_write_at_the_same_time(db: Path):
     for writer in writers:
         _, err = writer.communicate(timeout=120)
         assert writer.returncode == 0, err.decode()
-    assert sqlite3.connect(db).execute("SELECT count(*) FROM messages").fetchone()[0] == 80
+    assert query(db, "SELECT count(*) FROM messages") == [(80,)]
 
 
 def test_rules_read_back_from_the_table_are_the_shipped_rules_exactly(store: Store):
@@ -379,6 +395,7 @@ def _rows_in_database_file_alone(db: Path, copy: Path) -> int:
         conn.close()
 
 
+@pytest.mark.sqlite_only  # WAL
 def test_the_background_checkpointer_copies_committed_pages_into_the_database_file(
     db: Path, tmp_path: Path
 ):
@@ -393,6 +410,7 @@ def test_the_background_checkpointer_copies_committed_pages_into_the_database_fi
         assert _rows_in_database_file_alone(db, tmp_path / "copy.db") == 50
 
 
+@pytest.mark.sqlite_only  # WAL
 def test_without_a_checkpointer_the_rows_stay_in_the_wal(db: Path, tmp_path: Path):
     """The control for the test above: the copy does not see uncheckpointed rows."""
     with Store.open(db) as store:
@@ -402,6 +420,7 @@ def test_without_a_checkpointer_the_rows_stay_in_the_wal(db: Path, tmp_path: Pat
         assert _rows_in_database_file_alone(db, tmp_path / "copy.db") == 0
 
 
+@pytest.mark.sqlite_only  # WAL
 def test_background_checkpoints_move_the_writers_own_checkpoint_out_of_the_way(db: Path):
     with Store.open(db) as store:
         with store.checkpoint_in_background():

@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from bounced.config import Config
@@ -33,6 +34,21 @@ def incoming(raw: bytes, rcpt: str = "bounces@bounce.example") -> IncomingMessag
 def store(db: Path):
     with Store.open(db) as opened:
         yield opened
+
+
+def refuse_inserts(store: Store, recipient: str, message: str) -> None:
+    """A trigger (as an operator could add) that refuses bounces about ``recipient``."""
+    if store.is_postgresql:
+        store.conn.execute(
+            "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            f"IF NEW.recipient = '{recipient}' THEN RAISE EXCEPTION '{message}'; END IF; "
+            "RETURN NEW; END $$")
+        store.conn.execute("CREATE TRIGGER refuse_boom BEFORE INSERT ON bounces "
+                           "FOR EACH ROW EXECUTE FUNCTION refuse_boom()")
+        return
+    store.conn.execute(
+        f"CREATE TRIGGER refuse_boom BEFORE INSERT ON bounces WHEN NEW.recipient = "
+        f"'{recipient}' BEGIN SELECT RAISE(ABORT, '{message}'); END")
 
 
 def counts(conn: sqlite3.Connection) -> tuple[int, int, int, int]:
@@ -75,9 +91,7 @@ def test_a_database_error_fails_only_that_message_and_undoes_its_work(store: Sto
     """A real constraint (a trigger, as an operator could add) aborts one message's
     bounce insert: its earlier writes (qualification count, address state) are undone,
     it is marked failed with the error, the raw stays, and the others are processed."""
-    store.conn.execute(
-        "CREATE TRIGGER refuse_boom BEFORE INSERT ON bounces WHEN NEW.recipient = "
-        "'boom@example.org' BEGIN SELECT RAISE(ABORT, 'boom refused by trigger'); END")
+    refuse_inserts(store, "boom@example.org", "boom refused by trigger")
     raws = [
         variant(mail_file, "hard-user-unknown", "first@example.org"),
         variant(mail_file, "hard-user-unknown", "boom@example.org"),
@@ -98,7 +112,8 @@ def test_a_database_error_fails_only_that_message_and_undoes_its_work(store: Sto
     assert store.messages.count(MessageState.FAILED) == 1
 
     # Fixed: the failed message is processed again, once.
-    store.conn.execute("DROP TRIGGER refuse_boom")
+    store.conn.execute("DROP TRIGGER refuse_boom" + (" ON bounces" if store.is_postgresql
+                                                     else ""))
     [retried] = process_messages(store, [stored[1].id], config=CONFIG, rules=())
     assert retried.state is MessageState.PROCESSED
     assert store.conn.execute("SELECT sum(occurrences) FROM qualification").fetchone() == (3,)
@@ -229,7 +244,9 @@ def test_a_writer_process_and_a_processing_process_work_at_the_same_time(
         writer = subprocess.Popen(
             [sys.executable, "-c", _INSERTING_DAEMON, str(db), str(tmp_path / "mails")],
             stderr=subprocess.PIPE)
-        reader = sqlite3.connect(db)  # an operator's sqlite3 reading all along
+        # An operator's sqlite3 (psql) reading all along:
+        reader = (psycopg.connect(str(db), autocommit=True) if store.is_postgresql
+                  else sqlite3.connect(db))
         reader.execute("BEGIN")
         reader.execute("SELECT count(*) FROM messages").fetchone()
         processed = 0

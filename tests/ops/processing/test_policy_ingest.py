@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -154,9 +153,8 @@ def test_allowlisted_address_stays_deliverable_and_its_verdicts_carry_reason_25(
         db: Path, mail_file, ingest, bounced):
     address = "vip@example.org"
     bounced(["db", "init", "--db", str(db)])
-    with sqlite3.connect(db) as conn:
-        conn.execute("INSERT INTO addresses (address, state, updated_at) "
-                     "VALUES (?, 'allowlisted', ?)", (address, iso(T0)))
+    query(db, "INSERT INTO addresses (address, state, updated_at) "
+              "VALUES (?, 'allowlisted', ?)", (address, iso(T0)))
     ingest(db, mail_file("hard-user-unknown", address=address), T0)
     for day in range(6):
         ingest(db, mail_file("soft-mailbox-full", address=address), T0 + timedelta(days=day))
@@ -207,8 +205,7 @@ def test_addresses_are_stored_lowercased(db: Path, mail_file, ingest):
 
 def test_a_text_an_operator_marked_ignore_never_quarantines(db: Path, mail_file, ingest):
     ingest(db, mail_file("hard-user-unknown", address="first@example.org"), T0)
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE qualification SET status = 'ignore'")
+    query(db, "UPDATE qualification SET status = 'ignore'")
     address = "spared@example.org"
     ingest(db, mail_file("hard-user-unknown", address=address), T0 + timedelta(days=1))
     assert address_row(db, address) is None

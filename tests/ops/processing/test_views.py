@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
-
 
 def test_daily_summary_counts_bounces_and_addresses_per_day_type_reason_domain(
         db, mail_file, bounced, sql):
@@ -34,9 +32,8 @@ def test_to_qualify_lists_texts_nobody_qualified_most_frequent_first(
     assert "u0@x.example" in rows[0][1]
     assert rows[0][2] == 3
     # An operator's decision takes the text out of the queue.
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE qualification SET status = 'keep', failure_type = 'hard', "
-                     "reason_code = 1 WHERE text = ?", (rows[0][0],))
+    sql("UPDATE qualification SET status = 'keep', failure_type = 'hard', "
+        "reason_code = 1 WHERE text = ?", (rows[0][0],))
     assert rows[0][0] not in {text for text, *_ in sql("SELECT text FROM to_qualify")}
     bounced(["ingest", "--db", str(db), str(mail_file("undefined", address="k@x.example"))])
     assert sql("SELECT failure_type, reason_code, qualified_by FROM bounces "
@@ -48,8 +45,7 @@ def test_to_qualify_lists_texts_nobody_qualified_most_frequent_first(
 
 def test_occurrences_are_capped_at_100000(db, mail_file, bounced, sql):
     bounced(["ingest", "--db", str(db), str(mail_file("undefined", address="a@x.example"))])
-    with sqlite3.connect(db) as conn:
-        conn.execute("UPDATE qualification SET occurrences = 99999")
+    sql("UPDATE qualification SET occurrences = 99999")
     for index in range(2):
         bounced(["ingest", "--db", str(db),
                  str(mail_file("undefined", address=f"n{index}@x.example"))])

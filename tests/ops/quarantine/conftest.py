@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import io
 import re
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 
 from bounced.cli import main
+from tests.harness.database import Database, query
 from tests.paths import DATA
 
 MAILS = DATA / "operations"
@@ -54,9 +54,9 @@ class Run:
 class Ops:
     """One test database and the commands an operator runs on it."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, db: Database) -> None:
         self.directory = directory
-        self.db = directory / "bounced.db"
+        self.db = db
         self.mails = directory / "mails"
         self.mails.mkdir()
 
@@ -93,12 +93,7 @@ class Ops:
         return result
 
     def sql(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.db)
-        try:
-            with conn:
-                return conn.execute(statement, params).fetchall()
-        finally:
-            conn.close()
+        return query(self.db, statement, params)
 
     def add_rule(self, rule_id: int, pattern: str, failure_type: str, reason: int,
                  priority: int = 1) -> None:
@@ -119,7 +114,8 @@ class Ops:
 
 
 @pytest.fixture
-def ops(tmp_path: Path) -> Ops:
-    operations = Ops(tmp_path)
+def ops(tmp_path: Path, db: Database) -> Ops:
+    """A test database of either engine (the ``db`` fixture) and its commands."""
+    operations = Ops(tmp_path, db)
     operations.add_rule(*USER_UNKNOWN_RULE)
     return operations

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from bounced.model import IncomingMessage
 from bounced.store import Store
+from tests.harness.database import is_postgresql
 from tests.ops.quarantine.conftest import Ops, day, iso
 
 
@@ -45,12 +46,13 @@ def test_purge_past_retention_keeps_the_evidence_of_state_changes(ops: Ops) -> N
     result = ops.cmd("cleanup", "--at", iso(later), "--batch", "1")
     assert "1 message(s) and 1 bounce(s) deleted, raw bytes dropped from 2 message(s)" \
         in result.out
-    assert ops.sql("SELECT count(*), sum(length(raw) = 0) FROM messages "
+    assert ops.sql("SELECT count(*), count(CASE WHEN length(raw) = 0 THEN 1 END) FROM messages "
                    "WHERE state = 'processed'") == [(2, 2)]
     assert ops.sql("SELECT state, length(raw) > 0 FROM messages WHERE state != 'processed'") \
         == [("pending", 1)]
     assert ops.sql("SELECT count(*) FROM address_events e JOIN bounces b ON b.id = e.bounce_id") \
         == [(2,)]
-    assert ops.sql("PRAGMA foreign_key_check") == []
+    if not is_postgresql(ops.db):  # PostgreSQL enforces foreign keys on every write
+        assert ops.sql("PRAGMA foreign_key_check") == []
     again = ops.cmd("cleanup", "--at", iso(later))
     assert "0 message(s) and 0 bounce(s) deleted, raw bytes dropped from 0" in again.out

@@ -7,7 +7,11 @@ import io
 import json
 import sqlite3
 import time
+from typing import Any
 
+import psycopg
+
+from tests.harness.database import is_postgresql
 from tests.ops.quarantine.conftest import Ops, day, iso
 
 
@@ -168,8 +172,10 @@ def test_read_commands_refuse_a_file_that_is_not_a_database(ops: Ops) -> None:
 
 def test_check_answers_while_another_writer_holds_the_lock(ops: Ops) -> None:
     quarantined(ops, "q@example.org")
-    writer = sqlite3.connect(ops.db, isolation_level=None)
-    writer.execute("BEGIN IMMEDIATE")       # the daemon in the middle of a batch
+    # the daemon in the middle of a batch:
+    writer: Any = (psycopg.connect(str(ops.db), autocommit=True) if is_postgresql(ops.db)
+                   else sqlite3.connect(ops.db, isolation_level=None))
+    writer.execute("BEGIN" if is_postgresql(ops.db) else "BEGIN IMMEDIATE")
     writer.execute("UPDATE addresses SET error_count = 99")
     try:
         started = time.monotonic()

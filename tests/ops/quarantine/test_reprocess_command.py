@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.harness.database import is_postgresql
 from tests.ops.quarantine.conftest import Ops, day, iso
 
 BLOCKED = [f"blk-{n:02d}@example.org" for n in range(30)]   # 2 RBL bounces each
@@ -34,9 +35,11 @@ def listed(output: str) -> dict[str, tuple[str, str]]:
 
 
 def snapshot(ops: Ops) -> list[tuple[object, ...]]:
+    concat = ("string_agg(failure_type, ',' ORDER BY id)" if is_postgresql(ops.db)
+              else "group_concat(failure_type)")
     return ops.sql("SELECT a.*, (SELECT count(*) FROM address_events), "
                    "(SELECT count(*) FROM verdict_changes), "
-                   "(SELECT group_concat(failure_type) FROM bounces) FROM addresses a "
+                   f"(SELECT {concat} FROM bounces) FROM addresses a "
                    "ORDER BY address")
 
 
