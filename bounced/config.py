@@ -32,6 +32,10 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class DatabaseConfig:
+    #: Where the database is: ``sqlite:///path/bounced.db`` or
+    #: ``postgresql://user@host/db`` (several hosts on one database). Empty: ``path``.
+    url: str = ""
+    #: The SQLite file when ``url`` is empty (how it was set before URLs).
     path: str = "bounced.db"
     #: Raw messages and bounce rows older than this are purged by the cleanup job.
     retention: timedelta = timedelta(days=180)
@@ -40,6 +44,11 @@ class DatabaseConfig:
     #: The daemon reads the b-trees each bounce reaches at random into that cache at
     #: start, when they fit (:meth:`bounced.store.Store.prewarm`).
     prewarm: bool = True
+
+    @property
+    def location(self) -> str:
+        """The database every part of bounced opens: ``url``, else ``path``."""
+        return self.url or self.path
 
 
 @dataclass(frozen=True)
@@ -315,6 +324,10 @@ def _check(name: str, section: Any) -> None:
         raise ConfigError(f"{name}.soft_error_threshold", "expected an integer >= 1, got 0")
     if isinstance(section, VerpConfig) and len(section.separator) != 1:
         raise ConfigError(f"{name}.separator", f"expected one character, got {section.separator!r}")
+    if isinstance(section, DatabaseConfig) and section.url and not section.url.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")):
+        raise ConfigError(f"{name}.url", "expected sqlite:///PATH or "
+                                         f"postgresql://USER@HOST/DB, got {section.url!r}")
     if isinstance(section, DatabaseConfig) and section.cache_mb < 1:
         raise ConfigError(f"{name}.cache_mb", f"expected an integer >= 1, got {section.cache_mb}")
     if isinstance(section, ProcessingConfig) and section.batch_size < 1:

@@ -6,7 +6,9 @@
   on a schema they do not know, and never migrate a shared database themselves);
 - ``check``: integrity, schema version, WAL mode, pending and failed messages; exits 1
   when something needs an operator (corruption, a failed message, an old schema);
-- ``retry``: process failed messages again (after a fix).
+- ``retry``: process failed messages again (after a fix);
+- ``copy``: every row of one database into another (a host's SQLite file into the
+  PostgreSQL database several hosts will share), resumable, verified by counts.
 
 The periodic job (release due quarantines, reset stale counters, retention) is
 ``bounced cleanup``.
@@ -23,6 +25,7 @@ from bounced.daemon.serve import unsigned_exposure
 from bounced.model import MessageState
 from bounced.ops.processing import process_messages, trust_policy
 from bounced.store import DatabaseError
+from bounced.store.copy import copy_database
 
 #: The one-line summary in ``bounced --help``.
 HELP = "create, check and maintain the database"
@@ -37,6 +40,13 @@ def register(parser: argparse.ArgumentParser) -> None:
                                                  "(the explicit step on PostgreSQL)")
     check = actions.add_parser("check", help="integrity, schema version, stuck messages")
     retry = actions.add_parser("retry", help="process failed messages again")
+    copy = actions.add_parser("copy", help="copy every row into another database "
+                                           "(e.g. SQLite to PostgreSQL), resumable")
+    copy.add_argument("--from", dest="source", required=True, metavar="PATH|URL",
+                      help="the database to read (its schema current: db migrate first)")
+    copy.add_argument("--to", dest="target", required=True, metavar="PATH|URL",
+                      help="the database to fill (created and migrated if needed)")
+    copy.set_defaults(handler=run_copy)
     for sub in (init, migrate, check, retry):
         common.add_db(sub)
     retry.add_argument("--config", metavar="FILE", help="TOML configuration file")
@@ -88,6 +98,24 @@ def run_check(args: argparse.Namespace, out: TextIO) -> int:
         print(f"PROBLEM: {problem}", file=out)
     print(f"{args.db}: {'NOT OK' if result.problems else 'ok'}", file=out)
     return 1 if result.problems else 0
+
+
+@common.command("db copy")
+def run_copy(args: argparse.Namespace, out: TextIO) -> int:
+    with common.open_readonly(args.source) as source, \
+            common.open_store(args.target, migrate=True) as target:
+        results = copy_database(source, target)
+    for result in results:
+        state = "ok" if result.verified else "MISMATCH"
+        print(f"{result.table:<20} copied {result.copied:>9}  rows {result.source_rows:>9} "
+              f"-> {result.target_rows:>9}  {state}", file=out)
+    bad = [result.table for result in results if not result.verified]
+    if bad:
+        print(f"counts differ in {', '.join(bad)}: is a daemon still writing to "
+              f"{args.source}? Stop it and run the copy again (it resumes).", file=out)
+        return 1
+    print(f"{args.target}: verified, every table has the rows of {args.source}", file=out)
+    return 0
 
 
 @common.command("db retry")

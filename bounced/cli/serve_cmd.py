@@ -18,7 +18,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config", metavar="FILE", help="TOML configuration file (default: built-in defaults)"
     )
-    parser.add_argument("--db", metavar="PATH", help="SQLite database (overrides database.path)")
+    parser.add_argument("--db", metavar="PATH|URL",
+                        help="SQLite file or postgresql:// URL (overrides database.url "
+                             "and database.path)")
     parser.add_argument(
         "--smtp", metavar="HOST:PORT", help="SMTP listener (overrides smtp.listen; '' disables it)"
     )

@@ -124,7 +124,7 @@ class Api:
         self.ready = ready
         self.written = written
         self.clock = clock
-        self.path = config.database.path
+        self.path = config.database.location
         self._readers = ThreadPoolExecutor(READERS, thread_name_prefix="api-read")
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="api-write")
         self._local = threading.local()

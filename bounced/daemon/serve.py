@@ -48,7 +48,7 @@ from bounced.daemon.webhooks import WebhookDispatcher
 from bounced.daemon.worker_process import WorkerHandle
 from bounced.daemon.writer import GroupCommitWriter
 from bounced.log import get_logger
-from bounced.store import Store, StoreError
+from bounced.store import Location, Store, StoreError
 
 log = get_logger("bounced.daemon.serve")
 
@@ -72,8 +72,8 @@ class ServeOptions:
 def effective_config(options: ServeOptions) -> Config:
     """The configuration file (or the defaults) with the command-line overrides applied."""
     config = load_config(options.config_path)
-    if options.db is not None:
-        config = replace(config, database=replace(config.database, path=options.db))
+    if options.db is not None:  # a path or a URL, in place of both settings
+        config = replace(config, database=replace(config.database, url="", path=options.db))
     if options.smtp is not None:
         config = replace(config, smtp=replace(config.smtp, listen=options.smtp))
     if options.lmtp is not None:
@@ -187,11 +187,13 @@ class Daemon:
         self.loop = asyncio.get_running_loop()
         self.stop_event = asyncio.Event()
         config = self.config
-        # Create/migrate the database once, here, before two processes race to do it.
-        Store.open(config.database.path).close()
+        # Create/migrate the database once, here, before two processes race to do it
+        # (SQLite); on PostgreSQL refuse a schema this code does not know, and bring
+        # this release's reasons and default rules.
+        Store.open(config.database.location, seed=True).close()
         self.worker.start()
         self.writer = GroupCommitWriter(
-            config.database.path,
+            config.database.location,
             max_pending=config.processing.max_pending,
             on_commit=self.worker.nudge,
             shared=self.worker.shared,
@@ -226,7 +228,7 @@ class Daemon:
         log.info(
             "serve.ready",
             listen=self.addresses,
-            db=str(config.database.path),
+            db=str(Location.parse(config.database.location)),
             pending=self.writer.pending,
             pid=os.getpid(),
         )
@@ -299,7 +301,7 @@ class Daemon:
         reader threads; one read-only connection, used by one scrape at a time)."""
         with self._gauge_lock:
             if self._gauge_store is None:
-                self._gauge_store = Store.open_readonly(self.config.database.path)
+                self._gauge_store = Store.open_readonly(self.config.database.location)
             return database_gauges(self._gauge_store, datetime.now(UTC))
 
     def _on_work_report(self, report: WorkReport) -> None:
@@ -350,7 +352,7 @@ class Daemon:
             for key, old, new in (
                 ("smtp.listen", self.config.smtp.listen, config.smtp.listen),
                 ("lmtp.listen", self.config.lmtp.listen, config.lmtp.listen),
-                ("database.path", self.config.database.path, config.database.path),
+                ("database", self.config.database.location, config.database.location),
                 ("smtp.hostname", self.config.smtp.hostname, config.smtp.hostname),
                 ("http.listen", self.config.http.listen, config.http.listen),
             )

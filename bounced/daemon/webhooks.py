@@ -44,6 +44,8 @@ log = get_logger("bounced.daemon.webhooks")
 BATCH = 100
 #: How often the outbox is looked at when there was nothing to send.
 IDLE_SECONDS = 1.0
+#: The job name of delivery rounds (one host at a time, :meth:`Store.try_lock_job`).
+JOB = "webhooks"
 #: The longest wait between two attempts of one delivery.
 LONGEST_RETRY = timedelta(hours=1)
 
@@ -73,7 +75,7 @@ class WebhookDispatcher:
 
     def __init__(self, config: Config, *, metrics: Metrics,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.path = config.database.path
+        self.path = config.database.location
         self.metrics = metrics
         self.clock = clock
         self._endpoints = _endpoints(config)
@@ -136,13 +138,20 @@ class WebhookDispatcher:
         now = self.clock()
         self._resting = {url: until for url, until in self._resting.items() if until > now}
         resting = tuple(self._resting)
-        due = await self._db(lambda store: store.outbox.due(now, BATCH, resting=resting),
-                             write=False)
-        by_endpoint: dict[str, list[Delivery]] = {}
-        for delivery in due:
-            by_endpoint.setdefault(delivery.endpoint, []).append(delivery)
-        posted = await asyncio.gather(*(self._deliver_in_order(url, deliveries)
-                                        for url, deliveries in by_endpoint.items()))
+        # Several hosts on one PostgreSQL database: one of them delivers at a time, so
+        # an event is not POSTed by two hosts at once (the others skip the round).
+        if not await self._db(lambda store: store.try_lock_job(JOB), write=False):
+            return 0
+        try:
+            due = await self._db(lambda store: store.outbox.due(now, BATCH, resting=resting),
+                                 write=False)
+            by_endpoint: dict[str, list[Delivery]] = {}
+            for delivery in due:
+                by_endpoint.setdefault(delivery.endpoint, []).append(delivery)
+            posted = await asyncio.gather(*(self._deliver_in_order(url, deliveries)
+                                            for url, deliveries in by_endpoint.items()))
+        finally:
+            await self._db(lambda store: store.unlock_job(JOB), write=False)
         return sum(posted)
 
     async def _deliver_in_order(self, url: str, deliveries: list[Delivery]) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
@@ -40,7 +41,7 @@ from bounced.log import get_logger
 from bounced.model import MessageState, Rule
 from bounced.ops.processing import ProcessResult, process_messages, run_cleanup, trust_policy
 from bounced.ops.webhooks import subscribe
-from bounced.store import PROCESSING_BTREES, DatabaseError, Store, StoreError
+from bounced.store import PROCESSING_BTREES, DatabaseError, Location, Store, StoreError
 
 #: Messages per worker transaction: short, so the writer never waits long for the lock.
 WORKER_CHUNK = 25
@@ -115,7 +116,7 @@ class ProcessingRunner(Runner[Sequence[int]]):
 
     def _shunt(self, item: Sequence[int], error: Exception) -> None:
         self.log.error("worker.batch_failed", error=repr(error), messages=len(item),
-                       path=str(self.worker.config.database.path))
+                       path=self.worker.where)
         self._failed = True
         time.sleep(BATCH_RETRY_SECONDS)
 
@@ -200,7 +201,9 @@ class ProcessingRunner(Runner[Sequence[int]]):
 
 
 class MaintenanceJob(PeriodicJob):
-    """A job of the worker due every ``maintenance.interval``."""
+    """A job of the worker due every ``maintenance.interval``, run by one host at a
+    time when several share a PostgreSQL database (:meth:`Store.exclusive`): the
+    others skip the round, the job's next turn comes with the interval."""
 
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker.log)
@@ -209,13 +212,24 @@ class MaintenanceJob(PeriodicJob):
     def interval(self) -> float:
         return self.worker.config.maintenance.interval.total_seconds()
 
+    def _dispose(self, item: None) -> None:
+        with self.worker.store.exclusive(self.name) as mine:
+            if mine:
+                self._run()
+            else:
+                self.log.info(f"{self.name}.skipped", reason="another host runs it now")
+
+    @abstractmethod
+    def _run(self) -> None:
+        """The job itself."""
+
 
 class CleanupJob(MaintenanceJob):
     """The quarantine policy's cleanup: due Mailbox-full releases, stale counters."""
 
     name = "maintenance"
 
-    def _dispose(self, item: None) -> None:
+    def _run(self) -> None:
         events = run_cleanup(self.worker.store, config=self.worker.config,
                              at=self.worker.clock())
         if events:
@@ -238,7 +252,7 @@ class RetentionJob(MaintenanceJob):
 
     name = "retention"
 
-    def _dispose(self, item: None) -> None:
+    def _run(self) -> None:
         cutoff = self.worker.clock() - self.worker.config.database.retention
         purged = self.worker.store.retention.purge(cutoff)
         self.log.info(
@@ -270,8 +284,11 @@ class DnsEvidenceRunner(Runner[int]):
             return ()
         from bounced.ops.dns import backfill_evidence, cache_for
 
-        cache = cache_for(self.store, self.worker.config.dns, self.worker.clock)
-        done = backfill_evidence(cache)
+        with self.store.exclusive(self.name) as mine:  # one host looks each domain up
+            if not mine:
+                return ()
+            cache = cache_for(self.store, self.worker.config.dns, self.worker.clock)
+            done = backfill_evidence(cache)
         return (done,) if done else ()
 
     def _dispose(self, item: int) -> None:
@@ -298,8 +315,10 @@ class Worker:
         #: Where what the worker did goes (the listener's metrics).
         self.report = report
         self.log = get_logger("bounced.worker")
+        #: The database, as log lines name it (a URL without its password).
+        self.where = str(Location.parse(config.database.location))
         self.store = subscribe(
-            Store.open(config.database.path, cache_mb=config.database.cache_mb), config)
+            Store.open(config.database.location, cache_mb=config.database.cache_mb), config)
         self.rules: tuple[Rule, ...] = self.store.rules.enabled()
         self.processing = ProcessingRunner(self)
         self.jobs: list[PeriodicJob] = [CleanupJob(self), RetentionJob(self)]
@@ -328,12 +347,13 @@ class Worker:
                 self.log.info("database.prewarm", **prewarmed.log_fields())
             except DatabaseError as error:  # an optimisation: processing works without it
                 self.log.warning("database.prewarm.failed", error=repr(error),
-                                 path=str(self.config.database.path))
+                                 path=self.where)
         evidence_stop = threading.Event()
         evidence = threading.Thread(target=self._evidence, args=(evidence_stop,),
                                     name="dns-evidence", daemon=True)
         evidence.start()
-        threading.Thread(target=self._check_file, name="quick-check", daemon=True).start()
+        if not self.store.is_postgresql:  # the server checks its own pages
+            threading.Thread(target=self._check_file, name="quick-check", daemon=True).start()
         try:
             with self.store.checkpoint_in_background(self._checkpoint_failed):
                 self._loop(control, wake, stop_requested, parent_pid)
@@ -342,7 +362,7 @@ class Worker:
             evidence.join(timeout=self.config.dns.timeout.total_seconds() + 1.0)
 
     def _evidence(self, stop: threading.Event) -> None:
-        store = Store.open(self.config.database.path)
+        store = Store.open(self.config.database.location)
         try:
             DnsEvidenceRunner(self, store).run(
                 stop.is_set, lambda: stop.wait(DNS_EVIDENCE_IDLE_SECONDS))
@@ -354,7 +374,7 @@ class Worker:
         page damaged in the middle of a valid file is reported now, not when a query
         happens to reach it weeks later."""
         started = time.monotonic()
-        path = self.config.database.path
+        path = self.config.database.location
         try:
             with Store.open_readonly(path, require_schema=False) as store:
                 problems = store.health.quick_check()
@@ -369,8 +389,7 @@ class Worker:
             self.log.info("database.checked", path=str(path), seconds=seconds)
 
     def _checkpoint_failed(self, error: BaseException) -> None:
-        self.log.warning("checkpoint.failed", error=repr(error),
-                         path=str(self.config.database.path))
+        self.log.warning("checkpoint.failed", error=repr(error), path=self.where)
 
     def _loop(
         self, control: Connection, wake: Any, stop_requested: threading.Event, parent_pid: int
@@ -384,15 +403,27 @@ class Worker:
                     stop_requested.set()
             if os.getppid() != parent_pid:
                 return  # orphaned without PDEATHSIG (non-Linux): the new daemon redoes pending work
-            if self.processing.run_once():
-                continue
-            if stop_requested.is_set():
-                self.log.info("worker.stopped",
-                              pending=self.store.messages.count(MessageState.PENDING))
-                return
-            for job in self.jobs:
-                job.run_once()
-            self._sleep(wake)
+            try:
+                if self._round(wake, stop_requested):
+                    return
+            except DatabaseError as error:
+                # PostgreSQL restarting, a network cut: the store reconnects on its next
+                # use; whatever was not committed is still pending.
+                self.log.error("worker.database_failed", error=repr(error), path=self.where)
+                time.sleep(BATCH_RETRY_SECONDS)
+
+    def _round(self, wake: Any, stop_requested: threading.Event) -> bool:
+        """Process what is pending, else run the due jobs and sleep; True: stop now."""
+        if self.processing.run_once():
+            return False
+        if stop_requested.is_set():
+            self.log.info("worker.stopped",
+                          pending=self.store.messages.count(MessageState.PENDING))
+            return True
+        for job in self.jobs:
+            job.run_once()
+        self._sleep(wake)
+        return False
 
     def _sleep(self, wake: Any) -> None:
         """Wait for the listener's nudge (or a second). The idle flag is raised before the

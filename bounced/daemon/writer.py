@@ -26,7 +26,7 @@ from typing import Any
 
 from bounced.log import get_logger
 from bounced.model import AcceptedMessage, IncomingMessage, MessageState
-from bounced.store import STORING_BTREES, DatabaseError, Store, is_busy
+from bounced.store import STORING_BTREES, DatabaseError, Location, Store, is_busy
 
 log = get_logger("bounced.daemon.writer")
 
@@ -92,6 +92,8 @@ class GroupCommitWriter:
         prewarm: bool = False,
     ) -> None:
         self.db_path = db_path
+        #: The database as log lines name it (a URL without its password).
+        self.where = str(Location.parse(db_path))
         self.cache_mb = cache_mb
         self.prewarm = prewarm
         self.max_pending = max_pending
@@ -255,7 +257,7 @@ class GroupCommitWriter:
     ) -> None:
         self._done_waiting()
         log.error("store.commit_failed", error=repr(error), messages=len(group),
-                  path=str(self.db_path))
+                  path=self.where)
         del self._batch[: len(group)]
         for _message, future in group:
             if not future.done():
@@ -269,6 +271,6 @@ class GroupCommitWriter:
                 self._pending = self._reader.messages.count(MessageState.PENDING)
             except DatabaseError as error:
                 log.warning("store.pending_count_failed", error=repr(error),
-                            path=str(self.db_path))
+                            path=self.where)
             self.heartbeat = time.monotonic()
         self._refresh_handle = self.loop.call_later(PENDING_REFRESH_SECONDS, self._refresh)

@@ -300,17 +300,26 @@ class Store:
         without waiting (another host that holds it is doing the job; this one skips
         the round). On SQLite one daemon owns the file: always True.
         """
-        if not self.is_postgresql:
-            yield True
-            return
-        key = lock_key("job", job)
-        (acquired,) = self.conn.execute("SELECT pg_try_advisory_lock(?)", (key,)).fetchone()
+        acquired = self.try_lock_job(job)
         try:
-            yield bool(acquired)
+            yield acquired
         finally:
             if acquired:
-                with suppress(*DatabaseError):  # the connection is gone, and the lock too
-                    self.conn.execute("SELECT pg_advisory_unlock(?)", (key,))
+                self.unlock_job(job)
+
+    def try_lock_job(self, job: str) -> bool:
+        """:meth:`exclusive` in two halves, for a job whose round spans several calls
+        (webhook delivery awaits HTTP answers between its reads and writes)."""
+        if not self.is_postgresql:
+            return True
+        (acquired,) = self.conn.execute("SELECT pg_try_advisory_lock(?)",
+                                        (lock_key("job", job),)).fetchone()
+        return bool(acquired)
+
+    def unlock_job(self, job: str) -> None:
+        if self.is_postgresql:
+            with suppress(*DatabaseError):  # the connection is gone, and the lock with it
+                self.conn.execute("SELECT pg_advisory_unlock(?)", (lock_key("job", job),))
 
     # ---- how this connection works
 

@@ -8,7 +8,6 @@ database with plain SQL, the way an operator would.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import time
 from dataclasses import replace
@@ -18,6 +17,7 @@ from typing import Any
 
 from bounced.config import Config
 from bounced.daemon.serve import Daemon, ListenAddress, ServeOptions
+from tests.harness.database import is_postgresql, query
 from tests.paths import DATA
 
 SAMPLES = DATA / "mta-lab"
@@ -90,11 +90,8 @@ class RunningDaemon:
         return Path(self.config.database.path)
 
     def query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        conn = sqlite3.connect(self.db, timeout=30)
-        try:
-            return conn.execute(sql, params).fetchall()
-        finally:
-            conn.close()
+        location = self.config.database.location
+        return query(location if is_postgresql(location) else self.db, sql, params)
 
     def wait_processed(self, deadline_s: float = 60.0) -> None:
         """Until no message is pending (processing is asynchronous by design)."""

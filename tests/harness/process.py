@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.harness import database
+from tests.harness.database import Database
 
 
 class ServerProcess:
@@ -108,15 +110,11 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def query(db: Path, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(db, timeout=30)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+def query(db: Database, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    return database.query(db, sql, params)
 
 
-def wait_until_processed(db: Path, deadline_s: float = 120.0) -> None:
+def wait_until_processed(db: Database, deadline_s: float = 120.0) -> None:
     end = time.monotonic() + deadline_s
     while time.monotonic() < end:
         if query(db, "SELECT count(*) FROM messages WHERE state = 'pending'")[0][0] == 0:
