@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -111,6 +111,8 @@ class Store:
         self.dialect = dialect
         self.location = location or Location("sqlite", path=path)
         self._depth = 0
+        #: Advisory-lock keys this transaction holds (:meth:`lock_keys`).
+        self._held: set[int] = set()
         self.messages = MessageTable(self)
         self.bounces = BounceLog(self)
         self.addresses = AddressBook(self)
@@ -244,6 +246,8 @@ class Store:
         """
         outermost = self._depth == 0
         name = f"atomic_{self._depth}"
+        if outermost:
+            self._held.clear()
         self.conn.execute(self.dialect.begin if outermost else f"SAVEPOINT {name}")
         self._depth += 1
         try:
@@ -290,6 +294,16 @@ class Store:
             yield
         finally:
             self.conn.execute("PRAGMA synchronous = FULL")
+
+    def lock_keys(self, keys: Iterable[int]) -> None:
+        """Inside a transaction, take the advisory locks ``keys`` not held yet (see
+        :meth:`~bounced.store.engine.Dialect.lock_keys`); a lock taken once is held
+        until the transaction ends, so asking again costs no round trip."""
+        if not self.dialect.concurrent_writers:
+            return
+        wanted = set(keys) - self._held
+        self.dialect.lock_keys(self.conn, wanted)
+        self._held |= wanted
 
     @contextmanager
     def exclusive(self, job: str) -> Iterator[bool]:

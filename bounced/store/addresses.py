@@ -96,9 +96,7 @@ class AddressBook:
         touches several addresses takes all their locks first, in one fixed order
         (:meth:`~bounced.store.engine.Dialect.lock_keys`), so none waits in a circle.
         """
-        dialect = self._store.dialect
-        if dialect.concurrent_writers:
-            dialect.lock_keys(self._store.conn, (address_lock(a) for a in addresses))
+        self._store.lock_keys(address_lock(address) for address in addresses)
 
     def get(self, address: str) -> AddressState | None:
         """The row of ``address`` as the policy's :class:`AddressState`; inside a

@@ -122,9 +122,7 @@ class QualificationTable:
         the unique index entry of a new one) stays locked until commit, so two hosts
         counting the same texts in another order would wait for each other in a
         circle; locking them all first, in one order, keeps them in line."""
-        dialect = self._store.dialect
-        if dialect.concurrent_writers:
-            dialect.lock_keys(self._store.conn, (lock_key("text", text) for text in texts))
+        self._store.lock_keys(lock_key("text", text) for text in texts)
 
     def get(self, text_id: int) -> TextRow | None:
         row = self._store.conn.execute(
