@@ -167,28 +167,24 @@ class MessageTable:
         """Inside a transaction on PostgreSQL: lock those of ``message_ids`` that no
         other host holds and that are not processed yet, until the transaction ends;
         returns them. Whoever holds a message's row processes it: once, on one host."""
-        if not message_ids:
-            return []
-        marks = ",".join("?" * len(message_ids))
-        rows = self._store.conn.execute(
-            f"SELECT id FROM messages WHERE id IN ({marks}) AND state <> 'processed' "
-            "ORDER BY id FOR UPDATE SKIP LOCKED",
-            tuple(message_ids),
-        ).fetchall()
-        return [int(row[0]) for row in rows]
+        return self._among(message_ids, "state <> 'processed' ORDER BY id "
+                                        "FOR UPDATE SKIP LOCKED")
 
     def began_before(self, message_ids: Sequence[int]) -> set[int]:
         """Those of ``message_ids`` whose processing began before and never finished
         (still pending, with attempts)."""
+        return set(self._among(message_ids, "attempts > 0 AND state = 'pending'"))
+
+    def _among(self, message_ids: Sequence[int], condition: str) -> list[int]:
+        """The ids of ``message_ids`` whose rows meet ``condition`` (SQL after WHERE)."""
         if not message_ids:
-            return set()
+            return []
         marks = ",".join("?" * len(message_ids))
         rows = self._store.conn.execute(
-            f"SELECT id FROM messages WHERE id IN ({marks}) AND attempts > 0 "
-            "AND state = 'pending'",
+            f"SELECT id FROM messages WHERE id IN ({marks}) AND {condition}",
             tuple(message_ids),
         ).fetchall()
-        return {int(row[0]) for row in rows}
+        return [int(row[0]) for row in rows]
 
     def mark_processed(self, message_id: int, *, kind: Kind, verp_token: str | None,
                        trusted: bool, at: datetime) -> None:

@@ -24,7 +24,8 @@ Beyond the documented key columns, the schema carries:
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -612,22 +613,32 @@ def _pg_migration_10(conn: Any) -> None:
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
+@contextmanager
+def _transaction(conn: Any, begin: str, *, lock: bool = False) -> Iterator[None]:
+    """One migration transaction: committed whole, or rolled back whole; ``lock``: one
+    PostgreSQL host in at a time (:data:`MIGRATION_LOCK`)."""
+    conn.execute(begin)
+    try:
+        if lock:
+            conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the schema to :data:`SCHEMA_VERSION`; return the version found before."""
     db = sqlite_utils.Database(conn, execute_plugins=False)
-    conn.execute("BEGIN IMMEDIATE")
-    try:
+    with _transaction(conn, "BEGIN IMMEDIATE"):
         found = conn.execute("PRAGMA user_version").fetchone()[0]
         _refuse_newer(found)
         for version in range(found + 1, SCHEMA_VERSION + 1):
             MIGRATIONS[version - 1].apply(db)
             conn.execute(f"PRAGMA user_version = {version}")
         _seed(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return int(found)
 
 
@@ -665,9 +676,7 @@ def migrate_postgresql(conn: Any) -> int:
     """:func:`migrate` on PostgreSQL: the same steps, their PostgreSQL bodies, one
     transaction (PostgreSQL's DDL is transactional) under an advisory lock, so two
     hosts that migrate at once do it once. Returns the version found before."""
-    conn.execute("BEGIN")
-    try:
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+    with _transaction(conn, "BEGIN", lock=True):
         conn.execute(_PG_VERSIONS)
         found = postgresql_version(conn)
         _refuse_newer(found)
@@ -681,26 +690,14 @@ def migrate_postgresql(conn: Any) -> int:
             conn.execute("INSERT INTO schema_migrations (version, name) VALUES (?, ?)",
                          (version, step.name))
         _seed(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
     return found
 
 
 def seed_postgresql(conn: Any) -> None:
     """Re-seed reasons and default rules (what every SQLite open does), one host at a
     time: a new release's rules reach a database whose schema did not change."""
-    conn.execute("BEGIN")
-    try:
-        conn.execute("SELECT pg_advisory_xact_lock(?)", (MIGRATION_LOCK,))
+    with _transaction(conn, "BEGIN", lock=True):
         _seed(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
 
 
 def _seed(conn: Any) -> None:
