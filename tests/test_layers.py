@@ -4,8 +4,8 @@ The README's "Architecture" section is the rule this test holds the code to:
 
 - ``bounced.core`` is pure: it imports no other layer, no database, socket or process
   module, reads no clock and no environment;
-- ``bounced.store`` is the only package that imports ``sqlite3`` (or ``sqlite_utils``) and
-  the only one that runs SQL; it knows no workflow, daemon or command;
+- ``bounced.store`` is the only package that imports ``sqlite3`` (or ``sqlite_utils``,
+  ``psycopg``) and the only one that runs SQL; it knows no workflow, daemon or command;
 - ``bounced.ops`` works over the store and the core, never the daemon or the CLI;
 - ``bounced.daemon`` never imports the CLI, and its receiving side never the store
   (``receive`` and ``store`` meet in ``bounced.model``);
@@ -39,6 +39,8 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
 IMPURE_CALLS = {("datetime", "now"), ("datetime", "utcnow"), ("date", "today"),
                 ("time", "time"), ("time", "monotonic"), ("os", "getenv")}
 SQL_CALLS = {"execute", "executemany", "executescript"}
+#: Database drivers: only ``bounced.store`` talks to them (SQLite and PostgreSQL).
+DRIVERS = ("sqlite3", "sqlite_utils", "psycopg", "psycopg_pool")
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def violations_of(source: Source) -> list[str]:
     for line, module in source.imports():
         if any(_matches(module, prefix) for prefix in forbidden):
             found.append(f"{source.path.name}:{line} imports {module}")
-        if module in ("sqlite3", "sqlite_utils") and source.layer != "store":
+        if any(_matches(module, driver) for driver in DRIVERS) and source.layer != "store":
             found.append(f"{source.path.name}:{line} imports {module} outside bounced.store")
         if source.module == "bounced.daemon.receive" and _matches(module, "bounced.store"):
             found.append(f"{source.path.name}:{line}: receive imports the store")
@@ -125,6 +127,7 @@ def test_every_module_belongs_to_a_known_layer() -> None:
     ("bounced.core.example", "from datetime import datetime\nx = datetime.now()\n",
      "reads a clock"),
     ("bounced.ops.example", "import sqlite3\n", "outside bounced.store"),
+    ("bounced.daemon.example", "import psycopg.errors\n", "outside bounced.store"),
     ("bounced.cli.example", "def f(store):\n    store.conn.execute('SELECT 1')\n", "runs SQL"),
     ("bounced.daemon.receive", "from bounced.store import Store\n", "receive imports"),
 ])
