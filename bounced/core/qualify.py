@@ -45,7 +45,6 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from bounced.core import evidence, statuscodes
@@ -64,11 +63,14 @@ from bounced.model import (
     TableEntry,
 )
 
-DEFAULT_IDS = range(1, 10_000)
+FIRST_USER_RULE_ID = 10_000
+"""Operators' rules are numbered from here, so they never collide with a default."""
+
+DEFAULT_IDS = range(1, FIRST_USER_RULE_ID)
 """Rule ids reserved for the shipped defaults."""
 
-USER_IDS_START = 10_000
-"""Operators' rules are numbered from here, so they never collide with a default."""
+USER_IDS = range(FIRST_USER_RULE_ID, 2**63)
+"""Rule ids of operators' rules."""
 
 
 _RULE_KEYS = frozenset(
@@ -178,7 +180,7 @@ def parse_rules(
             raise _fail(source, rule.id, "id", "duplicate id")
         if ids is not None and rule.id not in ids:
             raise _fail(source, rule.id, "id", f"must be in {ids.start}..{ids.stop - 1}")
-        if rule.id < USER_IDS_START and not rule.source:
+        if rule.id < FIRST_USER_RULE_ID and not rule.source:
             raise _fail(source, rule.id, "source",
                         "missing: a shipped rule (id below 10000) says where its wording "
                         "comes from")
@@ -192,35 +194,12 @@ def order_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
     return tuple(sorted(rules, key=lambda rule: (rule.priority, rule.id)))
 
 
-def combine_rules(*rule_sets: Iterable[Rule]) -> tuple[Rule, ...]:
-    """Merge rule sets (defaults and an operator's) into one ordered set.
-
-    Two rules with the same id would make ``rule:<id>`` ambiguous in the delivery log,
-    so that is an error.
-    """
-    merged: dict[int, Rule] = {}
-    for rules in rule_sets:
-        for rule in rules:
-            if rule.id in merged:
-                raise RuleError(f"rule {rule.id}: key 'id': defined twice")
-            merged[rule.id] = rule
-    return order_rules(merged.values())
-
-
 @functools.cache
 def load_default_rules() -> tuple[Rule, ...]:
     """The shipped default rules (``bounced/data/rules.toml``), read and validated once;
     always the same tuple, so its compiled form is reused too."""
     document = resources.files("bounced").joinpath("data/rules.toml").read_text("utf-8")
     return parse_rules(document, source="bounced/data/rules.toml", ids=DEFAULT_IDS)
-
-
-def load_rules(path: str | Path) -> tuple[Rule, ...]:
-    """An operator's rule file, same format as the defaults, ids from 10000 on."""
-    path = Path(path)
-    return parse_rules(
-        path.read_text(encoding="utf-8"), source=str(path), ids=range(USER_IDS_START, 2**63)
-    )
 
 
 # -------------------------------------------------------------------------- matching
