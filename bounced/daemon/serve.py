@@ -37,6 +37,7 @@ from bounced.daemon import sdnotify
 from bounced.daemon.receive import (
     BounceHandler,
     ReceivePolicy,
+    SessionLimits,
     new_limits,
     protocol_factory,
 )
@@ -123,7 +124,7 @@ class Daemon:
         self.inherited = list(inherited)
         self.servers: list[asyncio.AbstractServer] = []
         self.addresses: list[str] = []
-        self.limits = new_limits(self.config.smtp.max_connections)
+        self.limits = new_limits(self.config.smtp)
         self.stop_event: asyncio.Event | None = None
         self.worker = WorkerHandle(self.config)
         self.writer: GroupCommitWriter | None = None
@@ -148,6 +149,8 @@ class Daemon:
             shared=self.worker.shared,
             cache_mb=config.database.cache_mb,
             prewarm=config.database.prewarm,
+            min_free_mb=config.storage.min_free_mb,
+            wal_limit_mb=config.database.wal_limit_mb,
         )
         self.writer.start()
         policy = ReceivePolicy.from_config(config)
@@ -253,7 +256,8 @@ class Daemon:
             handler.update_policy(policy)
         if self.writer is not None:
             self.writer.max_pending = config.processing.max_pending
-        self.limits.max_connections = config.smtp.max_connections
+            self.writer.min_free_mb = config.storage.min_free_mb
+        self.limits.update(SessionLimits.from_smtp(config.smtp))
         restart_needed = [
             key
             for key, old, new in (
