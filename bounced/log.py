@@ -121,6 +121,11 @@ def render_line(event_dict: Mapping[str, Any]) -> str:
     :data:`CORE_FIELDS` stay (the others named in ``truncated``). Never split: a line
     cut short is still a whole object that says what it lost.
     """
+    ordered = {key: event_dict[key] for key in CORE_FIELDS if key in event_dict}
+    ordered.update(event_dict)
+    line = json.dumps(ordered, default=str)
+    if len(line) <= MAX_FIELD_CHARS:  # the common case: no value can be too long
+        return line
     for cap in (MAX_FIELD_CHARS, *_TIGHTER_CAPS):
         line = json.dumps(_bounded(event_dict, cap), default=str)
         if len(line.encode()) < MAX_LINE_BYTES:

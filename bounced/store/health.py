@@ -64,7 +64,6 @@ class Health:
         the configuration's reserve and WAL warning size."""
         conn = self._store.conn
         result = DatabaseCheck()
-        self._files(result, min_free_mb=min_free_mb, wal_warn_mb=wal_warn_mb)
         integrity = self.integrity_problems()
         result.problems.extend(integrity)
         if not any(line.startswith("integrity:") for line in integrity):
@@ -77,6 +76,7 @@ class Health:
                                    "(run `bounced db init` to migrate)")
         mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         (result.facts if mode == "wal" else result.problems).append(f"journal mode: {mode}")
+        self._files(result, min_free_mb=min_free_mb, wal_warn_mb=wal_warn_mb)
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         missing = [name for name in PUBLIC_NAMES if name not in names]
         if missing:
