@@ -40,6 +40,13 @@ class DatabaseConfig:
     #: The daemon reads the b-trees each bounce reaches at random into that cache at
     #: start, when they fit (:meth:`bounced.store.Store.prewarm`).
     prewarm: bool = True
+    #: Size (MiB) the WAL file is brought back to once its content is copied into the
+    #: database (``PRAGMA journal_size_limit``; past it the checkpoint thread truncates
+    #: it, see :class:`bounced.store.tuning.Checkpointer`).
+    wal_limit_mb: int = 64
+    #: A WAL that a reader keeps from being copied back (an open ``sqlite3`` session)
+    #: and that grew past this (MiB) is logged as ``database.wal_pinned``.
+    wal_warn_mb: int = 256
 
 
 @dataclass(frozen=True)
@@ -88,13 +95,42 @@ class SmtpConfig:
     bounce_addresses: tuple[str, ...] = ()
     #: Client networks allowed to connect (CIDR); empty means any.
     allowed_networks: tuple[str, ...] = ()
-    #: Idle time after which a silent client is disconnected.
+    #: Silence limit: a client that sends no byte for this long (between commands, or
+    #: during DATA) gets ``421 4.4.2`` and is disconnected; a command line must also be
+    #: complete within it.
     timeout: timedelta = timedelta(minutes=5)
+    #: The silence limit while the connection table is more than 80% full (Postfix's
+    #: "stress" mode): idle clients make room for those that deliver. Never longer than
+    #: ``timeout``.
+    stress_timeout: timedelta = timedelta(seconds=10)
+    #: Slowest DATA transfer (bytes/s) allowed: DATA must end within ``timeout`` plus
+    #: the bytes received so far divided by this rate (Postfix's smtpd_min_data_rate).
+    min_data_rate: int = 1024
     #: Recipients accepted in one envelope; more get ``452 4.5.3`` (RFC 5321 asks for >= 100).
     max_recipients: int = 1000
     #: Simultaneous client connections (SMTP and LMTP together); more get ``421 4.3.2``.
     #: Bounds memory under a flood: each connection holds at most one message.
     max_connections: int = 200
+    #: Simultaneous connections from one client IP; more get ``421 4.7.0`` (0: no limit).
+    #: Leaves room for other clients under ``max_connections`` (Postfix's anvil(8)).
+    max_connections_per_client: int = 50
+    #: New connections per minute from one client IP; more get ``421 4.7.0`` (0: no limit).
+    connection_rate_per_client: int = 600
+    #: Commands that deliver nothing (NOOP, RSET, HELP, VRFY, EXPN) allowed since the
+    #: session's last delivered message; one more gets ``421 4.7.0`` (0: no limit).
+    max_junk_commands: int = 100
+    #: A session that has delivered no message for this long (since it connected or
+    #: since its last ``250`` after DATA) gets ``421 4.7.0``, outside DATA.
+    idle_session_limit: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Room on the database's file system for the work already accepted."""
+
+    #: Free space (MiB) kept in reserve: below it new mail gets ``452 4.3.1`` while the
+    #: worker still processes what was stored (0: no reserve).
+    min_free_mb: int = 256
 
 
 @dataclass(frozen=True)
@@ -237,6 +273,7 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
 
 _CHOICES = {
@@ -315,8 +352,13 @@ def _check(name: str, section: Any) -> None:
         raise ConfigError(f"{name}.soft_error_threshold", "expected an integer >= 1, got 0")
     if isinstance(section, VerpConfig) and len(section.separator) != 1:
         raise ConfigError(f"{name}.separator", f"expected one character, got {section.separator!r}")
-    if isinstance(section, DatabaseConfig) and section.cache_mb < 1:
-        raise ConfigError(f"{name}.cache_mb", f"expected an integer >= 1, got {section.cache_mb}")
+    if isinstance(section, DatabaseConfig):
+        for key in ("cache_mb", "wal_limit_mb", "wal_warn_mb"):
+            if getattr(section, key) < 1:
+                raise ConfigError(f"{name}.{key}",
+                                  f"expected an integer >= 1, got {getattr(section, key)}")
+    if isinstance(section, SmtpConfig):
+        _check_smtp(name, section)
     if isinstance(section, ProcessingConfig) and section.batch_size < 1:
         raise ConfigError(f"{name}.batch_size", "expected an integer >= 1, got 0")
     if isinstance(section, ProcessingConfig) and section.max_attempts < 1:
@@ -382,6 +424,16 @@ def _check_webhook_secret(key: str, secret: str) -> None:
                                "(python3 -c 'import base64, secrets; "
                                "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32))"
                                ".decode())')")
+
+
+def _check_smtp(name: str, section: SmtpConfig) -> None:
+    for key in ("timeout", "stress_timeout", "idle_session_limit"):
+        if getattr(section, key).total_seconds() <= 0:
+            raise ConfigError(f"{name}.{key}", "expected a duration > 0")
+    if section.min_data_rate < 1:
+        raise ConfigError(f"{name}.min_data_rate", "expected an integer >= 1 (bytes/s), got 0")
+    if section.max_connections < 1:
+        raise ConfigError(f"{name}.max_connections", "expected an integer >= 1, got 0")
 
 
 def config_from_mapping(data: dict[str, Any], base: Path | None = None) -> Config:

@@ -1,8 +1,9 @@
 """``bounced db``: create, check and maintain the database.
 
 - ``init``: create (or migrate) the database, seed reasons and default rules;
-- ``check``: integrity, schema version, WAL mode, pending and failed messages; exits 1
-  when something needs an operator (corruption, a failed message, an old schema);
+- ``check``: integrity, schema version, WAL mode and size, free space against
+  ``storage.min_free_mb`` (``--config``), pending and failed messages; exits 1 when
+  something needs an operator (corruption, a failed message, an old schema, a full disk);
 - ``retry``: process failed messages again (after a fix).
 
 The periodic job (release due quarantines, reset stale counters, retention) is
@@ -36,7 +37,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         common.add_db(sub)
     retry.add_argument("--config", metavar="FILE", help="TOML configuration file")
     check.add_argument("--config", metavar="FILE",
-                       help="also check the configuration the daemon runs with (exposure)")
+                       help="also check the configuration the daemon runs with (exposure, "
+                            "disk reserve, WAL warning size)")
     init.set_defaults(handler=run_init)
     check.set_defaults(handler=run_check)
     retry.set_defaults(handler=run_retry)
@@ -51,15 +53,17 @@ def run_init(args: argparse.Namespace, out: TextIO) -> int:
 
 @common.command("db check")
 def run_check(args: argparse.Namespace, out: TextIO) -> int:
+    config = common.config_of(args)
     with common.open_readonly(args.db, require_schema=False) as store:
         try:
-            result = store.health.check()
+            result = store.health.check(min_free_mb=config.storage.min_free_mb,
+                                        wal_warn_mb=config.database.wal_warn_mb)
         except DatabaseError as error:
             raise common.UsageError(f"--db {args.db}: not an SQLite database ({error})") from None
     for fact in result.facts:
         print(fact, file=out)
     if args.config is not None:
-        exposure = unsigned_exposure(common.config_of(args))
+        exposure = unsigned_exposure(config)
         if exposure is not None:
             print(f"WARNING: {exposure}", file=out)
     for problem in result.problems:

@@ -41,6 +41,7 @@ from bounced.daemon.metrics import DatabaseGauges, Metrics, WorkReport, database
 from bounced.daemon.receive import (
     BounceHandler,
     ReceivePolicy,
+    SessionLimits,
     new_limits,
     protocol_factory,
 )
@@ -167,7 +168,7 @@ class Daemon:
         self.addresses: list[str] = []
         #: Where each listener can be reached (``HOST:PORT`` / ``unix:PATH``).
         self.reachable: list[str] = []
-        self.limits = new_limits(self.config.smtp.max_connections)
+        self.limits = new_limits(self.config.smtp)
         self.stop_event: asyncio.Event | None = None
         self.metrics = Metrics(self._database_gauges)
         self.worker = WorkerHandle(self.config, on_report=self._on_work_report)
@@ -197,6 +198,8 @@ class Daemon:
             shared=self.worker.shared,
             cache_mb=config.database.cache_mb,
             prewarm=config.database.prewarm,
+            min_free_mb=config.storage.min_free_mb,
+            wal_limit_mb=config.database.wal_limit_mb,
         )
         self.writer.start()
         policy = ReceivePolicy.from_config(config)
@@ -344,7 +347,8 @@ class Daemon:
             handler.update_policy(policy)
         if self.writer is not None:
             self.writer.max_pending = config.processing.max_pending
-        self.limits.max_connections = config.smtp.max_connections
+            self.writer.min_free_mb = config.storage.min_free_mb
+        self.limits.update(SessionLimits.from_smtp(config.smtp))
         restart_needed = [
             key
             for key, old, new in (

@@ -41,7 +41,9 @@ from bounced.store.engine import (
     Rollback,
     StoreError,
     connect,
+    free_mib,
     is_busy,
+    wal_mib,
 )
 from bounced.store.health import Health
 from bounced.store.messages import MessageTable
@@ -54,8 +56,11 @@ from bounced.store.schema import SCHEMA_VERSION, migrate
 from bounced.store.tuning import (
     PROCESSING_BTREES,
     STORING_BTREES,
+    WAL_LIMIT_MB,
     WAL_SAFETY_NET_PAGES,
+    WAL_WARN_MB,
     Checkpointer,
+    EventSink,
     Prewarm,
     btree_mib,
 )
@@ -72,7 +77,9 @@ __all__ = [
     "Rollback",
     "Store",
     "StoreError",
+    "free_mib",
     "is_busy",
+    "wal_mib",
 ]
 
 
@@ -202,12 +209,16 @@ class Store:
 
     # ---- how this connection works
 
-    def configure_writer(self, *, busy_timeout_ms: int, autocheckpoint_pages: int) -> None:
-        """How long this connection waits for the write lock, and after how many WAL
-        pages its commits copy the WAL back themselves (0: never, another connection
-        checkpoints)."""
+    def configure_writer(self, *, busy_timeout_ms: int, autocheckpoint_pages: int,
+                         wal_limit_mb: int | None = None) -> None:
+        """How long this connection waits for the write lock, after how many WAL pages
+        its commits copy the WAL back themselves (0: never, another connection
+        checkpoints), and the size its WAL file is cut back to when it restarts
+        (``journal_size_limit``; None: SQLite's default, never)."""
         self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint_pages)}")
+        if wal_limit_mb is not None:
+            self.conn.execute(f"PRAGMA journal_size_limit = {int(wal_limit_mb) * 1024 * 1024}")
 
     def cache_mib(self) -> float:
         """The connection's page cache limit, in MiB."""
@@ -238,13 +249,21 @@ class Store:
 
     @contextmanager
     def checkpoint_in_background(
-        self, on_error: Callable[[BaseException], None] | None = None
+        self,
+        on_error: Callable[[BaseException], None] | None = None,
+        *,
+        wal_limit_mb: int = WAL_LIMIT_MB,
+        wal_warn_mb: int = WAL_WARN_MB,
+        on_event: EventSink | None = None,
     ) -> Iterator[Checkpointer]:
         """Run a :class:`Checkpointer` while this connection writes; its own automatic
-        checkpoint moves to :data:`WAL_SAFETY_NET_PAGES` meanwhile."""
+        checkpoint moves to :data:`WAL_SAFETY_NET_PAGES` meanwhile, and its WAL is cut
+        back to ``wal_limit_mb`` when it restarts."""
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_SAFETY_NET_PAGES}")
+        self.conn.execute(f"PRAGMA journal_size_limit = {int(wal_limit_mb) * 1024 * 1024}")
         try:
-            with Checkpointer(self.path, on_error=on_error) as checkpointer:
+            with Checkpointer(self.path, on_error=on_error, wal_limit_mb=wal_limit_mb,
+                              wal_warn_mb=wal_warn_mb, on_event=on_event) as checkpointer:
                 yield checkpointer
         finally:
             self.conn.execute("PRAGMA wal_autocheckpoint = 1000")

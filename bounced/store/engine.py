@@ -16,6 +16,7 @@ own errors behind the same names.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -72,3 +73,25 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     # measured on an empty database, more on a large one). In memory it is a copy.
     conn.execute("PRAGMA temp_store = MEMORY")
     return conn
+
+
+def free_mib(path: str | Path) -> float:
+    """Free space (MiB) for an unprivileged process on the file system of the database
+    at ``path`` (its directory: the file, its WAL and its temporary files live there).
+    One ``statvfs``: cheap enough every few hundred milliseconds, not per command."""
+    directory = Path(path).resolve().parent
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize / (1024 * 1024)
+
+
+def wal_path(path: str | Path) -> Path:
+    """The WAL file SQLite keeps next to the database at ``path``."""
+    return Path(f"{path}-wal")
+
+
+def wal_mib(path: str | Path) -> float:
+    """Size of the database's WAL file in MiB (0 when there is none)."""
+    try:
+        return wal_path(path).stat().st_size / (1024 * 1024)
+    except FileNotFoundError:
+        return 0.0

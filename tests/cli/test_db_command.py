@@ -98,3 +98,44 @@ def test_check_warns_when_the_configuration_takes_unsigned_bounces_from_the_netw
     signed.write_text('[smtp]\nlisten = "0.0.0.0:25"\n[verp]\nsecret = "x"\n')
     assert "WARNING" not in bounced(["db", "check", "--db", str(db), "--config",
                                      str(signed)]).out
+
+
+def test_check_shows_the_wal_size_and_free_space_against_the_reserve(db, bounced):
+    bounced(["db", "init", "--db", str(db)])
+    check = bounced(["db", "check", "--db", str(db)])
+    assert check.status == 0, check.out
+    lines = check.out.splitlines()
+    assert any(line.startswith("WAL: ") and line.endswith(f"MiB ({db.name}-wal)")
+               for line in lines), check.out
+    (free,) = [line for line in lines if line.startswith("free space: ")]
+    assert free.endswith("reserve storage.min_free_mb = 256 MiB")
+
+
+def test_check_fails_when_free_space_is_below_the_reserve(db, bounced, tmp_path):
+    import os
+
+    bounced(["db", "init", "--db", str(db)])
+    stats = os.statvfs(tmp_path)
+    reserve = stats.f_bavail * stats.f_frsize // (1024 * 1024) + 1024
+    config = tmp_path / "bounced.toml"
+    config.write_text(f"[storage]\nmin_free_mb = {reserve}\n")
+    check = bounced(["db", "check", "--db", str(db), "--config", str(config)])
+    assert check.status == 1
+    assert any(line.startswith("PROBLEM: free space: ") and "below the reserve" in line
+               for line in check.out.splitlines()), check.out
+
+
+def test_check_fails_when_the_wal_is_past_the_warning_size(db, bounced, tmp_path):
+    bounced(["db", "init", "--db", str(db)])
+    holder = sqlite3.connect(db)  # keeps the WAL file from being removed at close
+    holder.execute("PRAGMA wal_autocheckpoint = 0")
+    with holder:
+        holder.execute("CREATE TABLE filler (x BLOB)")
+        holder.executemany("INSERT INTO filler VALUES (?)", ((b"x" * 100_000,) for _ in range(30)))
+    config = tmp_path / "bounced.toml"
+    config.write_text("[database]\nwal_warn_mb = 1\n")
+    check = bounced(["db", "check", "--db", str(db), "--config", str(config)])
+    holder.close()
+    assert check.status == 1
+    assert any(line.startswith("PROBLEM: WAL: ") and "database.wal_warn_mb (1 MiB)" in line
+               for line in check.out.splitlines()), check.out

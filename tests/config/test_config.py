@@ -81,6 +81,20 @@ def test_a_file_only_needs_the_keys_it_changes(tmp_path: Path) -> None:
         ({"smtp": "yes"}, "smtp", "table"),
         ({"database": {"cache_mb": 0}}, "database.cache_mb", ">= 1"),
         ({"database": {"prewarm": "yes"}}, "database.prewarm", "true or false"),
+        ({"database": {"wal_limit_mb": 0}}, "database.wal_limit_mb", ">= 1"),
+        ({"database": {"wal_warn_mb": "1G"}}, "database.wal_warn_mb", "integer"),
+        ({"storage": {"min_free_mb": -1}}, "storage.min_free_mb", "integer >= 0"),
+        ({"storage": {"min_free": 1}}, "storage.min_free", "unknown setting"),
+        ({"smtp": {"stress_timeout": 10}}, "smtp.stress_timeout", "duration"),
+        ({"smtp": {"timeout": "0s"}}, "smtp.timeout", "duration > 0"),
+        ({"smtp": {"idle_session_limit": "0s"}}, "smtp.idle_session_limit", "duration > 0"),
+        ({"smtp": {"min_data_rate": 0}}, "smtp.min_data_rate", ">= 1"),
+        ({"smtp": {"max_connections": 0}}, "smtp.max_connections", ">= 1"),
+        ({"smtp": {"max_connections_per_client": "50"}}, "smtp.max_connections_per_client",
+         "integer"),
+        ({"smtp": {"connection_rate_per_client": 1.5}}, "smtp.connection_rate_per_client",
+         "integer"),
+        ({"smtp": {"max_junk_commands": True}}, "smtp.max_junk_commands", "integer"),
     ],
 )
 def test_a_wrong_value_is_reported_with_its_key_and_what_was_expected(
@@ -119,3 +133,18 @@ def test_durations_take_a_unit(text: str, value: timedelta) -> None:
 def test_a_duration_without_a_known_unit_is_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_duration(text)
+
+
+def test_the_hostile_input_limits_have_defaults_that_leave_room_for_other_clients() -> None:
+    smtp = Config().smtp
+    assert 0 < smtp.max_connections_per_client <= smtp.max_connections // 4
+    assert smtp.stress_timeout < smtp.timeout
+    assert Config().storage.min_free_mb == 256
+    assert Config().database.wal_limit_mb < Config().database.wal_warn_mb
+
+
+def test_a_stress_timeout_longer_than_the_timeout_is_capped_by_it() -> None:
+    from bounced.daemon.receive import SessionLimits
+
+    config = config_from_mapping({"smtp": {"timeout": "2s", "stress_timeout": "10s"}})
+    assert SessionLimits.from_smtp(config.smtp).stress_timeout == 2.0
