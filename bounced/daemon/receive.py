@@ -741,7 +741,30 @@ class BouncedSMTP(SMTP):
             await self.push("501 Syntax: DATA")
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        limit = self.data_size_limit
+        read = await self._read_data(self.data_size_limit)
+        if read is None:  # the client went away: nothing is stored
+            return
+        content, too_big = read
+        if too_big:
+            await self.push(_AIOSMTPD_TOO_MUCH_DATA)
+            self._set_post_data_state()
+            return
+        self.envelope.content = content
+        self.envelope.original_content = content
+        self._storing = True
+        try:
+            status = await self._call_handler_hook("DATA")
+        finally:
+            self._storing = False
+        self._last_command = self.loop.time()  # silence counts from our reply
+        if isinstance(status, str) and status.startswith("250"):
+            self._last_delivery, self._junk = self._last_command, 0
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
+
+    async def _read_data(self, limit: int | None) -> tuple[bytes, bool] | None:
+        """The message up to the ``CRLF.CRLF`` terminator, dot-unstuffed, and whether it
+        was over ``limit`` (then its bytes were not kept); None when the client left."""
         # A CRLF in front, so that the first line is found like the others ("\r\n.").
         buffer = bytearray(b"\r\n")
         searched = 0
@@ -750,8 +773,8 @@ class BouncedSMTP(SMTP):
         self._data_received = 0
         while True:
             block = await self._reader.read(DATA_BLOCK)
-            if not block:  # the client went away: nothing is stored
-                return
+            if not block:
+                return None
             self._data_last = self.loop.time()
             self._data_received += len(block)
             buffer += block
@@ -769,23 +792,8 @@ class BouncedSMTP(SMTP):
         if leftover:  # a pipelined next command: give it back to the command reader
             self._reader._buffer[:0] = leftover  # type: ignore[attr-defined]
         if too_big or (limit and end > limit):
-            await self.push(_AIOSMTPD_TOO_MUCH_DATA)
-            self._set_post_data_state()
-            return
-        content = bytes(buffer[: end + 2]).replace(b"\r\n.", b"\r\n")[2:]
-        del buffer
-        self.envelope.content = content
-        self.envelope.original_content = content
-        self._storing = True
-        try:
-            status = await self._call_handler_hook("DATA")
-        finally:
-            self._storing = False
-        self._last_command = self.loop.time()  # silence counts from our reply
-        if isinstance(status, str) and status.startswith("250"):
-            self._last_delivery, self._junk = self._last_command, 0
-        self._set_post_data_state()
-        await self.push("250 OK" if status is MISSING else status)
+            return b"", True
+        return bytes(buffer[: end + 2]).replace(b"\r\n.", b"\r\n")[2:], False
 
     async def push(self, status: Any) -> None:
         if isinstance(status, str):

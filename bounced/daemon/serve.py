@@ -32,11 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bounced import log as logsetup
 from bounced.config import Config, ConfigError, load_config
 from bounced.daemon import sdnotify
-from bounced.daemon.api import Api
 from bounced.daemon.metrics import DatabaseGauges, Metrics, WorkReport, database_gauges
 from bounced.daemon.receive import (
     BounceHandler,
@@ -45,11 +45,14 @@ from bounced.daemon.receive import (
     new_limits,
     protocol_factory,
 )
-from bounced.daemon.webhooks import WebhookDispatcher
 from bounced.daemon.worker_process import WorkerHandle
 from bounced.daemon.writer import GroupCommitWriter
 from bounced.log import get_logger
 from bounced.store import Store, StoreError
+
+if TYPE_CHECKING:
+    from bounced.daemon.api import Api
+    from bounced.daemon.webhooks import WebhookDispatcher
 
 log = get_logger("bounced.daemon.serve")
 
@@ -217,8 +220,7 @@ class Daemon:
                 "smtp.listen",
                 "no listener: set smtp.listen or lmtp.listen (or use socket activation)",
             )
-        self.webhooks = WebhookDispatcher(config, metrics=self.metrics)
-        await self.webhooks.start()
+        await self._start_webhooks(config)
         if config.http.listen:
             await self._listen_http(config.http.listen)
         exposure = unsigned_exposure(config, self.reachable)
@@ -291,11 +293,28 @@ class Daemon:
         if not self.config.http.tokens:
             log.warning("serve.http_without_tokens",
                         hint="no [[http.tokens]]: only /healthz and /readyz answer")
+        from bounced.daemon.api import Api  # aiohttp's server: only when it listens
+
         self.api = Api(self.config, metrics=self.metrics, ready=self.ready.is_set,
-                       written=self.webhooks.nudge if self.webhooks else lambda: None)
+                       written=self._nudge_webhooks)
         host, port = await self.api.start(listen.host or "127.0.0.1", listen.port or 0)
         reach = ListenAddress(host=host, port=port)
         self.addresses.append(f"http://{reach}")
+
+    async def _start_webhooks(self, config: Config) -> None:
+        """The outbox's dispatcher, once some ``[[webhooks]]`` are configured (at start
+        or by a reload): without any, no event is written and aiohttp's client is not
+        loaded."""
+        if self.webhooks is not None or not config.webhooks:
+            return
+        from bounced.daemon.webhooks import WebhookDispatcher
+
+        self.webhooks = WebhookDispatcher(config, metrics=self.metrics)
+        await self.webhooks.start()
+
+    def _nudge_webhooks(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.nudge()
 
     def _database_gauges(self) -> DatabaseGauges | None:
         """The gauges of ``/metrics``, read when Prometheus scrapes (from the API's
@@ -309,9 +328,8 @@ class Daemon:
         """What the worker did (in the thread reading its reports): counted, and the
         webhook outbox looked at at once if the work published events."""
         self.metrics.apply(report)
-        if self.loop is not None and self.webhooks is not None and (
-                report.verdicts or report.state_changes):
-            self.loop.call_soon_threadsafe(self.webhooks.nudge)
+        if self.loop is not None and (report.verdicts or report.state_changes):
+            self.loop.call_soon_threadsafe(self._nudge_webhooks)
 
     # -- run
 
@@ -367,6 +385,8 @@ class Daemon:
             self.api.reconfigure(config)
         if self.webhooks is not None:
             self.webhooks.reconfigure(config)
+        elif config.webhooks:
+            self._tasks.append(asyncio.ensure_future(self._start_webhooks(config)))
         log.info("serve.reloaded", restart_needed=restart_needed or None)
         self.notifier.ready(self._status())
 
