@@ -44,6 +44,7 @@ from bounced.daemon.receive import (
     new_limits,
     protocol_factory,
 )
+from bounced.daemon.smpp import SmppReceiver
 from bounced.daemon.webhooks import WebhookDispatcher
 from bounced.daemon.worker_process import WorkerHandle
 from bounced.daemon.writer import GroupCommitWriter
@@ -177,6 +178,8 @@ class Daemon:
         self._gauge_lock = threading.Lock()
         self.writer: GroupCommitWriter | None = None
         self.handlers: list[BounceHandler] = []
+        #: One per ``[[smpp]]`` account: SMS status reports.
+        self.smpp: list[SmppReceiver] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -209,11 +212,17 @@ class Daemon:
             await self._listen(policy, lmtp=False, inherited=smtp_sock, address=config.smtp.listen)
         if lmtp_sock is not None or config.lmtp.listen:
             await self._listen(policy, lmtp=True, inherited=lmtp_sock, address=config.lmtp.listen)
-        if not self.servers:
+        if not self.servers and not config.smpp and not config.http.listen:
             raise ConfigError(
                 "smtp.listen",
-                "no listener: set smtp.listen or lmtp.listen (or use socket activation)",
+                "no listener: set smtp.listen, lmtp.listen, http.listen or an [[smpp]] "
+                "account (or use socket activation)",
             )
+        for account in config.smpp:
+            receiver = SmppReceiver(account, self.writer, metrics=self.metrics)
+            receiver.start()
+            self.smpp.append(receiver)
+            self.addresses.append(f"smpp://{account.name}@{account.host}:{account.port}")
         self.webhooks = WebhookDispatcher(config, metrics=self.metrics)
         await self.webhooks.start()
         if config.http.listen:
@@ -288,8 +297,15 @@ class Daemon:
         if not self.config.http.tokens:
             log.warning("serve.http_without_tokens",
                         hint="no [[http.tokens]]: only /healthz and /readyz answer")
+        webhooks = self.webhooks
+
+        def written() -> None:
+            if webhooks is not None:
+                webhooks.nudge()
+            self.worker.nudge()  # an SMS receipt stored over HTTP waits for processing
+
         self.api = Api(self.config, metrics=self.metrics, ready=self.ready.is_set,
-                       written=self.webhooks.nudge if self.webhooks else lambda: None)
+                       written=written)
         host, port = await self.api.start(listen.host or "127.0.0.1", listen.port or 0)
         reach = ListenAddress(host=host, port=port)
         self.addresses.append(f"http://{reach}")
@@ -353,6 +369,7 @@ class Daemon:
                 ("database.path", self.config.database.path, config.database.path),
                 ("smtp.hostname", self.config.smtp.hostname, config.smtp.hostname),
                 ("http.listen", self.config.http.listen, config.http.listen),
+                ("smpp", self.config.smpp, config.smpp),
             )
             if old != new
         ]
@@ -383,6 +400,8 @@ class Daemon:
         for protocol in list(self.limits.open):  # grace over: cut the rest (they get no 250)
             if protocol.transport is not None:
                 protocol.transport.close()
+        for receiver in self.smpp:  # unbind; receipts being committed are still answered
+            await receiver.stop()
         await asyncio.sleep(0)
         for task in self._tasks:
             task.cancel()
