@@ -335,7 +335,8 @@ class SmppReceiver:
         """Write one PDU made by smpplib; returns its sequence number."""
         if sequence is None:
             sequence = self._sequence.next_sequence()
-        pdu = smpp_codec.make_pdu(command, client=self._sequence, sequence=sequence, **fields)
+        pdu = smpp_codec.make_pdu(command, client=self._sequence, **fields)
+        pdu.sequence = sequence  # as smpplib's client does: the keyword is not enough
         writer.write(pdu.generate())
         return sequence
 
