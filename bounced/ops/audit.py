@@ -223,8 +223,9 @@ def _describe_evidence(store: Store, source: QualifiedBy) -> str:
         code = f" {source.ref}" if source.ref else ""
         return f"status code{code} (RFC 3463 / SMTP reply code table)"
     if source.source is QualifiedBySource.REFERENCE:
-        row = next((r for rows in PUSH_ROWS.values() for r in rows if r.id == source.ref), None)
-        scenario = f": {row.scenario} (retry: {'yes' if row.retry else 'no'})" if row else ""
+        push = next((r for rows in PUSH_ROWS.values() for r in rows if r.id == source.ref),
+                    None)
+        scenario = f": {push.scenario} (retry: {'yes' if push.retry else 'no'})" if push else ""
         return f"the product reference's push table, row {source.ref}{scenario}"
     if source.source is QualifiedBySource.KIND:
         return "the message kind alone (complaint, auto-reply, ...)"
