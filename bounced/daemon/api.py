@@ -47,6 +47,7 @@ from bounced.core.addresses import (
 )
 from bounced.core.decisions import Decision, denied, released
 from bounced.core.push import PROVIDERS, Feedback
+from bounced.core.sms import message_id_of
 from bounced.core.times import format_time, parse_instant
 from bounced.daemon.metrics import Metrics, report_of
 from bounced.daemon.openapi import document
@@ -583,7 +584,7 @@ class Api:
                                      Channel.SMS.value).inc()
         log.info("message.received", message_id=stored.id, duplicate=stored.duplicate,
                  channel=Channel.SMS.value, peer=peer, protocol="http",
-                 smsc_message_id=receipt.message_id)
+                 smsc_message_id=message_id_of(receipt))
         if "message_status" in fields and \
                 "application/json" not in request.headers.get("Accept", ""):
             # Jasmin re-sends a receipt until the answer is exactly this.

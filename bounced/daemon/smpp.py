@@ -54,6 +54,7 @@ from bounced.core.sms import (
     Receipt,
     decode_text,
     is_delivery_receipt,
+    message_id_of,
     receipt_raw,
 )
 from bounced.daemon.metrics import Metrics
@@ -212,7 +213,9 @@ class SmppReceiver:
                 error = "closed by the SMSC"
             except asyncio.CancelledError:
                 raise
-            except (OSError, SessionError, TimeoutError, asyncio.IncompleteReadError) as failure:
+            except asyncio.IncompleteReadError:
+                error = "connection closed by the SMSC"
+            except (OSError, SessionError, TimeoutError) as failure:
                 error = str(failure) or type(failure).__name__
             self._close()
             if self._stopping:
@@ -320,7 +323,7 @@ class SmppReceiver:
                                              Channel.SMS.value).inc()
                 log.info("message.received", message_id=stored.id, duplicate=stored.duplicate,
                          channel=Channel.SMS.value, peer=message.peer, size=len(message.raw),
-                         protocol="smpp", smsc_message_id=receipt.message_id,
+                         protocol="smpp", smsc_message_id=message_id_of(receipt),
                          problems=list(receipt.problems) or None)
         if writer.is_closing():
             return  # the session is gone: the SMSC re-sends, the copy is a duplicate
