@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import struct
 import threading
 import time
@@ -49,8 +50,11 @@ class Sent:
 class LoopbackSmsc:
     """``start()``, then ``send(name, **deliver_sm fields)``; ``acked(name)`` once answered."""
 
-    def __init__(self, system_id: str = "bounced", password: str = "secret") -> None:
+    def __init__(self, system_id: str = "bounced", password: str = "secret", *,
+                 tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: a server context, for SMPP over TLS."""
         self.system_id, self.password = system_id, password
+        self.tls = tls
         self.port = 0
         self.binds = 0
         self.bind_commands: list[str] = []
@@ -115,7 +119,7 @@ class LoopbackSmsc:
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._session, "127.0.0.1", self.port,
-                                                  reuse_address=True)
+                                                  reuse_address=True, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _shutdown(self) -> None:

@@ -11,6 +11,7 @@ quarantined; a receipt whose answer never reached the SMSC (the daemon killed wi
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import tomllib
@@ -20,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import trustme
 
 from tests.harness.process import ServerProcess, query, wait_until_processed
 from tests.harness.smsc import LoopbackSmsc
@@ -173,6 +175,54 @@ def test_a_receipt_whose_answer_was_lost_to_kill_9_is_resent_and_counts_once(
                  (receipt["number"],)) == [(1, "hard")]
     assert query(db, "SELECT state FROM addresses WHERE address = ?",
                  (receipt["number"],)) == [("quarantine",)]
+
+
+def test_a_session_over_tls_checks_the_smsc_certificate(tmp_path: Path) -> None:
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    smsc = LoopbackSmsc(password="secret", tls=server).start()
+    authority.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    receipt = next(r for r in RECEIPTS if r["name"] == "rejected")
+    try:
+        directory = tmp_path / "daemon"
+        directory.mkdir()
+        (directory / "bounced.toml").write_text(
+            config_text(smsc.port) + f'tls = true\ntls_ca_file = "{tmp_path / "ca.pem"}"\n')
+        (directory / "acme.password").write_text("secret\n")
+        daemon = ServerProcess(["--config", "bounced.toml"], cwd=directory,
+                               log=directory / "serve.log").ready()
+        try:
+            smsc.wait_bound(1)
+            assert daemon.wait_event("smpp.bound")["tls"] is True
+            smsc.send("over-tls", **deliver_sm(receipt))
+            smsc.wait(lambda: smsc.acked("over-tls"), what="the answer over TLS")
+            wait_until_processed(directory / "bounced.db")
+        finally:
+            daemon.kill()
+        assert query(directory / "bounced.db", "SELECT state FROM addresses WHERE address = ?",
+                     (receipt["number"],)) == [("quarantine",)]
+    finally:
+        smsc.close()
+
+
+def test_an_smsc_certificate_no_trusted_authority_signed_is_refused(tmp_path: Path) -> None:
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    trustme.CA().issue_cert("127.0.0.1").configure_cert(server)
+    smsc = LoopbackSmsc(password="secret", tls=server).start()
+    try:
+        (tmp_path / "bounced.toml").write_text(config_text(smsc.port) + "tls = true\n")
+        (tmp_path / "acme.password").write_text("secret\n")
+        daemon = ServerProcess(["--config", "bounced.toml"], cwd=tmp_path,
+                               log=tmp_path / "serve.log").ready()
+        try:
+            refused = daemon.wait_event("smpp.disconnected")
+            assert "CERTIFICATE_VERIFY_FAILED" in refused["error"]
+            assert smsc.binds == 0
+        finally:
+            daemon.kill()
+    finally:
+        smsc.close()
 
 
 def test_a_refused_bind_is_retried_with_backoff(tmp_path: Path) -> None:
