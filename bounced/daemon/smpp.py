@@ -122,7 +122,9 @@ def receipt_of(account: SmppAccount, raw: bytes) -> Receipt | None:
     try:
         pdu: Any = smpp_codec.parse_pdu(raw, client=_Sequence(),
                                         allow_unknown_opt_params=True)
-        esm_class = int(pdu.esm_class or 0)
+        if pdu.esm_class is None or pdu.data_coding is None:  # smpplib stops silently
+            raise ValueError("the body ends before its mandatory fields")
+        esm_class = int(pdu.esm_class)
     except Exception as error:  # any decoding failure: keep the bytes
         return Receipt("smpp", account.name, account.smsc, pdu=pdu_hex,
                        problems=(f"unreadable deliver_sm: {type(error).__name__}: {error}",))
