@@ -147,12 +147,17 @@ def parse_sms_status_report(report: str) -> dict[str, str]:
     return fields
 
 
-def normalize_sms(report: str, smsc: str = "Generic") -> tuple[str, str]:
+def normalize_sms(report: str, smsc: str = "Generic", *, stat: str | None = None,
+                  err: str | None = None) -> tuple[str, str]:
     """Normalize an SMS status report to ``SR <smsc> <stat> <err>|#MESSAGE#``.
 
     Returns ``(normalized, first_text)``: the first text keeps the receipt itself after
-    the pipe, as the reference's "First text" column does.
+    the pipe, as the reference's "First text" column does. ``stat`` and ``err``, when
+    given, are what the SMSC account's extraction found (bounced/core/sms.py); by
+    default the Appendix B ``stat:`` and ``err:`` fields.
     """
     fields = parse_sms_status_report(report)
-    head = f"SR {smsc} {fields.get('stat', '')} {fields.get('err', '')}".rstrip()
+    stat = fields.get("stat", "") if stat is None else stat
+    err = fields.get("err", "") if err is None else err
+    head = f"SR {smsc} {stat} {err}".rstrip()
     return f"{head}|{SMS_MESSAGE}", f"{head}|{report.strip()}"

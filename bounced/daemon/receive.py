@@ -334,7 +334,8 @@ class BounceHandler:
             )
             return REPLY_STORE_FAILED
         self.metrics.commit_seconds.observe(time.monotonic() - started)
-        self.metrics.received.labels(self.protocol, str(stored.duplicate).lower()).inc()
+        self.metrics.received.labels(self.protocol, str(stored.duplicate).lower(),
+                                     "email").inc()
         log.info(
             "message.received",
             message_id=stored.id,

@@ -45,6 +45,7 @@ from bounced.daemon.receive import (
     new_limits,
     protocol_factory,
 )
+from bounced.daemon.smpp import SmppReceiver
 from bounced.daemon.worker_process import WorkerHandle
 from bounced.daemon.writer import GroupCommitWriter
 from bounced.log import get_logger
@@ -181,6 +182,8 @@ class Daemon:
         self._gauge_lock = threading.Lock()
         self.writer: GroupCommitWriter | None = None
         self.handlers: list[BounceHandler] = []
+        #: One per ``[[smpp]]`` account: SMS status reports.
+        self.smpp: list[SmppReceiver] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -215,11 +218,17 @@ class Daemon:
             await self._listen(policy, lmtp=False, inherited=smtp_sock, address=config.smtp.listen)
         if lmtp_sock is not None or config.lmtp.listen:
             await self._listen(policy, lmtp=True, inherited=lmtp_sock, address=config.lmtp.listen)
-        if not self.servers:
+        if not self.servers and not config.smpp and not config.http.listen:
             raise ConfigError(
                 "smtp.listen",
-                "no listener: set smtp.listen or lmtp.listen (or use socket activation)",
+                "no listener: set smtp.listen, lmtp.listen, http.listen or an [[smpp]] "
+                "account (or use socket activation)",
             )
+        for account in config.smpp:
+            receiver = SmppReceiver(account, self.writer, metrics=self.metrics)
+            receiver.start()
+            self.smpp.append(receiver)
+            self.addresses.append(f"smpp://{account.name}@{account.host}:{account.port}")
         await self._start_webhooks(config)
         if config.http.listen:
             await self._listen_http(config.http.listen)
@@ -296,7 +305,7 @@ class Daemon:
         from bounced.daemon.api import Api  # aiohttp's server: only when it listens
 
         self.api = Api(self.config, metrics=self.metrics, ready=self.ready.is_set,
-                       written=self._nudge_webhooks)
+                       written=self._api_wrote)
         host, port = await self.api.start(listen.host or "127.0.0.1", listen.port or 0)
         reach = ListenAddress(host=host, port=port)
         self.addresses.append(f"http://{reach}")
@@ -315,6 +324,12 @@ class Daemon:
     def _nudge_webhooks(self) -> None:
         if self.webhooks is not None:
             self.webhooks.nudge()
+
+    def _api_wrote(self) -> None:
+        """After a write of the API: its events to send, an SMS receipt it stored over
+        HTTP to process."""
+        self._nudge_webhooks()
+        self.worker.nudge()
 
     def _database_gauges(self) -> DatabaseGauges | None:
         """The gauges of ``/metrics``, read when Prometheus scrapes (from the API's
@@ -375,6 +390,7 @@ class Daemon:
                 ("database.path", self.config.database.path, config.database.path),
                 ("smtp.hostname", self.config.smtp.hostname, config.smtp.hostname),
                 ("http.listen", self.config.http.listen, config.http.listen),
+                ("smpp", self.config.smpp, config.smpp),
             )
             if old != new
         ]
@@ -407,6 +423,8 @@ class Daemon:
         for protocol in list(self.limits.open):  # grace over: cut the rest (they get no 250)
             if protocol.transport is not None:
                 protocol.transport.close()
+        for receiver in self.smpp:  # unbind; receipts being committed are still answered
+            await receiver.stop()
         await asyncio.sleep(0)
         for task in self._tasks:
             task.cancel()

@@ -16,6 +16,7 @@ engine can implement the same interface:
 ``reports``         counts over a time window (:mod:`.reports`)
 ``health``          integrity, schema version, sizing (:mod:`.health`)
 ``outbox``          webhook events and their deliveries (:mod:`.outbox`)
+``sent``            messages a sending platform registered (:mod:`.sent`)
 ==================  =============================================================
 
 Work that must happen together runs in :meth:`Store.atomic`, the one way to run a
@@ -53,6 +54,7 @@ from bounced.store.reports import ReportQueries
 from bounced.store.retention import Retention
 from bounced.store.rules import FIRST_USER_RULE_ID, RuleTable
 from bounced.store.schema import SCHEMA_VERSION, migrate
+from bounced.store.sent import SentMessages
 from bounced.store.tuning import (
     PROCESSING_BTREES,
     STORING_BTREES,
@@ -104,6 +106,7 @@ class Store:
         self.reports = ReportQueries(self)
         self.health = Health(self)
         self.outbox = WebhookOutbox(self)
+        self.sent = SentMessages(self)
 
     # ---- opening
 

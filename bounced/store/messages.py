@@ -15,13 +15,20 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bounced.core.times import format_time, parse_time
-from bounced.model import AcceptedMessage, IncomingMessage, Kind, MessageState, StoredMessage
+from bounced.model import (
+    AcceptedMessage,
+    Channel,
+    IncomingMessage,
+    Kind,
+    MessageState,
+    StoredMessage,
+)
 from bounced.store.schema import DIGEST_PREFIX, DUPLICATE_LOOKUP
 
 if TYPE_CHECKING:
     from bounced.store import Store
 
-_COLUMNS = "id, received_at, mail_from, rcpt_to, raw, state, peer, error, attempts"
+_COLUMNS = "id, received_at, mail_from, rcpt_to, raw, state, peer, error, attempts, channel"
 
 
 class MessageTable:
@@ -47,7 +54,8 @@ class MessageTable:
                     continue
                 cursor = conn.execute(
                     "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, "
-                    "raw, state, peer, verp_token) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                    "raw, state, peer, verp_token, channel) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)",
                     (
                         format_time(message.received_at),
                         message.mail_from,
@@ -57,6 +65,7 @@ class MessageTable:
                         message.raw,
                         message.peer,
                         message.verp_token,
+                        message.channel.value,
                     ),
                 )
                 results.append(AcceptedMessage(int(cursor.lastrowid or 0), duplicate=False))
@@ -183,4 +192,5 @@ def _stored(row: tuple) -> StoredMessage:
         peer=row[6],
         error=row[7],
         attempts=int(row[8] or 0),
+        channel=Channel(row[9] or Channel.EMAIL.value),
     )

@@ -7,7 +7,7 @@ provider grouping and rendering are :mod:`bounced.ops.report`'s business.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -18,12 +18,20 @@ if TYPE_CHECKING:
     from bounced.store import Store
 
 _DOMAIN = "lower(substr(b.recipient, instr(b.recipient, '@') + 1))"
+#: The "domain" of a recipient of any channel.
+_DOMAIN_BY_CHANNEL = (
+    "CASE b.channel WHEN 'sms' THEN 'sms' "
+    "WHEN 'push' THEN 'push:' || substr(b.recipient, 6, instr(substr(b.recipient, 6), ':') - 1) "
+    "ELSE lower(substr(b.recipient, instr(b.recipient, '@') + 1)) END"
+)
 #: What a breakdown groups by -> the SQL expression of its key.
 GROUP_KEYS = {
     "type": "coalesce(b.failure_type, '(' || b.kind || ')')",
     "reason": "coalesce(r.label, '(' || b.kind || ')')",
     "day": "substr(b.at, 1, 10)",
-    "domain": _DOMAIN,
+    # an SMS is grouped as "sms", a push token by its application ("push:APP")
+    "domain": _DOMAIN_BY_CHANNEL,
+    "channel": "b.channel",
 }
 _STATE_CHANGES = (
     "coalesce(sum(new_state = 'quarantine'), 0), coalesce(sum(new_state = 'denylisted'), 0), "
@@ -41,6 +49,8 @@ class WindowTotals:
     quarantined: int
     denylisted: int
     released: int
+    #: Bounces per channel (``email``, ``sms``, ``push``).
+    by_channel: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,8 +118,11 @@ class ReportQueries:
         events = conn.execute(
             f"SELECT {_STATE_CHANGES} FROM address_events WHERE at >= ? AND at < ?",
             window).fetchone()
+        channels = dict(conn.execute(
+            "SELECT channel, count(*) FROM bounces WHERE at >= ? AND at < ? GROUP BY channel",
+            window).fetchall())
         return WindowTotals(int(row[0]), int(row[1]), int(row[2]), kinds, types,
-                            int(events[0]), int(events[1]), int(events[2]))
+                            int(events[0]), int(events[1]), int(events[2]), channels)
 
     def groups(self, by: str, since: datetime, until: datetime) -> list[GroupCounts]:
         """The window's bounces grouped by ``by`` (a key of :data:`GROUP_KEYS`)."""

@@ -431,6 +431,52 @@ def _migration_10(db: sqlite_utils.Database) -> None:
     )
 
 
+@migration("channels: sms and push")
+def _migration_11(db: sqlite_utils.Database) -> None:
+    """The other channels (docs/channels.md): SMS status reports and push feedback.
+
+    ``channel`` (``email``, ``sms``, ``push``) on ``messages`` (what the raw document
+    is: an e-mail, or the canonical JSON of a receipt / a provider's answer),
+    ``bounces`` and ``addresses`` (``tel:+E164`` and ``push:APP:TOKEN`` keys live beside
+    e-mail addresses); rows written before are e-mail. ``sent_messages``: what a
+    sending platform registered (``POST /v1/messages``), so that a receipt that names
+    only the SMSC's message id finds its number. The views ``suppression_list`` and
+    ``daily_summary`` gain the channel (the summary's ``domain`` of an SMS is ``sms``,
+    of a push token ``push:APP``).
+    """
+    conn = db.conn
+    for table in ("messages", "bounces", "addresses"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN channel TEXT NOT NULL DEFAULT 'email'")
+    conn.execute(
+        "CREATE TABLE sent_messages (channel TEXT NOT NULL, id TEXT NOT NULL, "
+        "recipient TEXT NOT NULL, registered_at TEXT NOT NULL, PRIMARY KEY (channel, id)) "
+        "WITHOUT ROWID"
+    )
+    conn.execute("DROP VIEW IF EXISTS suppression_list")
+    conn.execute(
+        "CREATE VIEW suppression_list AS "
+        "SELECT a.address AS address, a.state AS state, "
+        "COALESCE(r.label, a.state) AS reason, "
+        "COALESCE(a.quarantined_at, a.updated_at) AS since, a.channel AS channel "
+        "FROM addresses a LEFT JOIN reasons r ON r.code = a.reason_code "
+        "WHERE a.state IN ('quarantine', 'denylisted')"
+    )
+    conn.execute("DROP VIEW IF EXISTS daily_summary")
+    conn.execute(
+        "CREATE VIEW daily_summary AS "
+        "SELECT substr(COALESCE(b.at, b.received_at), 1, 10) AS day, "
+        "b.failure_type AS failure_type, r.label AS reason, "
+        "CASE b.channel WHEN 'sms' THEN 'sms' WHEN 'push' THEN 'push:' || "
+        "substr(b.recipient, 6, instr(substr(b.recipient, 6), ':') - 1) "
+        "ELSE lower(substr(b.recipient, instr(b.recipient, '@') + 1)) END AS domain, "
+        "b.channel AS channel, "
+        "count(*) AS bounces, count(DISTINCT b.recipient) AS addresses "
+        "FROM bounces b LEFT JOIN reasons r ON r.code = b.reason_code "
+        "WHERE b.failure_type IS NOT NULL "
+        "GROUP BY day, b.failure_type, r.label, domain, b.channel"
+    )
+
+
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -13,6 +13,7 @@ from bounced.config import (
     Config,
     ConfigError,
     HttpToken,
+    SmppAccount,
     WebhookConfig,
     config_from_mapping,
     load_config,
@@ -40,7 +41,8 @@ def test_the_documented_example_shows_every_setting() -> None:
 
 
 @pytest.mark.parametrize(("table", "cls"), [("http.tokens", HttpToken),
-                                            ("webhooks", WebhookConfig)])
+                                            ("webhooks", WebhookConfig),
+                                            ("smpp", SmppAccount)])
 def test_the_documented_example_shows_every_key_of_its_arrays_of_tables(
         table: str, cls: type) -> None:
     """Arrays of tables are empty by default, so the example shows one commented out."""
@@ -148,3 +150,36 @@ def test_a_stress_timeout_longer_than_the_timeout_is_capped_by_it() -> None:
 
     config = config_from_mapping({"smtp": {"timeout": "2s", "stress_timeout": "10s"}})
     assert SessionLimits.from_smtp(config.smtp).stress_timeout == 2.0
+
+
+def test_the_documented_smpp_example_loads_once_uncommented(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text(encoding="utf-8")
+    start = text.index("# [[smpp]]")
+    lines = [line[2:] for line in text[start:].splitlines()
+             if (line.startswith("# ") and " = " in line) or line == "# [[smpp]]"]
+    example = "\n".join(line for line in lines if not line.startswith("password ="))
+    (tmp_path / "acme.password").write_text("secret\n")
+    (tmp_path / "bounced.toml").write_text(example + "\n")
+    [account] = load_config(tmp_path / "bounced.toml").smpp
+    assert (account.name, account.password, account.bind) == ("acme", "secret", "receiver")
+    assert account.status_regex == r"\bstat:(\S*)"
+
+
+@pytest.mark.parametrize(("table", "key"), [
+    ({"name": "a", "host": "h", "system_id": "s", "bind": "transmitter"}, "smpp[0].bind"),
+    ({"name": "a", "host": "h", "system_id": "s", "password": "toolongpassword"},
+     "smpp[0].password"),
+    ({"name": "a", "host": "h", "system_id": "s", "status_regex": "(unclosed"},
+     "smpp[0].status_regex"),
+    ({"name": "a", "system_id": "s"}, "smpp[0].host"),
+])
+def test_a_wrong_smpp_account_names_its_key(table: dict[str, object], key: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping({"smpp": [table]})
+    assert error.value.key == key
+
+
+def test_an_unknown_phone_region_is_refused() -> None:
+    with pytest.raises(ConfigError) as error:
+        config_from_mapping({"addresses": {"phone_region": "XX"}})
+    assert error.value.key == "addresses.phone_region"
