@@ -38,10 +38,12 @@ _COMMANDS = {
 
 
 _SECTION_COMMAND = re.compile(
-    r"^[ \t]*[-=_*]*[ \t]*(?:smtp[ \t]+|failed[ \t]+|last[ \t]+)?command[ \t]*[-=_*:]*[ \t]*"
-    r"(?:\n[ \t]*)?(rcpt to|rcpt|mail from|mail|data|helo|ehlo|starttls|auth)\b",
+    r"^[ \t]*+[-=_*]*+[ \t]*+(?:smtp[ \t]++|failed[ \t]++|last[ \t]++)?command[ \t]*+[-=_*:]*+"
+    r"[ \t]*+(?:\n[ \t]*+)?(rcpt to|rcpt|mail from|mail|data|helo|ehlo|starttls|auth)\b",
     re.IGNORECASE | re.MULTILINE,
 )
+"""Possessive runs: two runs of blanks around an optional one gave a line of blanks
+back and forth between them (quadratic); each run is followed by what it cannot hold."""
 
 
 def find_section_command(text: str) -> str | None:

@@ -31,6 +31,16 @@ MAX_PARTS = 2000
 MAX_HEADER_BLOCK = 256 * 1024
 """A header section longer than this is truncated: no MTA writes one, garbage does."""
 
+MAX_DECODED_VALUE = 16 * 1024
+"""A header value longer than this keeps its RFC 2047 encoded words as written: decoding
+costs more than linear time in the number of words (:mod:`email.header` joins them one by
+one), and no Subject or display name is that long."""
+
+MAX_UNCLOSED_WORDS = 8
+"""A value with more ``=?`` after its last ``?=`` keeps its encoded words as written:
+:func:`email.header.decode_header` scans from each such ``=?`` to the end of the value,
+looking for a ``?=`` that is not there (quadratic)."""
+
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _PARAM = re.compile(
     r""";\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)""",
@@ -207,8 +217,14 @@ def parse_headers(block: bytes, problems: list[str] | None = None) -> Headers:
 
 
 def decode_words(value: str) -> str:
-    """RFC 2047 ``=?charset?B?...?=`` words -> text; undecodable ones stay as written."""
+    """RFC 2047 ``=?charset?B?...?=`` words -> text; undecodable ones stay as written, and
+    so does a value too long or too broken to decode in linear time (see
+    :data:`MAX_DECODED_VALUE` and :data:`MAX_UNCLOSED_WORDS`)."""
     if _ENCODED_WORD not in value:
+        return value
+    if len(value) > MAX_DECODED_VALUE or (
+        value.count(_ENCODED_WORD, value.rfind("?=") + 1) > MAX_UNCLOSED_WORDS
+    ):
         return value
     try:
         return str(make_header(decode_header(value)))
@@ -344,13 +360,26 @@ def split_multipart(body: bytes, boundary: bytes) -> tuple[list[bytes], bool]:
 _DELIMITER_LINE = re.compile(rb"^--([^\s]{1,70}?)(?:--)?[ \t]*$", re.MULTILINE)
 
 
+MAX_BOUNDARY_GUESSES = 8
+"""Distinct ``--token`` lines tried by :func:`guess_boundary`: each try counts the token
+in the whole body, and a body of thousands of distinct ``--x`` lines cost as many passes
+over megabytes. The boundary in use is the first such line of a real body."""
+
+
 def guess_boundary(body: bytes) -> bytes | None:
     """The boundary the body actually uses, when the declared one was mangled: the
-    first ``--token`` line that occurs at least twice."""
+    first ``--token`` line (of the first :data:`MAX_BOUNDARY_GUESSES` distinct ones in
+    the first 64 KB) that occurs at least twice."""
+    tried: set[bytes] = set()
     for match in _DELIMITER_LINE.finditer(body, 0, 64 * 1024):
         token = match.group(1)
+        if token in tried:
+            continue
         if body.count(b"\n--" + token) + body.startswith(b"--" + token) >= 2:
             return token
+        tried.add(token)
+        if len(tried) >= MAX_BOUNDARY_GUESSES:
+            break
     return None
 
 

@@ -30,11 +30,20 @@ import re
 from dataclasses import dataclass
 
 _ADDR = r"[^\s<>()\[\]\"',;:@]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]"
-ADDRESS = re.compile(_ADDR)
+ADDRESS = re.compile(
+    r"(?<![^\s<>()\[\]\"',;:@])[^\s<>()\[\]\"',;:@]++@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]"
+)
+"""An address, for :meth:`re.Pattern.search`: :data:`_ADDR`, its local part tried only
+from the start of a run of local-part characters. From any later character the run
+ends at the same place, so the first match is the same; trying them all made a long
+line without "@" quadratic."""
 _QUOTED_ADDR = rf"(?:\"[^\"]*\"\s*)?[\"']?<?({_ADDR})>?[\"']?"
 
 _ADDRESS_LINE = re.compile(
-    rf"^(?P<indent>[ \t]*)(?:>+\s*|[*\u2022-]\s+|(?P<code>[245]\d\d)[ -]+)?"
+    # After a reply code, the spaces and dashes are not given back one by one to be
+    # retried as the start of the address (quadratic on "550-----..."): only the last
+    # dash can start it, and only when "@" follows (an address "-@host").
+    rf"^(?P<indent>[ \t]*)(?:>+\s*|[*\u2022-]\s+|(?P<code>[245]\d\d)(?:[ -]+(?=-@)|[ -]++))?"
     rf"(?:(?:(?:final-|original-)?recipient(?:\s+address)?|address|rcpt to|mailbox)\s*:\s*"
     rf"(?:rfc822;\s*)?)?"
     rf"{_QUOTED_ADDR}\s*(?::|\.{{3}})?\s*(?P<rest>.*)$",
@@ -270,22 +279,35 @@ def _starts_block(current: _Block | None, indent: int) -> bool:
 
 def _sentence_recipients(text: str) -> list[TextRecipient]:
     """Addresses a sentence names as recipients; the error text is that line and the
-    prose after it (section rules skipped), since vendors state the reason around it."""
+    prose after it (section rules skipped), since vendors state the reason around it.
+
+    Each line's text is made once and the start of the line is found from the previous
+    match on: thousands of recipients on one long line must not each copy or scan it."""
     seen: dict[str, TextRecipient] = {}
+    texts: dict[int, str] = {}
+    line_start = scanned = 0
     for match in _SENTENCE_RECIPIENT.finditer(text):
         address = next(group for group in match.groups() if group)
         if _BOILERPLATE_ADDRESS.match(address) or address.lower() in seen:
             continue
-        seen[address.lower()] = TextRecipient(
-            unescape_octal(address), _lines_from(text, match.start())
-        )
+        line_start = text.rfind("\n", scanned, match.start()) + 1 or line_start
+        scanned = match.start()
+        if line_start not in texts:
+            texts[line_start] = _lines_from(text, line_start)
+        seen[address.lower()] = TextRecipient(unescape_octal(address), texts[line_start])
     return list(seen.values())
 
 
-def _lines_from(text: str, position: int) -> str:
-    """The line holding ``position`` and the ones after it, section rules left out."""
-    line_start = text.rfind("\n", 0, position) + 1
-    lines = text[line_start:].split("\n")[: FOLLOWING_LINES + 1]
+def _lines_from(text: str, line_start: int) -> str:
+    """The line starting at ``line_start`` and the ones after it, section rules left out
+    (:data:`FOLLOWING_LINES` of them: only those are split off the text)."""
+    end = line_start
+    for _ in range(FOLLOWING_LINES + 1):
+        end = text.find("\n", end) + 1
+        if end == 0:
+            end = len(text)
+            break
+    lines = text[line_start:end].split("\n")[: FOLLOWING_LINES + 1]
     return collapse(" ".join(line for line in lines if not _RULE_LINE.match(line.strip())))
 
 
@@ -313,5 +335,14 @@ def unescape_octal(address: str) -> str:
 
 def collapse(text: str, limit: int = 2000) -> str:
     """Whitespace collapsed, control characters dropped, length bounded: diagnostics
-    are stored, shown and grouped on."""
-    return " ".join(text.translate(_CONTROL).split())[:limit]
+    are stored, shown and grouped on.
+
+    Only a head of ``text`` is read, grown until it gives ``limit`` characters: the
+    collapsed head is a prefix of the collapsed whole, so the result is the same, and
+    a notice of megabytes costs what its first kilobytes do."""
+    size = 2 * limit + 256
+    while True:
+        head = " ".join(text[:size].translate(_CONTROL).split())
+        if len(head) >= limit or size >= len(text):
+            return head[:limit]
+        size *= 4
