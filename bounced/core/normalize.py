@@ -185,10 +185,40 @@ def normalize(text: str) -> str:
 
     Pure and idempotent: ``normalize(normalize(t)) == normalize(t)``. Reads at most the
     first :data:`MAX_NORMALIZED` characters of ``text`` and returns at most as many.
+
+    One pass of the substitutions nearly always settles a text. It does not when a
+    replacement gives an earlier step a new place to start: ``#xxx#`` put right before a
+    word makes a word boundary there (``12:3012:30`` -> ``#xxx#12:30``), ``#`` and ``*``
+    are local-part characters before an ``@`` (``a@b@c`` -> ``*@c``). Only a text where a
+    placeholder touches such a character goes through the substitutions again, until it
+    no longer changes.
     """
     if not text:
         return ""
-    result = _WHITESPACE.sub(" ", text[:MAX_NORMALIZED]).strip()
+    result = _substitute(text[:MAX_NORMALIZED])
+    for _ in range(_MAX_PASSES - 1):
+        if not _UNSETTLED.search(result):
+            break
+        again = _substitute(result)
+        if again == result:
+            break
+        result = again
+    return _bounded(result)
+
+
+_MAX_PASSES = 4
+_UNSETTLED = re.compile(
+    rf"{re.escape(VARIABLE)}(?:[\w@]|:[0-9a-fA-F]{{0,4}}:)|(?:\w|[0-9a-fA-F:]:){re.escape(VARIABLE)}"
+    rf'|{re.escape(ADDRESS)}@|"@'
+)
+"""A placeholder next to what an earlier step may start or end a match with: a word
+character (``\\b``), the colons of an IPv6 address, the ``@`` after a local part; or a
+quoted local part, which a replacement may have rid of its spaces."""
+
+
+def _substitute(text: str) -> str:
+    """One pass: whitespace collapsed, then every substitution in order."""
+    result = _WHITESPACE.sub(" ", text).strip()
     result = _MULTILINE_REPLY.sub(r"\1 ", result)
     # Substitutions only remove content, so a guard false on the original stays false.
     lowered = result.lower()
@@ -202,17 +232,26 @@ def normalize(text: str) -> str:
         else:
             result = step.pattern.sub(step.replacement, result)
     result = _REPEATED_VARIABLE.sub(VARIABLE, result)
-    return _bounded(_WHITESPACE.sub(" ", result).strip())
+    return _WHITESPACE.sub(" ", result).strip()
 
 
 def _bounded(text: str) -> str:
-    """``text`` cut to :data:`MAX_NORMALIZED` characters, after its last whole word when
-    there is a space in its last kilobyte: a word cut in two could normalize differently
-    the next time, and normalizing must change nothing the second time."""
+    """``text`` cut to :data:`MAX_NORMALIZED` characters (a few replacements are longer
+    than what they replace), after its last whole word: a prefix of a normalized text
+    that ends before a space is normalized too, so normalizing it again changes nothing.
+    A text with no space to cut at is one hostile word: it is cut where it must be and
+    substituted again until that settles."""
     if len(text) <= MAX_NORMALIZED:
         return text
-    space = text.rfind(" ", MAX_NORMALIZED - 1024, MAX_NORMALIZED + 1)
-    return text[:space] if space > 0 else text[:MAX_NORMALIZED]
+    space = text.rfind(" ", 0, MAX_NORMALIZED + 1)
+    if space > 0:
+        return text[:space]
+    for _ in range(_MAX_PASSES):
+        cut = text[:MAX_NORMALIZED]
+        text = _substitute(cut)
+        if text == cut:
+            break
+    return text[:MAX_NORMALIZED]
 
 
 def parse_sms_status_report(report: str) -> dict[str, str]:

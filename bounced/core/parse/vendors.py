@@ -51,15 +51,17 @@ _ADDRESS_LINE = re.compile(
 )
 _SENTENCE_RECIPIENT = re.compile(
     rf"(?:\b(?:to|for|recipient(?:s)?|address(?:es)?|RCPT TO:?|Original-Recipient:|user|"
-    rf"Final-Recipient:(?:\s*rfc822;)?|mailbox)\s*[:;]?\s*)<({_ADDR})>"
-    rf"|(?:\b(?:RCPT TO|Final-Recipient|Original-Recipient)\s*:\s*(?:rfc822;\s*)?)({_ADDR})"
-    rf"|\b(?:message|mail|e-?mail|undeliverable|delivery|deliver(?:ed)?)\s+(?:sent\s+)?"
-    rf"(?:to|for)\s*:?\s*<?({_ADDR})\b"
-    rf"|^(?![ \t]*(?:from|to|cc|bcc|reply-to|sender|return-path|delivered-to|mail from|"
+    rf"Final-Recipient:(?:\s*+rfc822;)?|mailbox)\s*+[:;]?\s*+)<({_ADDR})>"
+    rf"|(?:\b(?:RCPT TO|Final-Recipient|Original-Recipient)\s*+:\s*+(?:rfc822;\s*+)?)({_ADDR})"
+    rf"|\b(?:message|mail|e-?mail|undeliverable|delivery|deliver(?:ed)?)\s++(?:sent\s++)?"
+    rf"(?:to|for)\s*+:?\s*+<?({_ADDR})\b"
+    rf"|^(?![ \t]*+(?:from|to|cc|bcc|reply-to|sender|return-path|delivered-to|mail from|"
     rf"rcpt to|message-id|in-reply-to|references|resent-[a-z-]+|x-[a-z0-9-]+)\b)"
-    rf"[^\n:<>@]{{3,80}}:\s*<?({_ADDR})>?\s*$",
+    rf"[^\n:<>@]{{3,80}}:\s*+<?({_ADDR})>?\s*$",
     re.IGNORECASE | re.MULTILINE,
 )
+"""Blanks are possessive (``\\s*+``): what follows them is no blank, and "user" then a
+long run of blanks gave them back and forth between two ``\\s*`` (quadratic)."""
 _HEADER_NAMES = (
     r"Return-Path|Received|Message-I[dD]|Date|From|To|Subject|Reply-To|MIME-Version|"
     r"Content-Type|Content-Transfer-Encoding|X-[A-Za-z0-9-]+|DKIM-Signature|Delivered-To|Cc|"
