@@ -45,6 +45,7 @@ _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)[a-z]*\.?"
 _DAY = r"(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?"
 _TIME = r"\d{1,2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?(?:\s*[ap]\.?m\.?)?"
 _ZONE = r"(?:[+-]\d{4}|z|utc|gmt|[a-z]{3,4}t)(?:\s*\([a-z ]+\))?"
+_END_OF_WORD = r"(?!(?!(?:st|nd|rd|th)\b)\w)"
 
 @dataclass(frozen=True, slots=True)
 class _Substitution:
@@ -143,15 +144,19 @@ _SUBSTITUTIONS: tuple[_Substitution, ...] = (
     _step(r"\b(?:https?|ftp)://[^\s<>\"')\]]+", needs="://"),
     # Email addresses, including quoted local parts and SMTPUTF8 ones.
     _step(_ADDRESS_NEXT.pattern, ADDRESS, needs="@", flags=re.NOFLAG, apply=_replace_addresses),
-    # Dates: RFC 5322 ("Thu, 29 Apr 2009 00:00:00 -0000"), ISO 8601, ctime-like.
-    _step(rf"\b(?:{_DAY},?\s+)?\d{{1,2}}\s+{_MONTH}\s+\d{{2,4}}(?:,?\s+{_TIME})?(?:\s+{_ZONE})?",
-          guard=_MONTHS),
+    # Dates: RFC 5322 ("Thu, 29 Apr 2009 00:00:00 -0000"), ISO 8601, ctime-like. Like every
+    # step that starts at a word boundary, they end at one (or before an ordinal suffix,
+    # "May 5th"): replaced in the middle of a word, they would make a boundary where the
+    # next one could start on the next normalization only, one more each time
+    # ("12:3012:3012:30...", see normalize()).
+    _step(rf"\b(?:{_DAY},?\s+)?\d{{1,2}}\s+{_MONTH}\s+\d{{2,4}}(?:,?\s+{_TIME})?(?:\s+{_ZONE})?"
+          rf"{_END_OF_WORD}", guard=_MONTHS),
     _step(rf"\b(?:{_DAY},?\s+)?{_MONTH}\s+\d{{1,2}},?(?:\s+{_TIME})?(?:\s+\d{{4}})?"
-          rf"(?:\s+{_ZONE})?", guard=_MONTHS),
+          rf"(?:\s+{_ZONE})?{_END_OF_WORD}", guard=_MONTHS),
     _step(r"\b\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:z|[+-]\d{2}:?\d{2})?)?\b",
           needs="-"),
     _step(r"\b\d{1,2}/\d{1,2}/\d{2,4}\b", needs="/", flags=re.NOFLAG),
-    _step(rf"\b{_TIME}(?:\s+{_ZONE})?", needs=":"),
+    _step(rf"\b{_TIME}(?:\s+{_ZONE})?{_END_OF_WORD}", needs=":"),
     # IP addresses: IPv6 (with optional "IPv6:" tag) and IPv4, with an optional port.
     _step(r"(?:[Ii][Pp][Vv]6:)?(?<![\w:])(?=[0-9a-fA-F:]*\d)(?:[0-9a-fA-F]{0,4}:){2,7}"
           r"[0-9a-fA-F]{0,4}(?![\w:])", needs=":", flags=re.NOFLAG),

@@ -81,6 +81,8 @@ CASES: tuple[Case, ...] = (
                  "vendors._ADDRESS_LINE: dashes after a reply code"),
     Case("'command' + ' \\t' * N", "prose", lambda n: prose("command" + " \t" * (n // 2)),
          "commands._SECTION_COMMAND: two runs of blanks"),
+    Case("'user' + ' ' * N + 'x'", "prose", lambda n: prose(" " * n + "x"),
+         "vendors._SENTENCE_RECIPIENT: blanks after a keyword given back"),
     Case("'<' * N", "html", lambda n: prose("<" * n, content_type="text/html"),
          "html_to_text: a tag never closed"),
     Case("'<script>' * N", "html", lambda n: prose("<script>" * (n // 8), content_type="text/html"),
