@@ -17,9 +17,11 @@ VICTIM = "victim@example.org"
 
 
 def dsn(diagnostic: str = "unknown user", *, recipient: str = f"rfc822; {VICTIM}",
-        blocks: str | None = None) -> bytes:
+        blocks: str | None = None,
+        notice: str = "This is the mail system at host mx.example.net.") -> bytes:
     """A Postfix-like ``multipart/report`` whose one recipient block carries
-    ``diagnostic`` as its ``Diagnostic-Code`` (or whose blocks are ``blocks``)."""
+    ``diagnostic`` as its ``Diagnostic-Code`` (or whose blocks are ``blocks``), after
+    the human-readable ``notice``."""
     status = blocks if blocks is not None else (
         f"Final-Recipient: {recipient}\nAction: failed\nStatus: 5.1.1\n"
         f"Diagnostic-Code: smtp; 550 5.1.1 {diagnostic}\n"
@@ -28,24 +30,30 @@ def dsn(diagnostic: str = "unknown user", *, recipient: str = f"rfc822; {VICTIM}
         "From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\n"
         "Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n"
         'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\n\n'
-        "--b\nContent-Type: text/plain\n\nThis is the mail system at host mx.example.net.\n\n"
+        f"--b\nContent-Type: text/plain\n\n{notice}\n\n"
         "--b\nContent-Type: message/delivery-status\n\n"
         f"Reporting-MTA: dns; mx.example.net\n\n{status}\n--b--\n"
     ).encode()
 
 
 def prose(text: str = "", *, subject: str = "Undelivered Mail Returned to Sender",
-          content_type: str = "text/plain") -> bytes:
-    """A bounce in prose only (no DSN part): ``text`` follows the line naming the
-    recipient, so it is read as that recipient's error text."""
-    notice = (
-        "This is the mail system at host mx.example.net.\n\n"
-        f"<{VICTIM}>: host mx.example.org[192.0.2.1] said: 550 5.1.1 unknown user\n{text}\n"
+          content_type: str = "text/plain", sentence: bool = False,
+          sender: str = "MAILER-DAEMON@mx.example.net") -> bytes:
+    """A bounce in prose only (no DSN part). ``text`` follows the line naming the
+    recipient, so it is read as that recipient's error text; with ``sentence`` the
+    recipient is named in a sentence instead (Exchange-like), which the prose scanner
+    reads only when no line starts with an address."""
+    named = (
+        f"Your message to <{VICTIM}> could not be delivered:\n" if sentence
+        else f"<{VICTIM}>: host mx.example.org[192.0.2.1] said: 550 5.1.1 unknown user\n"
     )
+    if content_type == "text/html":
+        named = named.replace("<", "&lt;").replace(">", "&gt;")
+    notice = f"This is the mail system at host mx.example.net.\n\n{named}{text}\n"
     if content_type == "text/html":
         notice = f"<html><body><p>{notice}</p></body></html>"
     return (
-        "From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.com\n"
+        f"From: {sender}\nTo: bounces@example.com\n"
         f"Subject: {subject}\nMIME-Version: 1.0\n"
         f"Content-Type: {content_type}; charset=utf-8\n\n{notice}"
     ).encode()
@@ -53,12 +61,14 @@ def prose(text: str = "", *, subject: str = "Undelivered Mail Returned to Sender
 
 @dataclass(frozen=True)
 class Case:
-    """One hostile shape in one place of a message."""
+    """One hostile shape in one place of a message: how to build it at a size, what it
+    made quadratic, and whether the parse still reports :data:`VICTIM`."""
 
     shape: str
     place: str
     build: Callable[[int], bytes]
     why: str
+    names_victim: bool = True
 
 
 def _text_cases(shape: str, text: Callable[[int], str], why: str) -> list[Case]:
@@ -81,14 +91,16 @@ CASES: tuple[Case, ...] = (
                  "vendors._ADDRESS_LINE: dashes after a reply code"),
     Case("'command' + ' \\t' * N", "prose", lambda n: prose("command" + " \t" * (n // 2)),
          "commands._SECTION_COMMAND: two runs of blanks"),
-    Case("'user' + ' ' * N + 'x'", "prose", lambda n: prose(" " * n + "x"),
+    Case("'user' + ' ' * N + 'x'", "prose",
+         lambda n: prose("unknown user" + " " * n + "x", sentence=True),
          "vendors._SENTENCE_RECIPIENT: blanks after a keyword given back"),
     Case("'<' * N", "html", lambda n: prose("<" * n, content_type="text/html"),
          "html_to_text: a tag never closed"),
     Case("'<script>' * N", "html", lambda n: prose("<script>" * (n // 8), content_type="text/html"),
          "html_to_text: a script never closed"),
-    Case("'Re' + ' ' * N + 'x'", "subject", lambda n: prose(subject="Re" + " " * n + "x"),
-         "message._HUMAN_SUBJECT: blanks given back"),
+    Case("'Re' + ' ' * N + 'x'", "subject",
+         lambda n: prose(subject="Re" + " " * n + "x", sender="jane@example.net"),
+         "message._HUMAN_SUBJECT: blanks given back", names_victim=False),
     Case("'=?a?q? ' * N", "subject", lambda n: prose(subject="=?a?q? " * (n // 7)),
          "mime.decode_words: encoded words never closed"),
     Case("'x\\n ' * N", "dsn", lambda n: dsn("x\n " * (n // 3)),
@@ -97,12 +109,19 @@ CASES: tuple[Case, ...] = (
          lambda n: dsn(recipient="rfc822; " + "a" * n + " <" + VICTIM + ">"),
          "dsn.address_of: a recipient field without an address first"),
     Case("'mail to <uI@example.org> ' * N", "prose",
-         lambda n: prose("".join(f"mail to <u{i}@example.org> " for i in range(n // 28))),
+         lambda n: prose("".join(f"mail to <u{i}@example.org> " for i in range(n // 28)),
+                         sentence=True),
          "vendors._sentence_recipients: many recipients on one line"),
     Case("recipient blocks", "dsn", lambda n: dsn(blocks="".join(
         f"Final-Recipient: rfc822; u{i}@example.org\nAction: failed\nStatus: 5.1.1\n\n"
         for i in range(n // 60))),
-         "dsn: one report naming thousands of recipients"),
+         "dsn: one report naming thousands of recipients", names_victim=False),
+    Case("blocks without Diagnostic-Code", "dsn", lambda n: dsn(
+        blocks="".join(f"Final-Recipient: rfc822; u{i}@example.org\nAction: failed\n\n"
+                       for i in range(1000)),
+        notice="Delivery failed, host said: 550 5.7.1 no. " * (n // 42)),
+         "message._reports_of: 1,000 blocks that each take their text from the prose",
+         names_victim=False),
 )
 """Every hostile case, in the order the bench prints them."""
 

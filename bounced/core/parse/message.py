@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -378,31 +379,42 @@ def _reports_of(
     """One report per DSN recipient block. A block without ``Diagnostic-Code`` (Exim's
     local failures) or with a bare exit status (Sendmail's ``X-Unix; 71``) takes its
     error text from the prose, read only when needed; so does the SMTP command, which
-    MTAs write in the prose ("in reply to RCPT TO command") rather than in the DSN."""
+    MTAs write in the prose ("in reply to RCPT TO command") rather than in the DSN.
+
+    A text shared by many blocks (the prose, for up to 1,000 blocks without a diagnostic
+    of their own) is searched for its codes and command once."""
     blocks: dict[str, vendors.TextRecipient] | None = None
+    find_command = functools.cache(commands.find_command)
+    codes_of = functools.cache(_codes_of)
     reports = []
     for block in status.recipients:
         address = dsn.recipient_address(block)
         diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
-        command = commands.find_command(diagnostic)
+        command = find_command(diagnostic)
         if not diagnostic or diagnostic.isdigit() or command is None:
             if blocks is None:
                 blocks = {i.address.lower(): i for i in vendors.scan_recipients(prose())}
             found = blocks.get((address or "").lower())
             if not diagnostic or diagnostic.isdigit():
                 diagnostic = found.diagnostic if found else vendors.collapse(prose(), 1000)
-            command = command or commands.find_command(found.diagnostic if found else "")
-        reports.append(_recipient_from_dsn(block, address, diagnostic, command))
+            command = command or find_command(found.diagnostic if found else "")
+        reports.append(_recipient_from_dsn(block, address, diagnostic, command, codes_of))
     return reports
 
 
+def _codes_of(text: str) -> tuple[str | None, str | None]:
+    """The enhanced status code and the reply code written in ``text``."""
+    return codes.find_status(text), codes.find_reply_code(text)
+
+
 def _recipient_from_dsn(
-    block: dsn.DsnRecipient, address: str | None, diagnostic: str, command: str | None
+    block: dsn.DsnRecipient, address: str | None, diagnostic: str, command: str | None,
+    codes_in: Callable[[str], tuple[str | None, str | None]] = _codes_of,
 ) -> RecipientReport:
-    """One DSN recipient block as a report; the status rule is :func:`codes.prefer_status`."""
+    """One DSN recipient block as a report; the status rule is :func:`codes.prefer_status`.
+    ``codes_in`` reads the codes of the diagnostic (a cached :func:`_codes_of`)."""
     field_status = codes.find_status(block.get("status") or "")
-    text_status = codes.find_status(diagnostic)
-    reply_code = codes.find_reply_code(diagnostic)
+    text_status, reply_code = codes_in(diagnostic)
     status = codes.prefer_status(field_status, text_status) or codes.status_from_reply(
         reply_code
     )
@@ -455,16 +467,18 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
     delayed = _is_delay_notice(view, text)
     whole = vendors.collapse(text)
     section_command = commands.find_section_command(text) if len(found) == 1 else None
+    # Read once per distinct text: the recipients of one notice often share its text.
+    codes_of, remote_host = functools.cache(_codes_of), functools.cache(_remote_host)
+    find_command = functools.cache(commands.find_command)
     recipients = []
     for item in found:
         diagnostic = item.diagnostic
         if not diagnostic or (len(found) == 1 and not vendors.has_code(diagnostic)
                               and vendors.has_code(whole)):
             diagnostic = whole
-        status = codes.find_status(diagnostic)
+        status, reply_code = codes_of(diagnostic)
         if status is None and item.diagnostic and len(found) == 1:
             status = codes.find_status(whole)
-        reply_code = codes.find_reply_code(diagnostic)
         status = status or codes.status_from_reply(reply_code)
         action = Action.DELAYED if delayed else Action.FAILED
         recipients.append(
@@ -475,8 +489,8 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
                 status=status,
                 reply_code=reply_code,
                 diagnostic=diagnostic,
-                remote_mta=_remote_host(diagnostic),
-                smtp_command=commands.find_command(diagnostic) or section_command,
+                remote_mta=remote_host(diagnostic),
+                smtp_command=find_command(diagnostic) or section_command,
             )
         )
     return _dedupe(recipients)
