@@ -122,6 +122,8 @@ class Loaded:
     raw: bytes = b""
     problems: list[str] = field(default_factory=list)
     parts: int = 0
+    #: Multiparts whose boundary was guessed (see :data:`MAX_GUESSED_MULTIPARTS`).
+    guessed: int = 0
 
 
 def normalize_newlines(raw: bytes) -> bytes:
@@ -308,7 +310,10 @@ def _parse_multipart(
         return Part(headers, ctype, params, body)
     chunks, closed = split_multipart(body, boundary.encode("utf-8", "replace"))
     if not chunks:
-        found = guess_boundary(body)
+        found = None
+        if loaded.guessed < MAX_GUESSED_MULTIPARTS:
+            loaded.guessed += 1
+            found = guess_boundary(body)
         if found is not None:
             chunks, closed = split_multipart(body, found)
         loaded.problems.append(
@@ -364,6 +369,11 @@ MAX_BOUNDARY_GUESSES = 8
 """Distinct ``--token`` lines tried by :func:`guess_boundary`: each try counts the token
 in the whole body, and a body of thousands of distinct ``--x`` lines cost as many passes
 over megabytes. The boundary in use is the first such line of a real body."""
+
+MAX_GUESSED_MULTIPARTS = 4
+"""Multiparts of one message whose boundary may be guessed: nested ones each count their
+tokens in their own body again (40 levels of a mangled boundary around 32 MB would be
+2,560 passes over it); a real bounce has one mangled boundary, rarely two."""
 
 
 def guess_boundary(body: bytes) -> bytes | None:

@@ -162,3 +162,23 @@ def test_boundary_guesses_are_bounded() -> None:
     assert mime.guess_boundary(real) == b"real"
     assert mime.guess_boundary(b"".join(decoys[:-1]) + real) == b"real"
     assert mime.guess_boundary(b"".join(decoys) + real) is None  # after 8 distinct decoys
+
+
+def test_boundaries_are_guessed_for_four_multiparts_of_a_message_at_most() -> None:
+    body = b"<a@example.org>: 550 5.1.1 unknown user\n"
+    for level in range(6):
+        head = b'Content-Type: multipart/mixed; boundary="mangled%d"\n\n' % level
+        body = head + b"--real%d\n" % level + body + b"\n--real%d--\n" % level
+    loaded = mime.load(b"From: MAILER-DAEMON@mx.example.net\n" + body)
+    guessed = "multipart/mixed: its boundary delimits nothing; used the delimiter found in the body"
+    assert loaded.problems.count(guessed) == mime.MAX_GUESSED_MULTIPARTS == 4
+    assert "multipart/mixed: its boundary delimits nothing, read as text" in loaded.problems
+
+
+def test_a_header_section_of_half_a_million_headers_is_cut() -> None:
+    raw = (b"From: MAILER-DAEMON@mx.example.net\nSubject: Undelivered Mail\n"
+           + b"X-Filler: yes\n" * 500_000 + b"\n<a@example.org>: 550 5.1.1 unknown user\n")
+    report = parse_message(raw)
+    assert report.subject == "Undelivered Mail"
+    assert any("header section too long" in problem for problem in report.problems)
+    assert not [p for p in report.problems if p.startswith("parser error")]
