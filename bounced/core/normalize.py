@@ -1,4 +1,4 @@
-"""Normalization of diagnostic texts (SPEC §5).
+"""Normalization of diagnostic texts (``docs/normalization.md``).
 
 Two bounces for the same failure almost never carry the same text: the address, the
 queue ID, the date and the refusing host change every time. Normalization removes what
