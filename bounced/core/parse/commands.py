@@ -42,8 +42,9 @@ _SECTION_COMMAND = re.compile(
     r"[ \t]*+(?:\n[ \t]*+)?(rcpt to|rcpt|mail from|mail|data|helo|ehlo|starttls|auth)\b",
     re.IGNORECASE | re.MULTILINE,
 )
-"""Possessive runs: two runs of blanks around an optional one gave a line of blanks
-back and forth between them (quadratic); each run is followed by what it cannot hold."""
+"""Possessive runs: the two runs of blanks around an optional run of rule characters
+passed a long run of blanks back and forth (quadratic); each run is followed by what it
+cannot hold, so giving back never helped a match."""
 
 
 def find_section_command(text: str) -> str | None:

@@ -40,10 +40,10 @@ RECIPIENT_FIELDS = frozenset({"final-recipient", "original-recipient"})
 
 MAX_RECIPIENTS = 1_000
 """Recipient blocks read from one report (and recipients reported for one message, by
-:mod:`bounced.core.parse.message`); further blocks are counted, not kept. A bounce is
-about the recipients of one message, which an MTA splits into batches of at most 1,000
-(Postfix's default ``smtp_destination_recipient_limit`` is 50); more is a hostile report
-whose every block would cost memory and work."""
+:mod:`bounced.core.parse.message`); further blocks are counted, not kept. A bounce of mail
+sent with VERP names one recipient, one of a message to a list a few; more than 1,000 is
+a hostile report, whose every block would cost memory and work (a 32 MB report holds
+half a million)."""
 
 
 @dataclass(slots=True)

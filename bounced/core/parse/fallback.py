@@ -6,8 +6,8 @@ flufl.bounce logs (with a traceback) any detector that crashes on odd input; tho
 reports are collected into ``problems`` instead of reaching the operator's terminal.
 
 Its detectors search each line with patterns that are quadratic in the line's length
-(LLNL's pattern on a 64 KB line of commas took 4 s), so they only
-see the head of the message with its lines cut (:data:`MAX_BYTES`, :data:`MAX_LINE`).
+(LLNL's on a 64 KB line of commas took 4 s), so they only see the head of the message,
+its lines cut (:data:`MAX_BYTES`, :data:`MAX_LINE`).
 """
 
 from __future__ import annotations
