@@ -212,13 +212,16 @@ def normalize(text: str) -> str:
 
 
 _MAX_PASSES = 4
+_V = re.escape(VARIABLE)
 _UNSETTLED = re.compile(
-    rf"{re.escape(VARIABLE)}(?:[\w@]|:[0-9a-fA-F]{{0,4}}:)|(?:\w|[0-9a-fA-F:]:){re.escape(VARIABLE)}"
-    rf'|{re.escape(ADDRESS)}@|"@'
+    rf"{_V}(?:[\w@]|:[0-9a-fA-F]{{0,4}}:|(?<=\w{_V})|(?<=[0-9a-fA-F:]:{_V}))"
+    rf"|{re.escape(ADDRESS)}@|\"@"
 )
 """A placeholder next to what an earlier step may start or end a match with: a word
 character (``\\b``), the colons of an IPv6 address, the ``@`` after a local part; or a
-quoted local part, which a replacement may have rid of its spaces."""
+quoted local part, which a replacement may have rid of its spaces. Every branch starts
+with a literal character, which the regex engine looks for first (this runs on every
+normalized text)."""
 
 
 def _substitute(text: str) -> str:

@@ -12,6 +12,7 @@ recipient field after a complete block) starts a new recipient.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -73,13 +74,8 @@ def unfold(text: str) -> Iterator[str | None]:
     short lines must not become a list of millions of strings first, and appending each
     continuation to the line so far copied it every time (quadratic for a long fold)."""
     current: list[str] = []  # the logical line being read: its first line, continuations
-    start, length = 0, len(text)
-    while start <= length:
-        end = text.find("\n", start)
-        if end < 0:
-            end = length
-        line = text[start:end].rstrip()
-        start = end + 1
+    for raw in io.StringIO(text, newline="\n"):  # lines end at "\n" only, as in the DSN
+        line = raw.rstrip()
         if line and line[0] in " \t" and current:
             current.append(line.strip())
             continue
@@ -92,6 +88,8 @@ def unfold(text: str) -> Iterator[str | None]:
             yield None
     if current:
         yield " ".join(current)
+    if not text or text.endswith("\n"):
+        yield None  # the empty last line after a final line break
 
 
 def parse_delivery_status(text: str) -> DeliveryStatus:

@@ -87,6 +87,7 @@ more are noted in ``problems`` and left out."""
 LARGE_MESSAGE = 10 * 1024 * 1024
 VERP_HEADERS = ("delivered-to", "x-original-to", "to", "envelope-to", "x-envelope-to")
 _Found = TypeVar("_Found")
+_Read = TypeVar("_Read")
 
 
 @dataclass(slots=True)
@@ -384,8 +385,8 @@ def _reports_of(
     A text shared by many blocks (the prose, for up to 1,000 blocks without a diagnostic
     of their own) is searched for its codes and command once."""
     blocks: dict[str, vendors.TextRecipient] | None = None
-    find_command = functools.cache(commands.find_command)
-    codes_of = functools.cache(_codes_of)
+    find_command = _per_text(commands.find_command, len(status.recipients))
+    codes_of = _per_text(_codes_of, len(status.recipients))
     reports = []
     for block in status.recipients:
         address = dsn.recipient_address(block)
@@ -405,6 +406,12 @@ def _reports_of(
 def _codes_of(text: str) -> tuple[str | None, str | None]:
     """The enhanced status code and the reply code written in ``text``."""
     return codes.find_status(text), codes.find_reply_code(text)
+
+
+def _per_text(function: Callable[[str], _Read], calls: int) -> Callable[[str], _Read]:
+    """``function`` as it is for one call, cached for several: the recipients of one
+    notice often share its text, and a thousand of them must not each search it."""
+    return functools.cache(function) if calls > 1 else function
 
 
 def _recipient_from_dsn(
@@ -467,9 +474,9 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
     delayed = _is_delay_notice(view, text)
     whole = vendors.collapse(text)
     section_command = commands.find_section_command(text) if len(found) == 1 else None
-    # Read once per distinct text: the recipients of one notice often share its text.
-    codes_of, remote_host = functools.cache(_codes_of), functools.cache(_remote_host)
-    find_command = functools.cache(commands.find_command)
+    codes_of = _per_text(_codes_of, len(found))
+    remote_host = _per_text(_remote_host, len(found))
+    find_command = _per_text(commands.find_command, len(found))
     recipients = []
     for item in found:
         diagnostic = item.diagnostic
