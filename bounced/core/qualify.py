@@ -48,6 +48,7 @@ from importlib import resources
 from typing import Any
 
 from bounced.core import evidence, statuscodes
+from bounced.core.normalize import MAX_NORMALIZED
 from bounced.model import (
     DEFAULT_PRIORITY,
     Action,
@@ -79,6 +80,14 @@ _RULE_KEYS = frozenset(
 )
 _REQUIRED_KEYS = ("id", "pattern", "type", "reason")
 _TEXT_CACHE_SIZE = 8192
+_CACHED_TEXT_MAX = 2048
+"""Longer texts are not cached: real normalized diagnostics are shorter, and 8,192
+attacker-chosen texts of 16 KB would hold 128 MB."""
+
+MAX_MATCHED = MAX_NORMALIZED
+"""Rules are matched against at most this many characters of a text, whoever calls: a
+normalized text is never longer, and an operator's pattern that backtracks badly costs
+at most what it costs on 16 KB (``docs/qualification.md``)."""
 
 
 class RuleError(ValueError):
@@ -326,6 +335,8 @@ class _Matcher:
             (each.rule for each in self.rules if each.matches(text, lowered, status, command)),
             None,
         )
+        if len(text) > _CACHED_TEXT_MAX:
+            return found
         if len(self.cache) >= _TEXT_CACHE_SIZE:
             self.cache.clear()
         self.cache[key] = found
@@ -362,10 +373,11 @@ def match_rule(
     text: str, rules: Sequence[Rule], *, status: str | None = None, command: str | None = None
 ) -> Rule | None:
     """The first enabled rule (by priority, then id) whose pattern is found in ``text``
-    and whose ``status``/``command`` conditions, if any, hold."""
+    and whose ``status``/``command`` conditions, if any, hold. Only the first
+    :data:`MAX_MATCHED` characters of ``text`` are searched."""
     if not text or not rules:
         return None
-    return _matcher(rules).first(text, status, command)
+    return _matcher(rules).first(text[:MAX_MATCHED], status, command)
 
 
 # ------------------------------------------------------------------------ qualifying
