@@ -40,9 +40,12 @@ def protocol_factory(kind: str, handler: Answer250) -> Callable[[], SMTP]:
     }
     if kind == "stock":
         return lambda: SMTP(handler, **options)
+    from dataclasses import replace
+
+    from bounced.config import SmtpConfig
     from bounced.daemon.receive import BouncedSMTP, new_limits
 
-    limits = new_limits(100_000)
+    limits = new_limits(replace(SmtpConfig(), max_connections=100_000))
 
     def build() -> SMTP:
         protocol = BouncedSMTP(handler, **options)

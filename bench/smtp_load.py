@@ -203,6 +203,8 @@ def start_daemon(workdir: Path, db: Path, *, max_pending: int = 50_000) -> Serve
     config = workdir / "bench.toml"
     config.write_text(
         f'[smtp]\nbounce_domains = ["bounce.bench.test"]\nmax_connections = 1000\n'
+        # every bench client is 127.0.0.1: the per-client limits would measure themselves
+        "max_connections_per_client = 1000\nconnection_rate_per_client = 0\n"
         f"[processing]\nmax_pending = {max_pending}\n"
         '[logging]\nformat = "json"\nlevel = "info"\n'
     )

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, get_type_hints
+
+import phonenumbers
 
 from bounced.core.times import parse_duration
 from bounced.model import EventType
@@ -44,6 +47,13 @@ class DatabaseConfig:
     #: The daemon reads the b-trees each bounce reaches at random into that cache at
     #: start, when they fit (:meth:`bounced.store.Store.prewarm`).
     prewarm: bool = True
+    #: Size (MiB) the WAL file is brought back to once its content is copied into the
+    #: database (``PRAGMA journal_size_limit``; past it the checkpoint thread truncates
+    #: it, see :class:`bounced.store.tuning.Checkpointer`).
+    wal_limit_mb: int = 64
+    #: A WAL that a reader keeps from being copied back (an open ``sqlite3`` session)
+    #: and that grew past this (MiB) is logged as ``database.wal_pinned``.
+    wal_warn_mb: int = 256
 
     @property
     def location(self) -> str:
@@ -97,13 +107,42 @@ class SmtpConfig:
     bounce_addresses: tuple[str, ...] = ()
     #: Client networks allowed to connect (CIDR); empty means any.
     allowed_networks: tuple[str, ...] = ()
-    #: Idle time after which a silent client is disconnected.
+    #: Silence limit: a client that sends no byte for this long (between commands, or
+    #: during DATA) gets ``421 4.4.2`` and is disconnected; a command line must also be
+    #: complete within it.
     timeout: timedelta = timedelta(minutes=5)
+    #: The silence limit while the connection table is more than 80% full (Postfix's
+    #: "stress" mode): idle clients make room for those that deliver. Never longer than
+    #: ``timeout``.
+    stress_timeout: timedelta = timedelta(seconds=10)
+    #: Slowest DATA transfer (bytes/s) allowed: DATA must end within ``timeout`` plus
+    #: the bytes received so far divided by this rate (Postfix's smtpd_min_data_rate).
+    min_data_rate: int = 1024
     #: Recipients accepted in one envelope; more get ``452 4.5.3`` (RFC 5321 asks for >= 100).
     max_recipients: int = 1000
     #: Simultaneous client connections (SMTP and LMTP together); more get ``421 4.3.2``.
     #: Bounds memory under a flood: each connection holds at most one message.
     max_connections: int = 200
+    #: Simultaneous connections from one client IP; more get ``421 4.7.0`` (0: no limit).
+    #: Leaves room for other clients under ``max_connections`` (Postfix's anvil(8)).
+    max_connections_per_client: int = 50
+    #: New connections per minute from one client IP; more get ``421 4.7.0`` (0: no limit).
+    connection_rate_per_client: int = 600
+    #: Commands that deliver nothing (NOOP, RSET, HELP, VRFY, EXPN) allowed since the
+    #: session's last delivered message; one more gets ``421 4.7.0`` (0: no limit).
+    max_junk_commands: int = 100
+    #: A session that has delivered no message for this long (since it connected or
+    #: since its last ``250`` after DATA) gets ``421 4.7.0``, outside DATA.
+    idle_session_limit: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Room on the database's file system for the work already accepted."""
+
+    #: Free space (MiB) kept in reserve: below it new mail gets ``452 4.3.1`` while the
+    #: worker still processes what was stored (0: no reserve).
+    min_free_mb: int = 256
 
 
 @dataclass(frozen=True)
@@ -151,6 +190,10 @@ class AddressesConfig:
     dot_insensitive_domains: tuple[str, ...] = ()
     #: ``"alias=domain"`` pairs naming one mail system twice (``"googlemail.com=gmail.com"``).
     domain_aliases: tuple[str, ...] = ()
+    #: ISO 3166 region code (``"FR"``) of phone numbers written in national form
+    #: (``tel:06 12 34 56 78``, an SMSC's source address without country code); empty:
+    #: only international forms are read.
+    phone_region: str = ""
 
 
 @dataclass(frozen=True)
@@ -225,6 +268,52 @@ class WebhookConfig:
     give_up_after: timedelta = timedelta(days=3)
 
 
+#: How an ``[[smpp]]`` account binds: receive only, or send and receive.
+SMPP_BINDS = ("receiver", "transceiver")
+
+
+@dataclass(frozen=True)
+class SmppAccount:
+    """One SMSC account whose delivery receipts bounced receives (an ``[[smpp]]`` table,
+    docs/channels.md): the daemon binds to it over SMPP 3.4, keeps the session alive and
+    rebinds after a failure."""
+
+    #: The account's name (logs, ``messages.peer``, the stored receipts).
+    name: str = ""
+    host: str = ""
+    port: int = 2775
+    system_id: str = ""
+    #: The bind password (SMPP 3.4: 8 characters at most), or ``password_file``.
+    password: str = ""
+    password_file: str = ""
+    system_type: str = ""
+    #: The SMSC implementation name, written in the SR text ``SR <smsc> <stat> <err>``:
+    #: the same error code means different things at different providers.
+    smsc: str = "Generic"
+    #: ``receiver`` or ``transceiver`` (when the SMSC sends receipts only on the bind
+    #: that submitted the messages, the sending side binds; bounced then needs its own
+    #: receiver bind, or a transceiver one if the SMSC allows only that).
+    bind: str = "receiver"
+    #: SMPP over TLS, the SMSC's certificate checked against the system's trust store
+    #: or ``tls_ca_file``.
+    tls: bool = False
+    tls_ca_file: str = ""
+    #: Regular expressions that extract the status and the error code from a receipt's
+    #: text (group 1, or the whole match): SMPP 3.4 Appendix B's ``stat:`` and ``err:``
+    #: fields by default.
+    status_regex: str = r"\bstat:(\S*)"
+    error_regex: str = r"\berr:(\S*)"
+    #: Idle time after which an ``enquire_link`` checks the session.
+    enquire_link: timedelta = timedelta(seconds=30)
+    #: Longest wait for the SMSC's answer (bind, enquire_link) before the session is
+    #: considered dead and rebound.
+    response_timeout: timedelta = timedelta(seconds=10)
+    #: First wait before rebinding after a failure; each next one doubles, up to
+    #: ``reconnect_max``.
+    reconnect_min: timedelta = timedelta(seconds=1)
+    reconnect_max: timedelta = timedelta(seconds=60)
+
+
 @dataclass(frozen=True)
 class LoggingConfig:
     #: ``auto`` (readable on a terminal, JSON otherwise), ``json`` or ``console``.
@@ -246,10 +335,13 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     webhooks: tuple[WebhookConfig, ...] = ()
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    smpp: tuple[SmppAccount, ...] = ()
 
 
 _CHOICES = {
     "logging.format": ("auto", "json", "console"),
+    "bind": SMPP_BINDS,
     "logging.level": ("debug", "info", "warning", "error"),
 }
 
@@ -285,7 +377,8 @@ def _convert(key: str, expected: Any, value: Any) -> Any:
     if expected is str:
         if not isinstance(value, str):
             raise ConfigError(key, f"expected a string, got {value!r}")
-        choices = _CHOICES.get(key)
+        choices = _CHOICES.get(key) or _CHOICES.get(key.rpartition(".")[2]
+                                                    if key.startswith("smpp[") else "")
         if choices and value not in choices:
             raise ConfigError(key, f"expected one of {', '.join(choices)}, got {value!r}")
         return value
@@ -328,8 +421,13 @@ def _check(name: str, section: Any) -> None:
             ("sqlite:///", "postgresql://", "postgres://")):
         raise ConfigError(f"{name}.url", "expected sqlite:///PATH or "
                                          f"postgresql://USER@HOST/DB, got {section.url!r}")
-    if isinstance(section, DatabaseConfig) and section.cache_mb < 1:
-        raise ConfigError(f"{name}.cache_mb", f"expected an integer >= 1, got {section.cache_mb}")
+    if isinstance(section, DatabaseConfig):
+        for key in ("cache_mb", "wal_limit_mb", "wal_warn_mb"):
+            if getattr(section, key) < 1:
+                raise ConfigError(f"{name}.{key}",
+                                  f"expected an integer >= 1, got {getattr(section, key)}")
+    if isinstance(section, SmtpConfig):
+        _check_smtp(name, section)
     if isinstance(section, ProcessingConfig) and section.batch_size < 1:
         raise ConfigError(f"{name}.batch_size", "expected an integer >= 1, got 0")
     if isinstance(section, ProcessingConfig) and section.max_attempts < 1:
@@ -353,6 +451,41 @@ def _check(name: str, section: Any) -> None:
             raise ConfigError(f"{name}.tokens", f"expected unique names, {duplicate!r} twice")
     if isinstance(section, WebhookConfig):
         _check_webhook(name, section)
+    if isinstance(section, SmppAccount):
+        _check_smpp(name, section)
+    if isinstance(section, AddressesConfig) and section.phone_region and \
+            section.phone_region.upper() not in phonenumbers.SUPPORTED_REGIONS:
+        raise ConfigError(f"{name}.phone_region", "expected an ISO 3166 region code such as "
+                                                  f"\"FR\" or \"US\", got {section.phone_region!r}")
+
+
+def _check_smpp(name: str, account: SmppAccount) -> None:
+    if not account.name.strip() or any(c.isspace() for c in account.name):
+        raise ConfigError(f"{name}.name", f"expected a name without spaces, got {account.name!r}")
+    if not account.host.strip():
+        raise ConfigError(f"{name}.host", "expected the SMSC's host name or address")
+    if not 1 <= account.port <= 65535:
+        raise ConfigError(f"{name}.port", f"expected a port 1..65535, got {account.port}")
+    if not account.system_id or len(account.system_id) > 15:
+        raise ConfigError(f"{name}.system_id", "expected 1 to 15 characters (SMPP 3.4)")
+    if account.password and account.password_file:
+        raise ConfigError(f"{name}.password", "expected a password or a password_file, not both")
+    if len(account.password) > 8:
+        raise ConfigError(f"{name}.password", "expected 8 characters at most (SMPP 3.4)")
+    if len(account.system_type) > 12:
+        raise ConfigError(f"{name}.system_type", "expected 12 characters at most (SMPP 3.4)")
+    if not account.smsc.strip() or any(c.isspace() for c in account.smsc):
+        raise ConfigError(f"{name}.smsc", f"expected a name without spaces, got {account.smsc!r}")
+    for key in ("status_regex", "error_regex"):
+        try:
+            re.compile(getattr(account, key))
+        except re.error as error:
+            raise ConfigError(f"{name}.{key}", f"invalid regular expression: {error}") from None
+    for key in ("enquire_link", "response_timeout", "reconnect_min", "reconnect_max"):
+        if getattr(account, key).total_seconds() <= 0:
+            raise ConfigError(f"{name}.{key}", "expected a duration > 0")
+    if account.reconnect_max < account.reconnect_min:
+        raise ConfigError(f"{name}.reconnect_max", "expected a duration >= reconnect_min")
 
 
 def _check_token(name: str, token: HttpToken) -> None:
@@ -395,6 +528,16 @@ def _check_webhook_secret(key: str, secret: str) -> None:
                                "(python3 -c 'import base64, secrets; "
                                "print(\"whsec_\" + base64.b64encode(secrets.token_bytes(32))"
                                ".decode())')")
+
+
+def _check_smtp(name: str, section: SmtpConfig) -> None:
+    for key in ("timeout", "stress_timeout", "idle_session_limit"):
+        if getattr(section, key).total_seconds() <= 0:
+            raise ConfigError(f"{name}.{key}", "expected a duration > 0")
+    if section.min_data_rate < 1:
+        raise ConfigError(f"{name}.min_data_rate", "expected an integer >= 1 (bytes/s), got 0")
+    if section.max_connections < 1:
+        raise ConfigError(f"{name}.max_connections", "expected an integer >= 1, got 0")
 
 
 def config_from_mapping(data: dict[str, Any], base: Path | None = None) -> Config:
@@ -440,7 +583,19 @@ def _read_secret_files(config: Config, base: Path) -> Config:
         if len(token.secret) < 16:
             raise ConfigError(f"http.tokens[{index}].secret_file",
                               "expected a secret of at least 16 characters")
-    return replace(config, http=replace(config.http, tokens=tokens), webhooks=tuple(webhooks))
+    accounts = []
+    for index, account in enumerate(config.smpp):
+        if account.password_file:
+            key = f"smpp[{index}].password_file"
+            account = replace(account, password=_read_secret(key, account.password_file, base))
+            if len(account.password) > 8:
+                raise ConfigError(key, "expected a password of 8 characters at most (SMPP 3.4)")
+        accounts.append(account)
+    names = [account.name for account in accounts]
+    for duplicate in sorted({each for each in names if names.count(each) > 1}):
+        raise ConfigError("smpp", f"expected unique names, {duplicate!r} twice")
+    return replace(config, http=replace(config.http, tokens=tokens), webhooks=tuple(webhooks),
+                   smpp=tuple(accounts))
 
 
 def load_config(path: str | Path | None) -> Config:

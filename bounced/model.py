@@ -20,6 +20,17 @@ from datetime import datetime
 from enum import Enum, IntEnum, StrEnum
 
 
+class Channel(StrEnum):
+    """How a message reached its recipient, and so what kind of address it names
+    (docs/channels.md): an e-mail address, a phone number (SMS status reports) or a
+    push token (push-notification feedback). Rows written before channels existed
+    are e-mail."""
+
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+
+
 class Kind(StrEnum):
     """What a received message is (docs/kinds.md)."""
 
@@ -181,6 +192,8 @@ class QualifiedBySource(Enum):
     (docs/qualification.md) decided a verdict, and what else it weighed.
 
     ``table`` and ``rule`` are an operator's or a shipped processing rule's decision;
+    ``reference`` is a row of the product reference's push tables
+    (``reference:apns:Unregistered``, :mod:`bounced.core.push`);
     ``provider``, ``status``, ``stage``, ``phrase`` and ``class`` are the evidence the
     shipped knowledge weighed (bounced/core/evidence.py); ``kind`` is the message kind
     alone; ``none`` is no evidence at all.
@@ -188,6 +201,7 @@ class QualifiedBySource(Enum):
 
     TABLE = "table"
     RULE = "rule"
+    REFERENCE = "reference"
     PROVIDER = "provider"
     STATUS = "status"
     STAGE = "stage"
@@ -325,6 +339,9 @@ class IncomingMessage:
     raw: bytes
     peer: str | None = None
     verp_token: str | None = None
+    #: E-mail (raw RFC 5322 bytes), or an SMS status report / push feedback (raw is
+    #: then the canonical JSON of :mod:`bounced.core.sms` / :mod:`bounced.core.push`).
+    channel: Channel = Channel.EMAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,6 +368,7 @@ class StoredMessage:
     #: Times processing of this message began (a message the worker never finished,
     #: because it crashed or was killed on it, has begun more often than it ended).
     attempts: int = 0
+    channel: Channel = Channel.EMAIL
 
 
 # --------------------------------------------------------------------------- qualification
@@ -413,7 +431,9 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class AddressState:
-    """One row of ``addresses``: where an address stands and the memory behind it."""
+    """One row of ``addresses``: where an address stands and the memory behind it
+    (the address is an e-mail address, ``tel:+E164`` or ``push:APP:TOKEN``; its
+    channel follows from that form, :func:`bounced.core.addresses.channel_of`)."""
 
     address: str
     state: QuarantineState = QuarantineState.VALID

@@ -28,7 +28,8 @@ DESCRIPTION = ("Print each address's state and why; exit 0 when every address ma
 def register(parser: argparse.ArgumentParser) -> None:
     common.add_db(parser)
     common.add_config(parser)
-    parser.add_argument("addresses", nargs="+", metavar="ADDRESS")
+    parser.add_argument("addresses", nargs="+", metavar="ADDRESS",
+                        help="jane@example.org, tel:+33612345678 or push:APP_ID:TOKEN")
     common.add_json(parser, "one JSON object per address")
     parser.set_defaults(handler=run)
 
@@ -49,8 +50,9 @@ def _row(report: AddressReport) -> tuple[object, ...]:
 @common.command("check")
 def run(args: argparse.Namespace, out: TextIO) -> int:
     rules = common.address_rules(args)
+    addresses = common.check_addresses(args.addresses, rules)
     with common.open_readonly(args.db) as store:
-        reports = [check_address(store, address, rules) for address in args.addresses]
+        reports = [check_address(store, address, rules) for address in addresses]
     if args.json:
         for report in reports:
             print(json.dumps(report.to_json()), file=out)

@@ -24,8 +24,15 @@ from datetime import UTC, datetime
 from typing import TextIO
 
 from bounced.config import Config, ConfigError, load_config
-from bounced.core.addresses import NO_FOLDING, AddressRules, rules_from_config
+from bounced.core.addresses import (
+    NO_FOLDING,
+    AddressRules,
+    address_problem,
+    channel_of,
+    rules_from_config,
+)
 from bounced.core.times import parse_instant, parse_when
+from bounced.model import Channel
 from bounced.ops import RequestError
 from bounced.ops.webhooks import subscribe
 from bounced.store import DatabaseError, Location, Store, StoreError
@@ -91,6 +98,18 @@ def address_rules(args: argparse.Namespace) -> AddressRules:
     """The ``[addresses]`` folding of ``--config``, so an operator's address finds the
     key the pipeline stored (``Jane+News@Gmail.com`` -> ``jane@gmail.com`` if folded)."""
     return rules_from_config(config_of(args).addresses) if args.config else NO_FOLDING
+
+
+def check_addresses(values: list[str], rules: AddressRules) -> list[str]:
+    """The addresses an operator typed, each an e-mail address, ``tel:NUMBER`` or
+    ``push:APP_ID:TOKEN``; a phone number or push token that cannot be read is a usage
+    error (an e-mail address is taken as typed: its key is still well defined)."""
+    for value in values:
+        if channel_of(value) is not Channel.EMAIL:
+            problem = address_problem(value, rules)
+            if problem is not None:
+                raise UsageError(problem)
+    return values
 
 
 def actor() -> str:

@@ -4,8 +4,10 @@
 - ``migrate``: the same, said explicitly: the step an operator runs on a PostgreSQL
   database shared by several hosts after upgrading bounced (daemons refuse to start
   on a schema they do not know, and never migrate a shared database themselves);
-- ``check``: integrity, schema version, WAL mode, pending and failed messages; exits 1
-  when something needs an operator (corruption, a failed message, an old schema);
+- ``check``: integrity, schema version, WAL mode and size, free space against
+  ``storage.min_free_mb`` (``--config``; a SQLite file's, PostgreSQL's are the
+  server's), pending and failed messages; exits 1 when something needs an operator
+  (corruption, a failed message, an old schema, a full disk);
 - ``retry``: process failed messages again (after a fix);
 - ``copy``: every row of one database into another (a host's SQLite file into the
   PostgreSQL database several hosts will share), resumable, verified by counts.
@@ -51,7 +53,8 @@ def register(parser: argparse.ArgumentParser) -> None:
         common.add_db(sub)
     retry.add_argument("--config", metavar="FILE", help="TOML configuration file")
     check.add_argument("--config", metavar="FILE",
-                       help="also check the configuration the daemon runs with (exposure)")
+                       help="also check the configuration the daemon runs with (exposure, "
+                            "disk reserve, WAL warning size)")
     init.set_defaults(handler=run_init)
     migrate.set_defaults(handler=run_migrate)
     check.set_defaults(handler=run_check)
@@ -83,15 +86,17 @@ def run_migrate(args: argparse.Namespace, out: TextIO) -> int:
 
 @common.command("db check")
 def run_check(args: argparse.Namespace, out: TextIO) -> int:
+    config = common.config_of(args)
     with common.open_readonly(args.db, require_schema=False) as store:
         try:
-            result = store.health.check()
+            result = store.health.check(min_free_mb=config.storage.min_free_mb,
+                                        wal_warn_mb=config.database.wal_warn_mb)
         except DatabaseError as error:
             raise common.UsageError(f"--db {args.db}: not a bounced database ({error})") from None
     for fact in result.facts:
         print(fact, file=out)
     if args.config is not None:
-        exposure = unsigned_exposure(common.config_of(args))
+        exposure = unsigned_exposure(config)
         if exposure is not None:
             print(f"WARNING: {exposure}", file=out)
     for problem in result.problems:

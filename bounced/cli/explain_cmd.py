@@ -26,7 +26,8 @@ DESCRIPTION = ("Show every bounce that touched ADDRESS (normalized text, the rul
 def register(parser: argparse.ArgumentParser) -> None:
     common.add_db(parser)
     common.add_config(parser)
-    parser.add_argument("address", metavar="ADDRESS")
+    parser.add_argument("address", metavar="ADDRESS",
+                        help="jane@example.org, tel:+33612345678 or push:APP_ID:TOKEN")
     common.add_json(parser, "the timeline as JSON")
     parser.set_defaults(handler=run)
 
@@ -51,8 +52,9 @@ def _print_bounce(step: BounceStep, out: TextIO) -> None:
 @common.command("explain")
 def run(args: argparse.Namespace, out: TextIO) -> int:
     rules = common.address_rules(args)
+    [address] = common.check_addresses([args.address], rules)
     with common.open_readonly(args.db) as store:
-        story = explain(store, args.address, rules)
+        story = explain(store, address, rules)
     if args.json:
         print(json.dumps(story.to_json(), indent=2), file=out)
         return 0

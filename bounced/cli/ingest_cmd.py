@@ -118,7 +118,7 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     errors: list[str] = []
     failures = 0
     with common.open_store(args.db, cache_mb=config.database.cache_mb, config=config) as store, \
-            store.checkpoint_in_background():
+            store.checkpoint_in_background(wal_limit_mb=config.database.wal_limit_mb):
         rules = store.rules.enabled()
         batch: list[Named] = []
         messages = incoming(args.paths, envelope, config.verp.separator, errors)

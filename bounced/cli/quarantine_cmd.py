@@ -133,6 +133,7 @@ def run_list(args: argparse.Namespace, out: TextIO) -> int:
 @common.command("quarantine show")
 def run_show(args: argparse.Namespace, out: TextIO) -> int:
     rules = common.address_rules(args)
+    common.check_addresses([args.address], rules)
     with common.open_readonly(args.db) as store:
         report = check_address(store, args.address, rules)
         events = history(store, args.address, rules)
@@ -171,8 +172,9 @@ def _decision_handler(name: str, decide: Decision) -> Callable[..., int]:
     @common.command(f"quarantine {name}")
     def handler(args: argparse.Namespace, out: TextIO) -> int:
         rules = common.address_rules(args)
+        addresses = common.check_addresses(args.addresses, rules)
         with common.open_store(args.db, config=common.config_of(args)) as store:
-            results = act(store, decide, args.addresses, common.now_of(args), args.note, rules,
+            results = act(store, decide, addresses, common.now_of(args), args.note, rules,
                           common.actor())
         print_actions(results, out)
         return 0

@@ -2,7 +2,8 @@
 qualification, quarantines per day, and DNS evidence on Invalid-domain bounces.
 
 ``--since`` takes a duration back from now (``1d``, ``12h``) or an ISO-8601 time;
-``--by`` picks the breakdown (type, reason, domain, provider, day). ``provider`` groups
+``--by`` picks the breakdown (type, reason, domain, provider, day, channel: e-mail, SMS,
+push; an SMS's "domain" is ``sms``, a push token's ``push:APP``). ``provider`` groups
 recipient domains by their MX hosts, looked up with dnspython (``[dns]`` settings, or
 ``--dns-server``) and cached in ``dns_cache``; ``--no-dns`` (or ``[dns] enabled =
 false``) uses cached answers only.

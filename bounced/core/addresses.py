@@ -21,15 +21,31 @@ Everything here is pure and total: a malformed address (no ``@``, a domain IDNA 
 still gets a key, the lowercased text, because a bounce must never fail on an odd
 address. The Python ``idna`` codec (IDNA 2003) is used: it needs no extra dependency
 and is what dnspython falls back to, so the key and the DNS look-up agree.
+
+The other channels (docs/channels.md) have addresses of their own, told apart by a
+prefix, so that one ``addresses`` table and one key space hold all three:
+
+- ``tel:+33612345678``: a phone number, in E.164 (``phonenumbers``); a national form
+  (``tel:06 12 34 56 78``) is read in ``[addresses] phone_region``;
+- ``push:APP_ID:TOKEN``: a push token of one application. Tokens are case-sensitive
+  (FCM's), except APNs' 64 hex digits, which are lowercased; the token is everything
+  after the second colon (FCM tokens contain one).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
+import phonenumbers
+
 from bounced.config import AddressesConfig
+from bounced.model import Channel
 
 WILDCARD = "*"
+#: The prefixes of the non-e-mail address forms.
+TEL, PUSH = "tel:", "push:"
+_APNS_TOKEN = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +60,9 @@ class AddressRules:
     dot_insensitive_domains: tuple[str, ...] = ()
     domain_aliases: tuple[tuple[str, str], ...] = ()
     tag_separator: str = "+"
+    #: ISO 3166 region of phone numbers written in national form (``"FR"``); empty:
+    #: only international forms (``+33...``) are understood.
+    phone_region: str = ""
 
     def folds_tags(self, domain: str) -> bool:
         return WILDCARD in self.plus_tag_domains or domain in _domains(self.plus_tag_domains)
@@ -93,6 +112,80 @@ def split_address(address: str) -> tuple[str, str] | None:
     return local, domain
 
 
+def channel_of(address: str) -> Channel:
+    """The channel an address (in any of the three written forms) belongs to."""
+    head = address.lstrip()[:5].lower()
+    if head.startswith(TEL):
+        return Channel.SMS
+    if head.startswith(PUSH):
+        return Channel.PUSH
+    return Channel.EMAIL
+
+
+def parse_phone(text: str, region: str = "") -> str | None:
+    """``+E164`` of a phone number (international, or national in ``region``), or
+    ``None`` when it is no possible number."""
+    try:
+        number = phonenumbers.parse(text.strip(), region.upper() or None)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_possible_number(number):
+        return None
+    return str(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164))
+
+
+def canonical_phone(text: str, region: str = "") -> str:
+    """``tel:+E164`` of ``tel:NUMBER`` or of a bare number; a number that cannot be read
+    keeps its characters (spaces removed), so a receipt is never lost over it."""
+    body = text.strip()
+    if body[:4].lower() == TEL:
+        body = body[4:]
+    e164 = parse_phone(body, region)
+    return TEL + (e164 if e164 is not None else "".join(body.split()))
+
+
+def split_push(address: str) -> tuple[str, str] | None:
+    """``(app, token)`` of ``push:APP:TOKEN``, or ``None`` when a part is missing."""
+    text = address.strip()
+    if text[:5].lower() != PUSH:
+        return None
+    app, colon, token = text[5:].partition(":")
+    app, token = app.strip(), token.strip()
+    if not colon or not app or not token:
+        return None
+    return app, token
+
+
+def canonical_push(app: str, token: str) -> str:
+    """``push:APP:TOKEN``, an APNs hex token lowercased (FCM tokens are case-sensitive)."""
+    token = token.strip()
+    if _APNS_TOKEN.fullmatch(token):
+        token = token.lower()
+    return f"{PUSH}{app.strip()}:{token}"
+
+
+def address_problem(address: str, rules: AddressRules = NO_FOLDING) -> str | None:
+    """Why ``address`` is none of the three forms (for input an operator or a client
+    typed), or ``None`` when it is fine."""
+    text = address.strip()
+    channel = channel_of(text)
+    if channel is Channel.SMS:
+        if parse_phone(text[4:], rules.phone_region) is None:
+            hint = "" if rules.phone_region else (
+                " (a national form needs [addresses] phone_region)")
+            return f"not a phone number: {address[:100]!r}{hint}"
+        return None
+    if channel is Channel.PUSH:
+        parts = split_push(text)
+        if parts is None or any(c.isspace() for c in parts[0] + parts[1]):
+            return f"not a push token (push:APP_ID:TOKEN): {address[:100]!r}"
+        return None
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not domain or any(c.isspace() or c in "<>" for c in text):
+        return f"not an email address: {address[:100]!r}"
+    return None
+
+
 def canonical_address(address: str, rules: AddressRules = NO_FOLDING) -> str:
     """The key under which ``address`` is stored and compared (see the module docstring).
 
@@ -101,6 +194,14 @@ def canonical_address(address: str, rules: AddressRules = NO_FOLDING) -> str:
     ...     domain_aliases=(("googlemail.com", "gmail.com"),)))
     'janedoe@gmail.com'
     """
+    channel = channel_of(address)
+    if channel is Channel.SMS:
+        return canonical_phone(address, rules.phone_region)
+    if channel is Channel.PUSH:
+        pushed = split_push(address)
+        if pushed is not None:
+            return canonical_push(*pushed)
+        return address.strip()
     parts = split_address(address)
     if parts is None:
         return address.strip().strip("<>").strip().lower()
@@ -134,4 +235,5 @@ def rules_from_config(config: AddressesConfig) -> AddressRules:
         plus_tag_domains=config.plus_tag_domains,
         dot_insensitive_domains=config.dot_insensitive_domains,
         domain_aliases=aliases,
+        phone_region=config.phone_region,
     )

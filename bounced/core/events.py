@@ -53,8 +53,9 @@ def address_data(event: AddressEvent, *, reason: Reason | None, bounce_id: int |
 def verdict_data(*, bounce_id: int, message_id: int, recipient: str | None, kind: str,
                  failure_type: str | None, reason: Reason | None, qualified_by: str | None,
                  status: str | None, diagnostic: str, at: datetime, applied: bool,
-                 feedback_type: str | None = None) -> dict[str, Any]:
+                 feedback_type: str | None = None, channel: str = "email") -> dict[str, Any]:
     return {
+        "channel": channel,
         "bounce_id": bounce_id,
         "message_id": message_id,
         "recipient": recipient,

@@ -57,6 +57,7 @@ from bounced.core.knowledge import (
     Provider,
     load_knowledge,
 )
+from bounced.core.normalize import MAX_NORMALIZED
 from bounced.model import FailureType, QualifiedBy, QualifiedBySource, Reason
 
 FIRST_PASS = (
@@ -87,7 +88,11 @@ GENERIC_DETAILS = frozenset({(0, 0), (1, 0), (5, 0)})
 
 _STAGES_BEFORE_DATA = frozenset({"CONN", "EHLO", "HELO", "MAIL", "RCPT"})
 _GREETING_STAGES = frozenset({"CONN", "EHLO", "HELO"})
-_ADDRESS = re.compile(r"[^\s<>()\[\]\"',;:]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]")
+# An address: a local part taken whole from the start of its run (the lookbehind) and
+# possessively, so that a long run with no "@" after it is scanned once, not once per
+# character (quadratic on hostile text, bench/adversarial.py); then "@" and a domain.
+_LOCAL = r"[^\s<>()\[\]\"',;:@]"
+_ADDRESS = re.compile(rf"(?<!{_LOCAL}){_LOCAL}++@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]")
 _CACHE_SIZE = 8192
 
 
@@ -122,8 +127,10 @@ class Finding:
 
 
 def haystack(text: str) -> str:
-    """``text`` as the wordings are matched against it (see :class:`Facts`)."""
-    lowered = " ".join(text.lower().split())
+    """``text`` as the wordings are matched against it (see :class:`Facts`): its first
+    16 KB (what normalization keeps, ``docs/normalization.md``), lowercased, blanks
+    collapsed, addresses as ``*``."""
+    lowered = " ".join(text[:MAX_NORMALIZED].lower().split())
     return _ADDRESS.sub("*", lowered) if "@" in lowered else lowered
 
 

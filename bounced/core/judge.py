@@ -11,7 +11,14 @@ from collections.abc import Callable, Sequence
 
 from bounced.core.normalize import normalize
 from bounced.core.qualify import qualify
-from bounced.model import BounceReport, RecipientReport, Rule, TableEntry, Verdict
+from bounced.model import (
+    BounceReport,
+    Qualification,
+    RecipientReport,
+    Rule,
+    TableEntry,
+    Verdict,
+)
 
 TableLookup = Callable[[str], TableEntry | None]
 
@@ -30,11 +37,21 @@ def recipients_of(report: BounceReport) -> tuple[RecipientReport, ...]:
 def judge(
     report: BounceReport, rules: Sequence[Rule], lookup: TableLookup = no_table
 ) -> tuple[Verdict, ...]:
+    """One verdict per recipient. A text shared by several recipients (one error for a
+    whole batch, up to the parser's 1,000) is normalized, looked up and qualified once
+    (qualify reads nothing else of a recipient than the fields in the key below)."""
     verdicts = []
+    texts: dict[str, tuple[str, TableEntry | None]] = {}
+    qualified: dict[tuple[object, ...], Qualification | None] = {}
     for recipient in recipients_of(report):
-        text = normalize(recipient.diagnostic)
-        entry = lookup(text) if text else None
-        verdicts.append(
-            Verdict(recipient, text, qualify(recipient, text, entry=entry, rules=rules))
-        )
+        known = texts.get(recipient.diagnostic)
+        if known is None:
+            text = normalize(recipient.diagnostic)
+            known = texts[recipient.diagnostic] = (text, lookup(text) if text else None)
+        text, entry = known
+        key = (text, entry, recipient.kind, recipient.action, recipient.status,
+               recipient.reply_code, recipient.smtp_command)
+        if key not in qualified:
+            qualified[key] = qualify(recipient, text, entry=entry, rules=rules)
+        verdicts.append(Verdict(recipient, text, qualified[key]))
     return tuple(verdicts)

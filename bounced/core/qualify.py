@@ -45,10 +45,10 @@ import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from importlib import resources
-from pathlib import Path
 from typing import Any
 
 from bounced.core import evidence, statuscodes
+from bounced.core.normalize import MAX_NORMALIZED
 from bounced.model import (
     DEFAULT_PRIORITY,
     Action,
@@ -64,11 +64,14 @@ from bounced.model import (
     TableEntry,
 )
 
-DEFAULT_IDS = range(1, 10_000)
+FIRST_USER_RULE_ID = 10_000
+"""Operators' rules are numbered from here, so they never collide with a default."""
+
+DEFAULT_IDS = range(1, FIRST_USER_RULE_ID)
 """Rule ids reserved for the shipped defaults."""
 
-USER_IDS_START = 10_000
-"""Operators' rules are numbered from here, so they never collide with a default."""
+USER_IDS = range(FIRST_USER_RULE_ID, 2**63)
+"""Rule ids of operators' rules."""
 
 
 _RULE_KEYS = frozenset(
@@ -77,6 +80,14 @@ _RULE_KEYS = frozenset(
 )
 _REQUIRED_KEYS = ("id", "pattern", "type", "reason")
 _TEXT_CACHE_SIZE = 8192
+_CACHED_TEXT_MAX = 2048
+"""Longer texts are not cached: real normalized diagnostics are shorter, and 8,192
+attacker-chosen texts of 16 KB would hold 128 MB."""
+
+MAX_MATCHED = MAX_NORMALIZED
+"""Rules are matched against at most this many characters of a text, whoever calls: a
+normalized text is never longer, and an operator's pattern that backtracks badly costs
+at most what it costs on 16 KB (``docs/qualification.md``)."""
 
 
 class RuleError(ValueError):
@@ -178,7 +189,7 @@ def parse_rules(
             raise _fail(source, rule.id, "id", "duplicate id")
         if ids is not None and rule.id not in ids:
             raise _fail(source, rule.id, "id", f"must be in {ids.start}..{ids.stop - 1}")
-        if rule.id < USER_IDS_START and not rule.source:
+        if rule.id < FIRST_USER_RULE_ID and not rule.source:
             raise _fail(source, rule.id, "source",
                         "missing: a shipped rule (id below 10000) says where its wording "
                         "comes from")
@@ -192,35 +203,12 @@ def order_rules(rules: Iterable[Rule]) -> tuple[Rule, ...]:
     return tuple(sorted(rules, key=lambda rule: (rule.priority, rule.id)))
 
 
-def combine_rules(*rule_sets: Iterable[Rule]) -> tuple[Rule, ...]:
-    """Merge rule sets (defaults and an operator's) into one ordered set.
-
-    Two rules with the same id would make ``rule:<id>`` ambiguous in the delivery log,
-    so that is an error.
-    """
-    merged: dict[int, Rule] = {}
-    for rules in rule_sets:
-        for rule in rules:
-            if rule.id in merged:
-                raise RuleError(f"rule {rule.id}: key 'id': defined twice")
-            merged[rule.id] = rule
-    return order_rules(merged.values())
-
-
 @functools.cache
 def load_default_rules() -> tuple[Rule, ...]:
     """The shipped default rules (``bounced/data/rules.toml``), read and validated once;
     always the same tuple, so its compiled form is reused too."""
     document = resources.files("bounced").joinpath("data/rules.toml").read_text("utf-8")
     return parse_rules(document, source="bounced/data/rules.toml", ids=DEFAULT_IDS)
-
-
-def load_rules(path: str | Path) -> tuple[Rule, ...]:
-    """An operator's rule file, same format as the defaults, ids from 10000 on."""
-    path = Path(path)
-    return parse_rules(
-        path.read_text(encoding="utf-8"), source=str(path), ids=range(USER_IDS_START, 2**63)
-    )
 
 
 # -------------------------------------------------------------------------- matching
@@ -347,6 +335,8 @@ class _Matcher:
             (each.rule for each in self.rules if each.matches(text, lowered, status, command)),
             None,
         )
+        if len(text) > _CACHED_TEXT_MAX:
+            return found
         if len(self.cache) >= _TEXT_CACHE_SIZE:
             self.cache.clear()
         self.cache[key] = found
@@ -383,10 +373,11 @@ def match_rule(
     text: str, rules: Sequence[Rule], *, status: str | None = None, command: str | None = None
 ) -> Rule | None:
     """The first enabled rule (by priority, then id) whose pattern is found in ``text``
-    and whose ``status``/``command`` conditions, if any, hold."""
+    and whose ``status``/``command`` conditions, if any, hold. Only the first
+    :data:`MAX_MATCHED` characters of ``text`` are searched."""
     if not text or not rules:
         return None
-    return _matcher(rules).first(text, status, command)
+    return _matcher(rules).first(text[:MAX_MATCHED], status, command)
 
 
 # ------------------------------------------------------------------------ qualifying

@@ -7,8 +7,13 @@ without ``sqlite3`` on the MX host. JSON under ``/v1/`` (described by
 
 - **Auth**: a bearer token of ``[[http.tokens]]`` on every request but the health
   checks; ``read`` lets a client check, list, export, read histories and raw messages and
-  scrape metrics, ``write`` lets it denylist, release and import. A write is the same
-  operator action as the CLI's, recorded with the actor ``api:NAME``.
+  scrape metrics, ``write`` lets it denylist, release and import, post push feedback and
+  SMS receipts and register sent messages. A write is the same operator action as the
+  CLI's, recorded with the actor ``api:NAME``. SMS gateways that call a URL back
+  (Kannel, Jasmin) cannot send a header: ``/v1/feedback/sms`` also takes the token as
+  ``?access_token=`` (RFC 6750 2.3).
+- **Addresses** are of three kinds (docs/channels.md): ``jane@example.org``,
+  ``tel:+33612345678``, ``push:APP_ID:TOKEN``.
 - **Errors** are RFC 9457 problem details (``application/problem+json``), with the field
   at fault for bad input; never a 500 for what a client sent.
 - **The database** is read in a small pool of threads, each with its own read-only
@@ -34,17 +39,26 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from bounced.config import Config, HttpToken
-from bounced.core.addresses import rules_from_config
+from bounced.core.addresses import (
+    address_problem,
+    canonical_address,
+    channel_of,
+    rules_from_config,
+)
 from bounced.core.decisions import Decision, denied, released
+from bounced.core.push import PROVIDERS, Feedback
+from bounced.core.sms import message_id_of
 from bounced.core.times import format_time, parse_instant
-from bounced.daemon.metrics import Metrics
+from bounced.daemon.metrics import Metrics, report_of
 from bounced.daemon.openapi import document
 from bounced.log import get_logger
-from bounced.model import QuarantineState, Reason
+from bounced.model import Channel, QuarantineState, Reason
 from bounced.ops.audit import check_address, explain
+from bounced.ops.channels import receipt_from_fields, record_push, register_messages, store_receipt
 from bounced.ops.quarantine import act, import_denylist, parse_import, write_suppressions_csv
 from bounced.ops.webhooks import subscribe
 from bounced.store import DatabaseError, Store
+from bounced.store.sent import SentMessage
 
 log = get_logger("bounced.daemon.api")
 
@@ -54,8 +68,14 @@ MAX_CHECK = 1000
 MAX_PAGE, DEFAULT_PAGE = 1000, 100
 #: Longest note an operator action keeps in the history.
 MAX_NOTE = 500
-#: Longest address accepted (RFC 5321: 64 + 1 + 255).
+#: Longest address accepted (RFC 5321: 64 + 1 + 255; a push token is ~200).
 MAX_ADDRESS = 320
+#: Messages one ``POST /v1/messages`` may register.
+MAX_REGISTER = 1000
+#: Longest field of a push answer or an SMS receipt (an FCM token is ~200 characters).
+MAX_FIELD = 1000
+#: Where a token may come in the query string (gateways that cannot send a header).
+QUERY_TOKEN_PATHS = frozenset({"/v1/feedback/sms"})
 #: Threads reading the database for the API.
 READERS = 4
 PUBLIC = frozenset({"/healthz", "/readyz"})
@@ -89,6 +109,8 @@ class Problem(Exception):  # noqa: N818 - an HTTP answer, named as RFC 9457 name
 
 def _token_of(request: web.Request, tokens: Sequence[HttpToken]) -> HttpToken:
     header = request.headers.get("Authorization", "")
+    if not header and request.path in QUERY_TOKEN_PATHS and "access_token" in request.query:
+        header = f"Bearer {request.query['access_token']}"
     scheme, _, secret = header.partition(" ")
     challenge = {"WWW-Authenticate": 'Bearer realm="bounced"'}
     if scheme.lower() != "bearer" or not secret.strip():
@@ -107,6 +129,8 @@ def _token_of(request: web.Request, tokens: Sequence[HttpToken]) -> HttpToken:
 
 
 def _scope_of(request: web.Request) -> str:
+    if request.path == "/v1/feedback/sms":  # Kannel calls its dlr-url with GET
+        return "write"
     return "write" if request.method in ("PUT", "DELETE", "POST") and \
         request.path != "/v1/check" else "read"
 
@@ -146,6 +170,10 @@ class Api:
         self.app.router.add_put("/v1/suppressions/{address}", self.deny)
         self.app.router.add_delete("/v1/suppressions/{address}", self.release)
         self.app.router.add_get("/v1/messages/{id}/raw", self.raw)
+        self.app.router.add_post("/v1/messages", self.register)
+        self.app.router.add_post("/v1/feedback/push", self.push_feedback)
+        self.app.router.add_post("/v1/feedback/sms", self.sms_feedback)
+        self.app.router.add_get("/v1/feedback/sms", self.sms_feedback)
         self.runner: web.AppRunner | None = None
         self.address: tuple[str, int] | None = None
 
@@ -245,14 +273,13 @@ class Api:
 
     # -- input
 
-    @staticmethod
-    def _address(value: str, field: str = "address") -> str:
+    def _address(self, value: str, field: str = "address") -> str:
+        """An address of one of the three kinds, as given (422 otherwise)."""
         text = value.strip()
-        local, at, domain = text.rpartition("@")
-        if len(text) > MAX_ADDRESS or not at or not local or not domain or any(
-                c.isspace() or c in "<>" for c in text):
-            raise Problem(422, "invalid-field", f"not an email address: {value[:100]!r}",
-                          field=field)
+        problem = address_problem(text, rules_from_config(self.config.addresses)) if \
+            len(text) <= MAX_ADDRESS else f"too long: {value[:100]!r}"
+        if problem is not None:
+            raise Problem(422, "invalid-field", problem, field=field)
         return text
 
     @staticmethod
@@ -340,11 +367,13 @@ class Api:
         text = request.match_info["id"]
         if not text.isdigit() or len(text) > 18:
             raise Problem(422, "invalid-field", f"not a message id: {text[:40]!r}", field="id")
-        raw = await self.read(lambda store: store.messages.raw(int(text)))
-        if raw is None:
+        found = await self.read(lambda store: store.messages.get(int(text)))
+        if found is None or not found.raw:
             raise Problem(404, "not-found", f"no stored message #{text} (or its raw bytes "
                           "were purged past retention)", field="id")
-        return web.Response(body=raw, content_type="message/rfc822")
+        # an SMS receipt or a push answer is stored as its canonical JSON document
+        kind = "message/rfc822" if found.channel is Channel.EMAIL else "application/json"
+        return web.Response(body=found.raw, content_type=kind)
 
     # -- the suppression list
 
@@ -455,6 +484,148 @@ class Api:
                     for bad in plan.bad],
             "at": format_time(now),
         })
+
+
+    # -- the other channels
+
+    @staticmethod
+    def _text(body: dict[str, Any], key: str, *, required: bool = False) -> str | None:
+        value = body.get(key)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_FIELD:
+            raise Problem(422, "invalid-field",
+                          f"expected a non-empty string of at most {MAX_FIELD} characters",
+                          field=key)
+        return value.strip()
+
+    async def push_feedback(self, request: web.Request) -> web.Response:
+        """A push provider's answer to one notification: the verdict, and retry or not."""
+        body = await self._json(request, required=True)
+        provider = body.get("provider")
+        if provider not in PROVIDERS:
+            raise Problem(422, "invalid-field", f"expected one of {', '.join(PROVIDERS)}",
+                          field="provider")
+        app = self._text(body, "app", required=True)
+        token = self._text(body, "token", required=True)
+        assert app is not None and token is not None
+        status = body.get("status")
+        if status is not None and (not isinstance(status, int) or isinstance(status, bool)
+                                   or not 0 <= status <= 599):
+            raise Problem(422, "invalid-field", "expected an HTTP status (0: no answer)",
+                          field="status")
+        code_key = "reason" if provider == "apns" else "error"
+        code = self._text(body, code_key) or self._text(body, "reason" if code_key == "error"
+                                                         else "error")
+        if status is None and code is None:
+            raise Problem(422, "invalid-field", f"expected the provider's status and/or "
+                          f"its {code_key}", field="status")
+        detail = body.get("detail", [])
+        if isinstance(detail, str | int):
+            detail = [str(detail)]
+        if not isinstance(detail, list) or not all(isinstance(d, str | int) for d in detail) \
+                or len(detail) > 5:
+            raise Problem(422, "invalid-field", "expected up to 5 values ({1}, {2}, ...)",
+                          field="detail")
+        notification = self._text(body, "id")
+        if any(c.isspace() for c in app) or any(c.isspace() for c in token):
+            raise Problem(422, "invalid-field", "expected no spaces in app and token",
+                          field="token")
+        now = self.clock()
+        feedback = Feedback(provider, app, token, status, code,
+                            tuple(str(d)[:MAX_FIELD] for d in detail), notification,
+                            format_time(now) if notification is None else None)
+        peer = f"api:{request['token'].name}"
+        config = self.config
+        outcome = await self.write(lambda store: record_push(
+            store, feedback, config=config, received_at=now, peer=peer))
+        if outcome.message_id is not None and not outcome.duplicate:
+            self.metrics.received.labels("http", "false", Channel.PUSH.value).inc()
+        elif outcome.duplicate:
+            self.metrics.received.labels("http", "true", Channel.PUSH.value).inc()
+        if outcome.result is not None:
+            self.metrics.apply(report_of([outcome.result], lambda _r: 0.0))
+        log.info("push.feedback", address=outcome.address, provider=provider, code=code,
+                 status=status, retry=outcome.retry, failure_type=outcome.failure_type,
+                 state=outcome.state.value, message_id=outcome.message_id,
+                 duplicate=outcome.duplicate)
+        return web.json_response(outcome.to_json())
+
+    async def sms_feedback(self, request: web.Request) -> web.Response:
+        """An SMS receipt a gateway calls back with: stored (durable) before the 200."""
+        fields: dict[str, str] = {key: value for key, value in request.query.items()}
+        if request.method == "POST" and request.can_read_body:
+            if request.content_type == "application/json":
+                body = await self._json(request, required=True)
+                fields.update({str(k): str(v) for k, v in body.items()
+                               if isinstance(v, str | int | float)})
+            elif request.content_type in ("application/x-www-form-urlencoded",
+                                          "multipart/form-data"):
+                form = await request.post()
+                fields.update({str(k): str(v) for k, v in form.items() if isinstance(v, str)})
+            else:
+                raise Problem(415, "unsupported-media-type", "expected a form or JSON body, "
+                              f"got {request.content_type}", field="Content-Type")
+        fields.pop("access_token", None)
+        for key, value in fields.items():
+            if len(value) > MAX_FIELD:
+                raise Problem(422, "invalid-field", f"longer than {MAX_FIELD} characters",
+                              field=key)
+        if not fields.get("report") and not fields.get("message_status") and \
+                not fields.get("type"):
+            raise Problem(422, "invalid-field", "expected the receipt (report, Jasmin's "
+                          "message_status, or Kannel's type)", field="report")
+        receipt = receipt_from_fields(fields)
+        now = self.clock()
+        peer = f"api:{request['token'].name}"
+        stored = await self.write(lambda store: store_receipt(store, receipt, received_at=now,
+                                                              peer=peer))
+        self.metrics.received.labels("http", str(stored.duplicate).lower(),
+                                     Channel.SMS.value).inc()
+        log.info("message.received", message_id=stored.id, duplicate=stored.duplicate,
+                 channel=Channel.SMS.value, peer=peer, protocol="http",
+                 smsc_message_id=message_id_of(receipt))
+        if "message_status" in fields and \
+                "application/json" not in request.headers.get("Accept", ""):
+            # Jasmin re-sends a receipt until the answer is exactly this.
+            return web.Response(text="ACK/Jasmin", content_type="text/plain")
+        return web.json_response({"message_id": stored.id, "duplicate": stored.duplicate})
+
+    async def register(self, request: web.Request) -> web.Response:
+        """Which recipient each sent message went to: ``{"messages": [{"id", "channel",
+        "recipient"}, ...]}`` (or one such object)."""
+        body = await self._json(request, required=True)
+        items = body.get("messages", [body] if "id" in body else None)
+        if not isinstance(items, list) or not items or len(items) > MAX_REGISTER:
+            raise Problem(422, "invalid-field", f"expected 1 to {MAX_REGISTER} messages",
+                          field="messages")
+        rules = rules_from_config(self.config.addresses)
+        sent = []
+        for index, item in enumerate(items):
+            where = f"messages[{index}]" if "messages" in body else ""
+            if not isinstance(item, dict):
+                raise Problem(422, "invalid-field", "expected an object", field=where or "body")
+            message_id = item.get("id")
+            if not isinstance(message_id, str) or not message_id.strip() or \
+                    len(message_id) > 200:
+                raise Problem(422, "invalid-field", "expected the message id (a string)",
+                              field=f"{where}.id".lstrip("."))
+            recipient = item.get("recipient")
+            if not isinstance(recipient, str):
+                raise Problem(422, "invalid-field", "expected an address",
+                              field=f"{where}.recipient".lstrip("."))
+            address = self._address(recipient, f"{where}.recipient".lstrip("."))
+            channel = item.get("channel", channel_of(address).value)
+            if channel not in [each.value for each in Channel] or \
+                    channel != channel_of(address).value:
+                raise Problem(422, "invalid-field", f"expected the recipient's channel "
+                              f"({channel_of(address).value})",
+                              field=f"{where}.channel".lstrip("."))
+            sent.append(SentMessage(Channel(channel), message_id.strip(),
+                                    canonical_address(address, rules)))
+        now = self.clock()
+        count = await self.write(lambda store: register_messages(store, sent, now))
+        return web.json_response({"registered": count, "at": format_time(now)})
 
 
 def _encode_cursor(address: str) -> str:

@@ -40,8 +40,8 @@ PROCESSING_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 1
 class WorkReport:
     """What the worker did since its last report (sent to the listener's process)."""
 
-    #: (kind, failure type, reason label, provider) -> verdicts.
-    verdicts: Counter[tuple[str, str, str, str]] = field(default_factory=Counter)
+    #: (kind, failure type, reason label, provider, channel) -> verdicts.
+    verdicts: Counter[tuple[str, str, str, str, str]] = field(default_factory=Counter)
     #: new state -> changes of an address's state.
     state_changes: Counter[str] = field(default_factory=Counter)
     #: outcome (processed, failed) -> messages.
@@ -89,8 +89,9 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
         self.received = PromCounter(
-            "bounced_messages_received", "Messages stored (a 250 was sent).",
-            ["protocol", "duplicate"], registry=registry)
+            "bounced_messages_received", "Messages stored (a 250, a deliver_sm_resp or an "
+            "HTTP 2xx was sent), by protocol (smtp, lmtp, smpp, http) and channel (email, sms, "
+            "push).", ["protocol", "duplicate", "channel"], registry=registry)
         self.refused = PromCounter(
             "bounced_smtp_replies_refused", "4xx and 5xx replies sent to SMTP/LMTP clients.",
             ["code"], registry=registry)
@@ -102,8 +103,9 @@ class Metrics:
             ["outcome"], registry=registry)
         self.verdicts = PromCounter(
             "bounced_verdicts", "Recipient verdicts written to the delivery log, by the "
-            "mail provider of the recipient's domain (the shipped knowledge's, or other).",
-            ["kind", "failure_type", "reason", "provider"], registry=registry)
+            "mail provider of the recipient's domain (the shipped knowledge's, or other; the "
+            "SMSC account of an SMS, apns or fcm for push) and channel.",
+            ["kind", "failure_type", "reason", "provider", "channel"], registry=registry)
         self.state_changes = PromCounter(
             "bounced_address_state_changes", "Changes of an address's state, by new state.",
             ["state"], registry=registry)
@@ -123,8 +125,8 @@ class Metrics:
 
     def apply(self, report: WorkReport) -> None:
         """Add a report of the worker."""
-        for (kind, failure_type, reason, provider), count in report.verdicts.items():
-            self.verdicts.labels(kind, failure_type, reason, provider).inc(count)
+        for (kind, failure_type, reason, provider, channel), count in report.verdicts.items():
+            self.verdicts.labels(kind, failure_type, reason, provider, channel).inc(count)
         for state, count in report.state_changes.items():
             self.state_changes.labels(state).inc(count)
         for outcome, count in report.messages.items():
@@ -182,9 +184,11 @@ def report_of(results: Iterable[Any], now_seconds: Callable[[Any], float | None]
             report.latencies.append(delay)
         for recipient in result.recipients:
             reason = recipient.reason.label if recipient.reason is not None else "none"
-            provider = provider_of(None, recipient.recipient) or "other"
+            channel = str(getattr(recipient, "channel", "email"))
+            provider = (provider_of(None, recipient.recipient) or "other"
+                        if channel == "email" else getattr(recipient, "remote", None) or channel)
             report.verdicts[(str(recipient.kind), recipient.failure_type or "none", reason,
-                             provider)] += 1
+                             provider, channel)] += 1
             if recipient.event is not None and recipient.address_state is not None:
                 report.state_changes[str(recipient.address_state)] += 1
     return report

@@ -125,6 +125,76 @@ SCHEMAS: dict[str, Any] = {
                          "items": {"$ref": "#/components/schemas/TimelineStep"}},
         },
     },
+    "PushFeedback": {
+        "type": "object", "required": ["provider", "app", "token"],
+        "description": "A push provider's synchronous answer to one notification, as the "
+                       "sending platform received it. APNs: status and reason (the error "
+                       "body's reason, or ConnectionError when no answer came); FCM: status "
+                       "and error (the v1 API's error code, the legacy API's name, an OAuth "
+                       "error of the authentication step, or the labels of docs/channels.md).",
+        "properties": {
+            "provider": {"type": "string", "enum": ["apns", "fcm"]},
+            "app": {"type": "string", "description": "the application (bundle or project) id"},
+            "token": {"type": "string", "description": "the device token"},
+            "status": {"type": "integer", "minimum": 0, "maximum": 599,
+                       "description": "the provider's HTTP status (0: no answer)"},
+            "reason": {"type": "string", "description": "APNs reason"},
+            "error": {"type": "string", "description": "FCM error code"},
+            "detail": {"type": "array", "items": {"type": ["string", "integer"]}, "maxItems": 5,
+                       "description": "values of the reference wording ({1}, {2})"},
+            "id": {"type": "string", "description": "the notification's id: a re-post with "
+                                                     "the same id is a duplicate"},
+        },
+    },
+    "PushVerdict": {
+        "type": "object",
+        "required": ["address", "retry", "scenario", "text", "failure_type", "reason_code",
+                     "reason", "qualified_by", "state", "deliverable", "message_id",
+                     "duplicate"],
+        "properties": {
+            "address": {"type": "string", "description": "push:APP:TOKEN"},
+            "retry": {"type": "boolean",
+                      "description": "send the notification again (the reference's Retry)"},
+            "scenario": {"type": "string", "description": "the reference row it falls in"},
+            "text": {"type": "string", "description": "its qualification-table text"},
+            "failure_type": _NULLABLE_STRING, "reason_code": _NULLABLE_INT,
+            "reason": _NULLABLE_STRING, "qualified_by": _NULLABLE_STRING, "state": _STATE,
+            "deliverable": {"type": "boolean"},
+            "message_id": {**_NULLABLE_INT, "description": "null: a success, not stored"},
+            "duplicate": {"type": "boolean"},
+        },
+    },
+    "SmsReceipt": {
+        "type": "object",
+        "description": "An SMS delivery receipt a gateway calls back with (fields also as "
+                       "query parameters or a form): report (the receipt text, Kannel's %A) "
+                       "or Jasmin's DLR fields (id, message_status, err, ...), type (Kannel's "
+                       "%d), to (the number, Kannel's %p), id (the message id), smsc.",
+        "properties": {name: {"type": "string"} for name in (
+            "report", "smsc", "to", "type", "id", "message_status", "level", "err", "text",
+            "sub", "dlvrd", "subdate", "donedate")},
+    },
+    "Stored": {
+        "type": "object", "required": ["message_id", "duplicate"],
+        "properties": {"message_id": {"type": "integer"}, "duplicate": {"type": "boolean"}},
+    },
+    "SentMessage": {
+        "type": "object", "required": ["id", "recipient"],
+        "properties": {"id": {"type": "string", "description": "the SMSC's message id"},
+                       "channel": {"type": "string", "enum": ["email", "sms", "push"]},
+                       "recipient": {"type": "string", "description": "tel:+E164, ..."}},
+    },
+    "SentMessages": {
+        "type": "object",
+        "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": 1000,
+                                    "items": {"$ref": "#/components/schemas/SentMessage"}},
+                       "id": {"type": "string"}, "channel": {"type": "string"},
+                       "recipient": {"type": "string"}},
+    },
+    "Registered": {
+        "type": "object", "required": ["registered", "at"],
+        "properties": {"registered": {"type": "integer"}, "at": _TIME},
+    },
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"type": "string"},
                               "database": {"type": "boolean"}}},
@@ -149,7 +219,19 @@ _ERRORS = {
                         "415 not JSON, 503 database unavailable"),
 }
 _ADDRESS = {"name": "address", "in": "path", "required": True, "schema": {"type": "string"},
-            "description": "an email address (percent-encoded)"}
+            "description": "an email address, tel:+E164 or push:APP_ID:TOKEN (percent-encoded)"}
+_SMS_RECEIPT: dict[str, Any] = {
+    "summary": "an SMS receipt from a gateway's callback (Jasmin, Kannel dlr-url)",
+    "description": "The token may also come as ?access_token= (gateways send no header). "
+                   "The receipt is committed before the answer; a Jasmin callback is "
+                   "answered ACK/Jasmin.",
+    "parameters": [{"name": "access_token", "in": "query", "schema": {"type": "string"}},
+                   *({"name": name, "in": "query", "schema": {"type": "string"}}
+                     for name in ("report", "smsc", "to", "type", "id", "message_status"))],
+    "responses": {"200": {"description": "stored (JSON), or ACK/Jasmin (text)", "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/Stored"}},
+        "text/plain": {"schema": {"type": "string"}}}}},
+}
 
 
 def document() -> dict[str, Any]:
@@ -236,9 +318,35 @@ def document() -> dict[str, Any]:
                 "summary": "a stored bounce, as received", "security": read,
                 "parameters": [{"name": "id", "in": "path", "required": True,
                                 "schema": {"type": "integer"}}],
-                "responses": {"200": {"description": "the raw message",
-                                      "content": {"message/rfc822": {}}},
+                "responses": {"200": {"description": "the raw message (an SMS receipt or a "
+                                                     "push answer: its stored JSON)",
+                                      "content": {"message/rfc822": {},
+                                                  "application/json": {}}},
                               "404": _problem("no such message, or purged"), **_ERRORS}}},
+            "/v1/messages": {"post": {
+                "summary": "register sent messages: which recipient each message id went to",
+                "security": write,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/SentMessages"}}}},
+                "responses": {"200": _json("Registered", "recorded"), **_ERRORS}}},
+            "/v1/feedback/push": {"post": {
+                "summary": "a push provider's answer: the verdict, and whether to retry",
+                "security": write,
+                "requestBody": {"required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/PushFeedback"}}}},
+                "responses": {"200": _json("PushVerdict", "what bounced made of it"),
+                              **_ERRORS}}},
+            "/v1/feedback/sms": {
+                "post": {**_SMS_RECEIPT, "security": write,
+                         "requestBody": {"content": {
+                             "application/json": {"schema": {
+                                 "$ref": "#/components/schemas/SmsReceipt"}},
+                             "application/x-www-form-urlencoded": {"schema": {
+                                 "$ref": "#/components/schemas/SmsReceipt"}}}},
+                         "responses": {**_SMS_RECEIPT["responses"], **_ERRORS}},
+                "get": {**_SMS_RECEIPT, "security": write,
+                        "responses": {**_SMS_RECEIPT["responses"], **_ERRORS}},
+            },
             "/v1/openapi.json": {"get": {
                 "summary": "this document", "security": read,
                 "responses": {"200": {"description": "OpenAPI 3.1",

@@ -32,23 +32,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bounced import log as logsetup
 from bounced.config import Config, ConfigError, load_config
 from bounced.daemon import sdnotify
-from bounced.daemon.api import Api
 from bounced.daemon.metrics import DatabaseGauges, Metrics, WorkReport, database_gauges
 from bounced.daemon.receive import (
     BounceHandler,
     ReceivePolicy,
+    SessionLimits,
     new_limits,
     protocol_factory,
 )
-from bounced.daemon.webhooks import WebhookDispatcher
+from bounced.daemon.smpp import SmppReceiver
 from bounced.daemon.worker_process import WorkerHandle
 from bounced.daemon.writer import GroupCommitWriter
 from bounced.log import get_logger
 from bounced.store import Location, Store, StoreError
+
+if TYPE_CHECKING:
+    from bounced.daemon.api import Api
+    from bounced.daemon.webhooks import WebhookDispatcher
 
 log = get_logger("bounced.daemon.serve")
 
@@ -167,7 +172,7 @@ class Daemon:
         self.addresses: list[str] = []
         #: Where each listener can be reached (``HOST:PORT`` / ``unix:PATH``).
         self.reachable: list[str] = []
-        self.limits = new_limits(self.config.smtp.max_connections)
+        self.limits = new_limits(self.config.smtp)
         self.stop_event: asyncio.Event | None = None
         self.metrics = Metrics(self._database_gauges)
         self.worker = WorkerHandle(self.config, on_report=self._on_work_report)
@@ -177,6 +182,8 @@ class Daemon:
         self._gauge_lock = threading.Lock()
         self.writer: GroupCommitWriter | None = None
         self.handlers: list[BounceHandler] = []
+        #: One per ``[[smpp]]`` account: SMS status reports.
+        self.smpp: list[SmppReceiver] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -199,6 +206,8 @@ class Daemon:
             shared=self.worker.shared,
             cache_mb=config.database.cache_mb,
             prewarm=config.database.prewarm,
+            min_free_mb=config.storage.min_free_mb,
+            wal_limit_mb=config.database.wal_limit_mb,
         )
         self.writer.start()
         policy = ReceivePolicy.from_config(config)
@@ -211,13 +220,18 @@ class Daemon:
             await self._listen(policy, lmtp=False, inherited=smtp_sock, address=config.smtp.listen)
         if lmtp_sock is not None or config.lmtp.listen:
             await self._listen(policy, lmtp=True, inherited=lmtp_sock, address=config.lmtp.listen)
-        if not self.servers:
+        if not self.servers and not config.smpp and not config.http.listen:
             raise ConfigError(
                 "smtp.listen",
-                "no listener: set smtp.listen or lmtp.listen (or use socket activation)",
+                "no listener: set smtp.listen, lmtp.listen, http.listen or an [[smpp]] "
+                "account (or use socket activation)",
             )
-        self.webhooks = WebhookDispatcher(config, metrics=self.metrics)
-        await self.webhooks.start()
+        for account in config.smpp:
+            receiver = SmppReceiver(account, self.writer, metrics=self.metrics)
+            receiver.start()
+            self.smpp.append(receiver)
+            self.addresses.append(f"smpp://{account.name}@{account.host}:{account.port}")
+        await self._start_webhooks(config)
         if config.http.listen:
             await self._listen_http(config.http.listen)
         exposure = unsigned_exposure(config, self.reachable)
@@ -290,11 +304,34 @@ class Daemon:
         if not self.config.http.tokens:
             log.warning("serve.http_without_tokens",
                         hint="no [[http.tokens]]: only /healthz and /readyz answer")
+        from bounced.daemon.api import Api  # aiohttp's server: only when it listens
+
         self.api = Api(self.config, metrics=self.metrics, ready=self.ready.is_set,
-                       written=self.webhooks.nudge if self.webhooks else lambda: None)
+                       written=self._api_wrote)
         host, port = await self.api.start(listen.host or "127.0.0.1", listen.port or 0)
         reach = ListenAddress(host=host, port=port)
         self.addresses.append(f"http://{reach}")
+
+    async def _start_webhooks(self, config: Config) -> None:
+        """The outbox's dispatcher, once some ``[[webhooks]]`` are configured (at start
+        or by a reload): without any, no event is written and aiohttp's client is not
+        loaded."""
+        if self.webhooks is not None or not config.webhooks:
+            return
+        from bounced.daemon.webhooks import WebhookDispatcher
+
+        self.webhooks = WebhookDispatcher(config, metrics=self.metrics)
+        await self.webhooks.start()
+
+    def _nudge_webhooks(self) -> None:
+        if self.webhooks is not None:
+            self.webhooks.nudge()
+
+    def _api_wrote(self) -> None:
+        """After a write of the API: its events to send, an SMS receipt it stored over
+        HTTP to process."""
+        self._nudge_webhooks()
+        self.worker.nudge()
 
     def _database_gauges(self) -> DatabaseGauges | None:
         """The gauges of ``/metrics``, read when Prometheus scrapes (from the API's
@@ -308,9 +345,8 @@ class Daemon:
         """What the worker did (in the thread reading its reports): counted, and the
         webhook outbox looked at at once if the work published events."""
         self.metrics.apply(report)
-        if self.loop is not None and self.webhooks is not None and (
-                report.verdicts or report.state_changes):
-            self.loop.call_soon_threadsafe(self.webhooks.nudge)
+        if self.loop is not None and (report.verdicts or report.state_changes):
+            self.loop.call_soon_threadsafe(self._nudge_webhooks)
 
     # -- run
 
@@ -346,7 +382,8 @@ class Daemon:
             handler.update_policy(policy)
         if self.writer is not None:
             self.writer.max_pending = config.processing.max_pending
-        self.limits.max_connections = config.smtp.max_connections
+            self.writer.min_free_mb = config.storage.min_free_mb
+        self.limits.update(SessionLimits.from_smtp(config.smtp))
         restart_needed = [
             key
             for key, old, new in (
@@ -355,6 +392,7 @@ class Daemon:
                 ("database", self.config.database.location, config.database.location),
                 ("smtp.hostname", self.config.smtp.hostname, config.smtp.hostname),
                 ("http.listen", self.config.http.listen, config.http.listen),
+                ("smpp", self.config.smpp, config.smpp),
             )
             if old != new
         ]
@@ -365,6 +403,8 @@ class Daemon:
             self.api.reconfigure(config)
         if self.webhooks is not None:
             self.webhooks.reconfigure(config)
+        elif config.webhooks:
+            self._tasks.append(asyncio.ensure_future(self._start_webhooks(config)))
         log.info("serve.reloaded", restart_needed=restart_needed or None)
         self.notifier.ready(self._status())
 
@@ -385,6 +425,8 @@ class Daemon:
         for protocol in list(self.limits.open):  # grace over: cut the rest (they get no 250)
             if protocol.transport is not None:
                 protocol.transport.close()
+        for receiver in self.smpp:  # unbind; receipts being committed are still answered
+            await receiver.stop()
         await asyncio.sleep(0)
         for task in self._tasks:
             task.cancel()

@@ -360,7 +360,10 @@ class Worker:
         if not self.store.is_postgresql:  # the server checks its own pages
             threading.Thread(target=self._check_file, name="quick-check", daemon=True).start()
         try:
-            with self.store.checkpoint_in_background(self._checkpoint_failed):
+            with self.store.checkpoint_in_background(
+                    self._checkpoint_failed, wal_limit_mb=self.config.database.wal_limit_mb,
+                    wal_warn_mb=self.config.database.wal_warn_mb,
+                    on_event=self._checkpoint_event):
                 self._loop(control, wake, stop_requested, parent_pid)
         finally:
             evidence_stop.set()
@@ -395,6 +398,10 @@ class Worker:
 
     def _checkpoint_failed(self, error: BaseException) -> None:
         self.log.warning("checkpoint.failed", error=repr(error), path=self.where)
+
+    def _checkpoint_event(self, name: str, fields: dict[str, Any]) -> None:
+        """database.wal_pinned (a warning) and database.wal_released from the checkpointer."""
+        (self.log.warning if name == "database.wal_pinned" else self.log.info)(name, **fields)
 
     def _loop(
         self, control: Connection, wake: Any, stop_requested: threading.Event, parent_pid: int

@@ -10,7 +10,10 @@ releases the GIL while it writes, so the sessions go on meanwhile.
 Back-pressure: the writer tracks the ``pending`` backlog; beyond
 ``processing.max_pending`` new transactions get ``451 4.3.2`` (the receiver asks
 :meth:`GroupCommitWriter.overloaded`) so the sending MTA keeps the bounces instead of
-us.
+us. It also watches the free space of the database's file system: below
+``storage.min_free_mb`` new mail gets ``452 4.3.1``
+(:meth:`GroupCommitWriter.storage_low`), and the room left is the worker's, to process
+what was accepted (it grows the database by the verdicts it writes).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from typing import Any
 
 from bounced.log import get_logger
 from bounced.model import AcceptedMessage, IncomingMessage, MessageState
-from bounced.store import STORING_BTREES, DatabaseError, Location, Store, is_busy
+from bounced.store import STORING_BTREES, DatabaseError, Location, Store, free_mib, is_busy
 
 log = get_logger("bounced.daemon.writer")
 
@@ -35,7 +38,8 @@ MAX_GROUP = 512
 MAX_GROUP_BYTES = 64 * 1024 * 1024
 #: Longest the writer waits for the database write lock before failing the group (451).
 LOCK_WAIT_SECONDS = 30.0
-#: How often the writer re-reads the pending backlog from the database.
+#: How often the writer re-reads the pending backlog from the database, and the free
+#: space of its file system (one statvfs: never per command).
 PENDING_REFRESH_SECONDS = 0.25
 
 
@@ -90,10 +94,20 @@ class GroupCommitWriter:
         shared: SharedCounters | None = None,
         cache_mb: int | None = None,
         prewarm: bool = False,
+        min_free_mb: int = 0,
+        wal_limit_mb: int | None = None,
     ) -> None:
         self.db_path = db_path
         #: The database as log lines name it (a URL without its password).
         self.where = str(Location.parse(db_path))
+        #: The SQLite file whose file system the reserve watches (None on PostgreSQL,
+        #: whose disk is the server's: no reserve is kept here).
+        self._file = Location.parse(db_path).path
+        #: The free-space reserve (``storage.min_free_mb``; 0: none). A reload may change it.
+        self.min_free_mb = min_free_mb
+        self.free_mib: float | None = None
+        self.wal_limit_mb = wal_limit_mb
+        self._storage_low = False
         self.cache_mb = cache_mb
         self.prewarm = prewarm
         self.max_pending = max_pending
@@ -124,11 +138,14 @@ class GroupCommitWriter:
         # Never block the loop on the worker's lock: fail fast and retry (see _flush).
         # Checkpoints (copying the WAL into the database file, with its own fsync) are
         # left to the worker's checkpoint thread: here they would stall every session.
-        self._store.configure_writer(busy_timeout_ms=0, autocheckpoint_pages=0)
+        # Its WAL is cut back to database.wal_limit_mb when it restarts the WAL.
+        self._store.configure_writer(busy_timeout_ms=0, autocheckpoint_pages=0,
+                                     wal_limit_mb=self.wal_limit_mb)
         if self.prewarm:  # on the commit thread, ahead of the first commit
             self._executor.submit(self._prewarm, self._store)
         self._reader = Store.open(self.db_path)  # backlog counts, on the loop thread
         self._pending = self._reader.messages.count(MessageState.PENDING)
+        self._check_free_space()
         self._refresh()
 
     async def stop(self) -> None:
@@ -153,7 +170,7 @@ class GroupCommitWriter:
         try:
             log.info("database.prewarm", **store.prewarm(STORING_BTREES).log_fields())
         except DatabaseError as error:  # an optimisation: the writer works without it
-            log.warning("database.prewarm.failed", error=repr(error), path=str(store.path))
+            log.warning("database.prewarm.failed", error=repr(error), path=str(store.location))
 
     @property
     def _queued(self) -> int:
@@ -164,6 +181,10 @@ class GroupCommitWriter:
 
     def overloaded(self) -> bool:
         return self._pending + len(self._batch) > self.max_pending
+
+    def storage_low(self) -> bool:
+        """Free space under the reserve, as last measured (at most 250 ms ago)."""
+        return self._storage_low
 
     @property
     def pending(self) -> int:
@@ -273,4 +294,26 @@ class GroupCommitWriter:
                 log.warning("store.pending_count_failed", error=repr(error),
                             path=self.where)
             self.heartbeat = time.monotonic()
+        self._check_free_space()
         self._refresh_handle = self.loop.call_later(PENDING_REFRESH_SECONDS, self._refresh)
+
+    def _check_free_space(self) -> None:
+        """Measure the free space; say so in the log when it crosses the reserve."""
+        if not self.min_free_mb or self._file is None:
+            self._storage_low = False
+            return
+        try:
+            free = free_mib(self._file)
+        except OSError as error:  # cannot tell: do not refuse mail over it
+            log.warning("storage.check_failed", error=repr(error))
+            return
+        self.free_mib = free
+        low = free < self.min_free_mb
+        if low and not self._storage_low:
+            log.warning("storage.reserve_reached", free_mib=round(free, 1),
+                        min_free_mb=self.min_free_mb, reply="452 4.3.1",
+                        effect="new mail refused, the worker goes on processing")
+        elif self._storage_low and not low:
+            log.info("storage.reserve_restored", free_mib=round(free, 1),
+                     min_free_mb=self.min_free_mb)
+        self._storage_low = low

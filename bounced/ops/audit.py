@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
 from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address
+from bounced.core.push import ROWS as PUSH_ROWS
 from bounced.core.times import format_optional
 from bounced.model import (
     QualifiedBy,
@@ -221,6 +222,11 @@ def _describe_evidence(store: Store, source: QualifiedBy) -> str:
     if source.source is QualifiedBySource.STATUS:
         code = f" {source.ref}" if source.ref else ""
         return f"status code{code} (RFC 3463 / SMTP reply code table)"
+    if source.source is QualifiedBySource.REFERENCE:
+        push = next((r for rows in PUSH_ROWS.values() for r in rows if r.id == source.ref),
+                    None)
+        scenario = f": {push.scenario} (retry: {'yes' if push.retry else 'no'})" if push else ""
+        return f"the product reference's push table, row {source.ref}{scenario}"
     if source.source is QualifiedBySource.KIND:
         return "the message kind alone (complaint, auto-reply, ...)"
     if source.source in _EVIDENCE_WORDS:

@@ -38,16 +38,19 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from bounced.config import Config
+from bounced.config import Config, SmppAccount
 from bounced.core.addresses import AddressRules, canonical_address, rules_from_config
 from bounced.core.events import envelope, verdict_data
-from bounced.core.judge import judge
+from bounced.core.judge import TableLookup, judge
 from bounced.core.parse import parse_message
 from bounced.core.policy import PolicyFacts, apply, cleanup
+from bounced.core.push import judge_feedback, read_feedback
+from bounced.core.sms import judge_receipt, message_id_of, read_receipt
 from bounced.core.verp import TAKEN_AT_ITS_WORD, Trust, bounce_trust, envelope_token
 from bounced.model import (
     AddressEvent,
     BounceReport,
+    Channel,
     EventType,
     Kind,
     MessageState,
@@ -104,6 +107,10 @@ class RecipientResult:
     #: Why the verdict changed no address state although it could have (a VERP
     #: problem: ``bad_signature``, ``recipient_mismatch``, ...); None when it applied.
     untrusted: str | None = None
+    channel: Channel = Channel.EMAIL
+    #: Who reported it beyond e-mail: the SMSC account (``smsc:NAME``) or the push
+    #: provider (``apns``, ``fcm``).
+    remote: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +131,7 @@ class ProcessResult:
     verp_token: str | None = None
     #: When the message was received (for the receipt-to-processed delay).
     received_at: datetime | None = None
+    channel: Channel = Channel.EMAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,7 +278,7 @@ def _prepare(store: Store, chunk: Sequence[int], *, config: Config, rules: Seque
             prepared.append(_Prepared(message_id, row))
             continue
         slim = StoredMessage(row.id, row.received_at, row.mail_from, row.rcpt_to, b"",
-                             row.state, row.peer, row.error, row.attempts)
+                             row.state, row.peer, row.error, row.attempts, row.channel)
         # row.attempts counts this attempt too (begun above).
         if attempt_limit and row.attempts > limits.max_attempts:
             prepared.append(_Prepared(message_id, slim, error=(
@@ -280,8 +288,8 @@ def _prepare(store: Store, chunk: Sequence[int], *, config: Config, rules: Seque
         budget = limits.message_budget.total_seconds()
         try:
             with time_limit(budget):
-                report = parse_message(row.raw, verp_separator=config.verp.separator)
-                verdicts = judge(report, rules, lookup)
+                report, verdicts = judge_stored(store, row, config=config, rules=rules,
+                                                lookup=lookup)
         except BudgetExceededError:
             prepared.append(_Prepared(message_id, slim, error=(
                 f"set aside: parsing and qualifying took longer than the {budget:g} s "
@@ -292,6 +300,42 @@ def _prepare(store: Store, chunk: Sequence[int], *, config: Config, rules: Seque
             continue
         prepared.append(_Prepared(message_id, slim, report, verdicts))
     return prepared
+
+
+def smpp_account(config: Config, name: str, smsc: str) -> SmppAccount | None:
+    """The ``[[smpp]]`` account a receipt came through (by name, else by SMSC name)."""
+    for account in config.smpp:
+        if account.name == name:
+            return account
+    return next((account for account in config.smpp if account.smsc == smsc), None)
+
+
+def judge_stored(store: Store, row: StoredMessage, *, config: Config, rules: Sequence[Rule],
+                 lookup: TableLookup) -> tuple[BounceReport, tuple[Verdict, ...]]:
+    """The report and verdicts of a stored message, by its channel: an e-mail is
+    parsed (:mod:`bounced.core.parse`), an SMS status report read and judged with its
+    SMSC account's extraction regexes and the number its sender registered
+    (:mod:`bounced.core.sms`), a push answer judged by the reference's push tables
+    (:mod:`bounced.core.push`)."""
+    if row.channel is Channel.SMS:
+        receipt = read_receipt(row.raw)
+        account = smpp_account(config, receipt.account, receipt.smsc)
+        message_id = message_id_of(receipt)
+        registered = store.sent.recipient(Channel.SMS, message_id) if message_id else None
+        extraction = ({"status_regex": account.status_regex, "error_regex": account.error_regex}
+                      if account is not None else {})
+        return judge_receipt(receipt, registered=registered,
+                             region=config.addresses.phone_region, rules=rules,
+                             lookup=lookup, **extraction)
+    if row.channel is Channel.PUSH:
+        feedback = read_feedback(row.raw)
+        if feedback is None:
+            report = BounceReport(Kind.NOT_BOUNCE, problems=("unreadable push feedback",))
+            return report, judge(report, rules, lookup)
+        report, verdicts, _row = judge_feedback(feedback, lookup)
+        return report, verdicts
+    report = parse_message(row.raw, verp_separator=config.verp.separator)
+    return report, judge(report, rules, lookup)
 
 
 def _describe_error(error: BaseException) -> str:
@@ -327,9 +371,13 @@ def _write(store: Store, prepared: Sequence[_Prepared], *, config: Config,
                 with store.atomic():
                     token = (envelope_token(row.rcpt_to, config.verp.separator)
                              or item.report.verp_token)
+                    # VERP vouches for e-mail only; a receipt or a provider's answer came
+                    # through an authenticated SMPP bind or HTTP token.
+                    trusted = (trust(row, item.report, token) if row.channel is Channel.EMAIL
+                               else TAKEN_AT_ITS_WORD)
                     context = _Context(
                         row, item.report, _message_time(row, item.report, at, at_from_header),
-                        token, trust(row, item.report, token), address_rules, config, moment)
+                        token, trusted, address_rules, config, moment)
                     results[row.id] = _write_message(store, context, item.verdicts)
             except Exception as error:  # one bad message must not stop the others
                 message = str(error) if isinstance(error, _SetAsideError) else (
@@ -374,6 +422,7 @@ def _write_message(store: Store, context: _Context, verdicts: Sequence[Verdict]
         problems=report.problems,
         verp_token=context.token,
         received_at=context.message.received_at,
+        channel=context.message.channel,
     )
 
 
@@ -417,6 +466,7 @@ def _record(store: Store, context: _Context, verdict: Verdict) -> RecipientResul
         verp_token=context.token,
         feedback_type=recipient.feedback_type,
         trusted=refusal is None,
+        channel=context.message.channel,
     ))
     if new_state is not None and new_state != old_state:
         store.addresses.put(new_state, context.now)
@@ -434,6 +484,8 @@ def _record(store: Store, context: _Context, verdict: Verdict) -> RecipientResul
         address_state=new_state.state if new_state is not None else None,
         event=outcome.event.cause if outcome and outcome.event else None,
         untrusted=refusal.value if refusal is not None else None,
+        channel=context.message.channel,
+        remote=recipient.remote_mta if context.message.channel is not Channel.EMAIL else None,
     )
 
 
@@ -456,6 +508,7 @@ def _publish(store: Store, context: _Context, verdict: Verdict, bounce_id: int,
             qualified_by=str(qualification.qualified_by) if qualification else None,
             status=recipient.status, diagnostic=recipient.diagnostic, at=context.moment,
             applied=applied, feedback_type=recipient.feedback_type,
+            channel=context.message.channel.value,
         )
         store.outbox.publish(kind, envelope(kind, context.moment, data), context.now)
 

@@ -19,11 +19,17 @@ from datetime import datetime
 from typing import TextIO
 
 from bounced.config import Config, PolicyConfig
-from bounced.core.addresses import NO_FOLDING, AddressRules, canonical_address
+from bounced.core.addresses import (
+    NO_FOLDING,
+    AddressRules,
+    address_problem,
+    canonical_address,
+    channel_of,
+)
 from bounced.core.decisions import OPERATOR_CAUSES, Decision, denied
 from bounced.core.replay import Override, replay, replay_base, same_state, state_of
 from bounced.core.times import format_time
-from bounced.model import AddressEvent, AddressState, QuarantineState
+from bounced.model import AddressEvent, AddressState, Channel, QuarantineState
 from bounced.store import Store
 from bounced.store.addresses import Suppressed
 
@@ -137,9 +143,13 @@ def parse_import(text: str, rules: AddressRules = NO_FOLDING) -> ImportPlan:
             bad.append(BadLine(index, raw, f"no column {column + 1}"))
             continue
         candidate = canonical_address(row[column], rules)
+        other_channel = channel_of(candidate) is not Channel.EMAIL
+        problem = address_problem(row[column], rules) if other_channel else None
         if not candidate:
             bad.append(BadLine(index, raw, "empty address"))
-        elif not _ADDRESS.match(candidate):
+        elif problem is not None:
+            bad.append(BadLine(index, raw, problem))
+        elif not other_channel and not _ADDRESS.match(candidate):
             bad.append(BadLine(index, raw, f"not an email address: {row[column].strip()!r}"))
         elif candidate in seen:
             duplicates += 1

@@ -44,6 +44,7 @@ class GroupBy(StrEnum):
     DOMAIN = "domain"
     PROVIDER = "provider"
     DAY = "day"
+    CHANNEL = "channel"
 
 
 #: The window at a glance (``bounces`` counts recipient verdicts, ``messages`` the
@@ -252,6 +253,9 @@ def render_text(report: Report, width: int | None = None) -> str:
     if t.by_kind:
         kinds = ", ".join(f"{kind} {n}" for kind, n in sorted(t.by_kind.items()))
         out.append(f"by kind: {kinds}")
+    if t.by_channel:
+        channels = ", ".join(f"{channel} {n}" for channel, n in sorted(t.by_channel.items()))
+        out.append(f"by channel: {channels}")
     out += ["", f"By {report.by.value}"]
     out.append(render_table(
         (report.by.value, "bounces", "share", "addresses", "hard", "soft", "ignored",

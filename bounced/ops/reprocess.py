@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from bounced.config import Config
+from bounced.core.addresses import canonical_address, rules_from_config
 from bounced.core.judge import judge
 from bounced.core.parse import parse_message
-from bounced.model import FailureType, Kind, Reason
+from bounced.model import Channel, FailureType, Kind, Reason
+from bounced.ops.processing import judge_stored
 from bounced.ops.quarantine import (
     BATCH,
     AddressChange,
@@ -73,28 +75,37 @@ class ReprocessPlan:
     unmatched: int
 
 
-def requalify(store: Store, message_ids: Sequence[int]) -> tuple[list[Requalified], int]:
+def requalify(store: Store, message_ids: Sequence[int], config: Config | None = None
+              ) -> tuple[list[Requalified], int]:
     """Today's verdicts for the stored bounces of ``message_ids`` that differ in type or
-    reason; also how many bounce rows could not be matched to a re-parsed recipient."""
+    reason; also how many bounce rows could not be matched to a re-parsed recipient.
+    An SMS receipt or a push answer is judged again as its channel is
+    (:func:`bounced.ops.processing.judge_stored`)."""
     rules = store.rules.enabled()
+    settings = config if config is not None else Config()
+    address_rules = rules_from_config(settings.addresses)
     changed: list[Requalified] = []
     unmatched = 0
     for message_id in message_ids:
         # One raw message in memory at a time: a reprocess of months of bounces must
         # not load them all.
-        raw = store.messages.raw(message_id)
-        if raw is None:
+        row = store.messages.get(message_id)
+        if row is None or not row.raw:
             continue
-        verdicts = [
-            v for v in judge(parse_message(raw), rules, store.qualification.lookup)
-            if v.recipient.kind is not Kind.NOT_BOUNCE
-        ]
+        if row.channel is Channel.EMAIL:
+            judged = judge(parse_message(row.raw), rules, store.qualification.lookup)
+        else:
+            judged = judge_stored(store, row, config=settings, rules=rules,
+                                  lookup=store.qualification.lookup)[1]
+        verdicts = [v for v in judged if v.recipient.kind is not Kind.NOT_BOUNCE]
         stored = store.bounces.of_message(message_id)
         if len(stored) != len(verdicts):
             unmatched += abs(len(stored) - len(verdicts))
         for old, verdict in zip(stored, verdicts, strict=False):
-            address = verdict.recipient.address.strip().lower() if verdict.recipient.address \
-                else None
+            address = (
+                canonical_address(verdict.recipient.address, address_rules)
+                if row.channel is not Channel.EMAIL else verdict.recipient.address.strip().lower()
+            ) if verdict.recipient.address else None
             if address != old.recipient:
                 unmatched += 1
                 continue
@@ -119,7 +130,7 @@ def _overrides(bounces: Sequence[Requalified]) -> dict[int, Override]:
 def plan(store: Store, *, since: datetime | None, config: Config) -> ReprocessPlan:
     """Everything a reprocess would change, read-only."""
     ids = store.messages.processed_with_bounces_since(since)
-    bounces, unmatched = requalify(store, ids)
+    bounces, unmatched = requalify(store, ids, config)
     overrides = _overrides(bounces)
     changes = []
     for address in sorted({b.address for b in bounces if b.address}):

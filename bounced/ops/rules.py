@@ -30,7 +30,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bounced.core.normalize import normalize
-from bounced.core.qualify import RuleError, load_default_rules, match_rule, parse_rules, qualify
+from bounced.core.qualify import (
+    USER_IDS,
+    RuleError,
+    load_default_rules,
+    match_rule,
+    parse_rules,
+    qualify,
+)
 from bounced.core.rulefile import rule_to_toml, rules_to_toml
 from bounced.core.suggest import Knowledge, Suggestion, codes_in, suggest
 from bounced.model import (
@@ -48,8 +55,6 @@ from bounced.ops import RequestError
 from bounced.store import FIRST_USER_RULE_ID, Rollback, Store
 from bounced.store.qualification import TextRow
 from bounced.store.rules import RuleRow
-
-USER_IDS = range(FIRST_USER_RULE_ID, 2**63)
 
 
 class AdminError(RequestError):

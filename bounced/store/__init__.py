@@ -16,6 +16,7 @@ engine can implement the same interface:
 ``reports``         counts over a time window (:mod:`.reports`)
 ``health``          integrity, schema version, sizing (:mod:`.health`)
 ``outbox``          webhook events and their deliveries (:mod:`.outbox`)
+``sent``            messages a sending platform registered (:mod:`.sent`)
 ==================  =============================================================
 
 Work that must happen together runs in :meth:`Store.atomic`, the one way to run a
@@ -48,10 +49,12 @@ from bounced.store.engine import (
     Rollback,
     StoreError,
     connect,
+    free_mib,
     is_busy,
     is_disconnect,
     lock_key,
     pg_connect,
+    wal_mib,
 )
 from bounced.store.health import Health
 from bounced.store.messages import MessageTable
@@ -67,11 +70,15 @@ from bounced.store.schema import (
     seed_postgresql,
 )
 from bounced.store.schema import migrate as migrate_sqlite
+from bounced.store.sent import SentMessages
 from bounced.store.tuning import (
     PROCESSING_BTREES,
     STORING_BTREES,
+    WAL_LIMIT_MB,
     WAL_SAFETY_NET_PAGES,
+    WAL_WARN_MB,
     Checkpointer,
+    EventSink,
     Prewarm,
     btree_mib,
 )
@@ -89,8 +96,10 @@ __all__ = [
     "Rollback",
     "Store",
     "StoreError",
+    "free_mib",
     "is_busy",
     "is_disconnect",
+    "wal_mib",
 ]
 
 
@@ -123,6 +132,7 @@ class Store:
         self.reports = ReportQueries(self)
         self.health = Health(self)
         self.outbox = WebhookOutbox(self)
+        self.sent = SentMessages(self)
 
     @property
     def is_postgresql(self) -> bool:
@@ -337,14 +347,19 @@ class Store:
 
     # ---- how this connection works
 
-    def configure_writer(self, *, busy_timeout_ms: int, autocheckpoint_pages: int) -> None:
-        """How long this connection waits for the write lock, and after how many WAL
-        pages its commits copy the WAL back themselves (0: never, another connection
-        checkpoints). Nothing on PostgreSQL: no file lock, no WAL to copy back."""
+    def configure_writer(self, *, busy_timeout_ms: int, autocheckpoint_pages: int,
+                         wal_limit_mb: int | None = None) -> None:
+        """How long this connection waits for the write lock, after how many WAL pages
+        its commits copy the WAL back themselves (0: never, another connection
+        checkpoints), and the size its WAL file is cut back to when it restarts
+        (``journal_size_limit``; None: SQLite's default, never). Nothing on
+        PostgreSQL: no file lock, no WAL file of the client's to copy back or bound."""
         if self.is_postgresql:
             return
         self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint_pages)}")
+        if wal_limit_mb is not None:
+            self.conn.execute(f"PRAGMA journal_size_limit = {int(wal_limit_mb) * 1024 * 1024}")
 
     def cache_mib(self) -> float:
         """The connection's page cache limit, in MiB (0 on PostgreSQL, whose cache is
@@ -381,17 +396,25 @@ class Store:
 
     @contextmanager
     def checkpoint_in_background(
-        self, on_error: Callable[[BaseException], None] | None = None
+        self,
+        on_error: Callable[[BaseException], None] | None = None,
+        *,
+        wal_limit_mb: int = WAL_LIMIT_MB,
+        wal_warn_mb: int = WAL_WARN_MB,
+        on_event: EventSink | None = None,
     ) -> Iterator[Checkpointer | None]:
         """Run a :class:`Checkpointer` while this connection writes; its own automatic
-        checkpoint moves to :data:`WAL_SAFETY_NET_PAGES` meanwhile. PostgreSQL
-        checkpoints by itself: nothing to run."""
+        checkpoint moves to :data:`WAL_SAFETY_NET_PAGES` meanwhile, and its WAL is cut
+        back to ``wal_limit_mb`` when it restarts. PostgreSQL checkpoints and bounds
+        its own WAL (``max_wal_size``): nothing to run."""
         if self.is_postgresql or self.path is None:
             yield None
             return
         self.conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_SAFETY_NET_PAGES}")
+        self.conn.execute(f"PRAGMA journal_size_limit = {int(wal_limit_mb) * 1024 * 1024}")
         try:
-            with Checkpointer(self.path, on_error=on_error) as checkpointer:
+            with Checkpointer(self.path, on_error=on_error, wal_limit_mb=wal_limit_mb,
+                              wal_warn_mb=wal_warn_mb, on_event=on_event) as checkpointer:
                 yield checkpointer
         finally:
             self.conn.execute("PRAGMA wal_autocheckpoint = 1000")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from bounced.core.addresses import channel_of
 from bounced.core.events import address_data, address_event_type, envelope
 from bounced.core.times import format_optional, format_time, parse_time
 from bounced.model import AddressEvent, AddressState, QuarantineState, Reason
@@ -127,7 +128,7 @@ class AddressBook:
         self._store.conn.execute(
             "INSERT INTO addresses (address, state, error_count, last_error_at, "
             "last_counted_error_at, reason_code, quarantined_at, release_at, updated_at, "
-            "undefined_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "undefined_count, channel) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(address) DO UPDATE SET state = excluded.state, "
             "error_count = excluded.error_count, last_error_at = excluded.last_error_at, "
             "last_counted_error_at = excluded.last_counted_error_at, "
@@ -145,6 +146,7 @@ class AddressBook:
                 format_optional(state.release_at),
                 format_time(state.updated_at or now),
                 state.undefined_count,
+                channel_of(state.address).value,
             ),
         )
 

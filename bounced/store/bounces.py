@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from bounced.core.replay import StoredVerdict
 from bounced.core.times import format_time, parse_time
-from bounced.model import FailureType, Kind, QualificationStatus, Reason
+from bounced.model import Channel, FailureType, Kind, QualificationStatus, Reason
 from bounced.store.engine import BEGINNING, END_OF_TIME
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ class NewBounce:
     #: Whether the verdict could change the address's state (its bounce's VERP trust
     #: covered the address); a verdict that could not is recorded, never applied.
     trusted: bool = True
+    channel: Channel = Channel.EMAIL
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,8 +132,8 @@ class BounceLog:
             "INSERT INTO bounces (message_id, recipient, kind, action, status, reply_code, "
             "diagnostic, qualification_id, failure_type, reason_code, qualified_by, "
             "original_message_id, received_at, at, original_recipient, remote_mta, "
-            "smtp_command, verp_token, feedback_type, trusted) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            "smtp_command, verp_token, feedback_type, trusted, channel) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (
                 bounce.message_id, bounce.recipient, bounce.kind.value, bounce.action,
                 bounce.status, bounce.reply_code, bounce.diagnostic, bounce.qualification_id,
@@ -142,6 +143,7 @@ class BounceLog:
                 format_time(bounce.received_at), format_time(bounce.at),
                 bounce.original_recipient, bounce.remote_mta, bounce.smtp_command,
                 bounce.verp_token, bounce.feedback_type, int(bounce.trusted),
+                bounce.channel.value,
             ),
         ).fetchone()
         return int(row[0])

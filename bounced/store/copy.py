@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bounced.store import Store
 
-#: The tables, parents before children, with their key column.
+#: The tables, parents before children, with their key (columns, comma-separated).
 TABLES: tuple[tuple[str, str], ...] = (
     ("reasons", "code"),
     ("rules", "id"),
@@ -35,6 +35,7 @@ TABLES: tuple[tuple[str, str], ...] = (
     ("dns_cache", "domain"),
     ("webhook_events", "id"),
     ("webhook_deliveries", "id"),
+    ("sent_messages", "channel, id"),
 )
 #: Numbered by the database (identity columns on PostgreSQL): copied id by id, after
 #: the largest id already there, and the sequence moved past them at the end.
@@ -95,14 +96,17 @@ def _copy_table(source: Store, target: Store, table: str, key: str, columns: Seq
     else:
         conflict = "ON CONFLICT DO NOTHING"
     insert = f"INSERT INTO {table} ({names}) VALUES ({marks}) {conflict}"
-    after: Any = None
+    after: tuple[Any, ...] | None = None
     if table in _NUMBERED:
-        after = int(target.conn.execute(f"SELECT COALESCE(max(id), 0) FROM {table}"
-                                        ).fetchone()[0])
+        after = (int(target.conn.execute(f"SELECT COALESCE(max(id), 0) FROM {table}"
+                                         ).fetchone()[0]),)
     copied = 0
-    position = columns.index(key)
+    keys = [part.strip() for part in key.split(",")]
+    positions = [columns.index(part) for part in keys]
+    # A key of several columns is compared as a row value: (channel, id) > (?, ?).
+    past = f"({key}) > ({', '.join('?' for _ in keys)})" if len(keys) > 1 else f"{key} > ?"
     while True:
-        where, params = (f"WHERE {key} > ? ", (after,)) if after is not None else ("", ())
+        where, params = (f"WHERE {past} ", after) if after is not None else ("", ())
         rows = source.conn.execute(
             f"SELECT {names} FROM {table} {where}ORDER BY {key} LIMIT ?", (*params, batch)
         ).fetchall()
@@ -112,7 +116,7 @@ def _copy_table(source: Store, target: Store, table: str, key: str, columns: Seq
         with target.atomic():
             target.conn.executemany(insert, values)
         copied += len(rows)
-        after = rows[-1][position]
+        after = tuple(rows[-1][position] for position in positions)
         progress(table, copied)
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
@@ -187,10 +188,16 @@ class Dialect:
             return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
         return f"substr({column}, 1, 10)"
 
+    def find(self, text: str, part: str) -> str:
+        """The 1-based position of ``part`` in ``text`` (0: absent), both SQL
+        expressions: ``instr`` on SQLite, ``strpos`` on PostgreSQL."""
+        function = "strpos" if self.name == "postgresql" else "instr"
+        return f"{function}({text}, {part})"
+
     def domain(self, column: str) -> str:
         """The lowercased part after the ``@`` of an address column."""
-        find = "strpos" if self.name == "postgresql" else "instr"
-        return f"lower(substr({column}, {find}({column}, '@') + 1))"
+        at = self.find(column, "'@'")
+        return f"lower(substr({column}, {at} + 1))"
 
     def lock_keys(self, conn: Connection, keys: Iterable[int]) -> None:
         """Take the advisory locks ``keys`` for the rest of the transaction, smallest
@@ -376,3 +383,23 @@ class PgConnection:
 
     def close(self) -> None:
         self._drop()
+def free_mib(path: str | Path) -> float:
+    """Free space (MiB) for an unprivileged process on the file system of the database
+    at ``path`` (its directory: the file, its WAL and its temporary files live there).
+    One ``statvfs``: cheap enough every few hundred milliseconds, not per command."""
+    directory = Path(path).resolve().parent
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize / (1024 * 1024)
+
+
+def wal_path(path: str | Path) -> Path:
+    """The WAL file SQLite keeps next to the database at ``path``."""
+    return Path(f"{path}-wal")
+
+
+def wal_mib(path: str | Path) -> float:
+    """Size of the database's WAL file in MiB (0 when there is none)."""
+    try:
+        return wal_path(path).stat().st_size / (1024 * 1024)
+    except FileNotFoundError:
+        return 0.0

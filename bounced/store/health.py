@@ -1,4 +1,5 @@
-"""What ``bounced db check`` reports: integrity, schema version, backlog, sizing.
+"""What ``bounced db check`` reports: integrity, schema version, backlog, sizing, and the
+files on disk (the WAL's size, free space against ``storage.min_free_mb``).
 
 Read-only: it runs on the live database while the daemon writes (WAL readers see the
 last commit) and changes nothing.
@@ -10,8 +11,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from bounced.model import MessageState
+from bounced.store.engine import free_mib, wal_mib, wal_path
 from bounced.store.schema import SCHEMA_VERSION, postgresql_version
-from bounced.store.tuning import PROCESSING_BTREES, STORING_BTREES, btree_mib
+from bounced.store.tuning import (
+    PROCESSING_BTREES,
+    STORING_BTREES,
+    WAL_WARN_MB,
+    btree_mib,
+)
 
 if TYPE_CHECKING:
     from bounced.store import Store
@@ -69,8 +76,9 @@ class Health:
         return [f"integrity: {row[0]}" for row in self._store.conn.execute("PRAGMA quick_check")
                 if row[0] != "ok"]
 
-    def check(self) -> DatabaseCheck:
-        """Everything ``bounced db check`` prints."""
+    def check(self, *, min_free_mb: int = 0, wal_warn_mb: int = WAL_WARN_MB) -> DatabaseCheck:
+        """Everything ``bounced db check`` prints; ``min_free_mb`` and ``wal_warn_mb`` are
+        the configuration's reserve and WAL warning size."""
         conn = self._store.conn
         result = DatabaseCheck()
         integrity = self.integrity_problems()
@@ -81,12 +89,16 @@ class Health:
         if version == SCHEMA_VERSION:
             result.facts.append(f"schema version: {version}")
         else:
+            command = "migrate" if self._store.is_postgresql else "init"
             result.problems.append(f"schema version: {version}, expected {SCHEMA_VERSION} "
-                                   "(run `bounced db init` to migrate)")
+                                   f"(run `bounced db {command}` to migrate)")
         if self._store.is_postgresql:
             (server,) = conn.execute("SHOW server_version").fetchone()
             (sync,) = conn.execute("SHOW synchronous_commit").fetchone()
             result.facts.append(f"postgresql {server}, synchronous_commit {sync}")
+            result.facts.append(
+                "WAL and free space: the PostgreSQL server's (max_wal_size, its disk); "
+                "database.wal_warn_mb and storage.min_free_mb apply to a SQLite file")
             names = {row[0] for row in conn.execute(
                 "SELECT table_name FROM information_schema.tables "
                 "WHERE table_schema = current_schema()")}
@@ -94,6 +106,7 @@ class Health:
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
             (result.facts if mode == "wal" else result.problems).append(
                 f"journal mode: {mode}")
+            self._files(result, min_free_mb=min_free_mb, wal_warn_mb=wal_warn_mb)
             names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
         missing = [name for name in PUBLIC_NAMES if name not in names]
         if missing:
@@ -118,3 +131,30 @@ class Health:
                 f"{failed} failed message(s) (see messages.error; `bounced db retry` after a fix)"
             )
         return result
+
+    def _files(self, result: DatabaseCheck, *, min_free_mb: int, wal_warn_mb: int) -> None:
+        """The WAL's size, and free space against the reserve the daemon keeps: what an
+        operator wants to see when the daemon answers 452 4.3.1 or the disk fills."""
+        path = self._store.path
+        assert path is not None  # a SQLite file
+        wal = wal_mib(path)
+        line = f"WAL: {wal:.1f} MiB ({wal_path(path).name})"
+        if wal >= wal_warn_mb:
+            result.problems.append(
+                f"{line}, past database.wal_warn_mb ({wal_warn_mb} MiB): a reader may hold "
+                "an old snapshot (the daemon logs database.wal_pinned)")
+        else:
+            result.facts.append(line)
+        try:
+            free = free_mib(path)
+        except OSError as error:
+            result.problems.append(f"free space: cannot be measured ({error})")
+            return
+        line = (f"free space: {free:.0f} MiB on the database's file system, "
+                f"reserve storage.min_free_mb = {min_free_mb} MiB")
+        if free < min_free_mb:
+            result.problems.append(
+                f"{line}: below the reserve, the daemon answers 452 4.3.1 to new mail "
+                "until space is freed (the worker goes on processing)")
+        else:
+            result.facts.append(line)

@@ -15,14 +15,21 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from bounced.core.times import format_time, parse_time
-from bounced.model import AcceptedMessage, IncomingMessage, Kind, MessageState, StoredMessage
+from bounced.model import (
+    AcceptedMessage,
+    Channel,
+    IncomingMessage,
+    Kind,
+    MessageState,
+    StoredMessage,
+)
 from bounced.store.engine import BEGINNING
 from bounced.store.schema import DIGEST_PREFIX, DUPLICATE_LOOKUP
 
 if TYPE_CHECKING:
     from bounced.store import Store
 
-_COLUMNS = "id, received_at, mail_from, rcpt_to, raw, state, peer, error, attempts"
+_COLUMNS = "id, received_at, mail_from, rcpt_to, raw, state, peer, error, attempts, channel"
 
 
 class MessageTable:
@@ -52,7 +59,8 @@ class MessageTable:
                         continue
                 row = conn.execute(
                     "INSERT INTO messages (received_at, mail_from, rcpt_to, size, sha256, "
-                    "raw, state, peer, verp_token) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) "
+                    "raw, state, peer, verp_token, channel) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) "
                     + ("ON CONFLICT (sha256) DO NOTHING " if concurrent else "")
                     + "RETURNING id",
                     (
@@ -64,6 +72,7 @@ class MessageTable:
                         message.raw,
                         message.peer,
                         message.verp_token,
+                        message.channel.value,
                     ),
                 ).fetchone()
                 if row is None:
@@ -122,6 +131,19 @@ class MessageTable:
         row = self._store.conn.execute(
             "SELECT state FROM messages WHERE id = ?", (message_id,)
         ).fetchone()
+        return MessageState(row[0]) if row is not None else None
+
+    def settled_state(self, message_id: int) -> MessageState | None:
+        """The state of a message once nobody is processing it: on PostgreSQL, where
+        another process or host may hold its row right now (its worker claimed it), this
+        waits for that transaction to end (``FOR SHARE``), so what it wrote can be read;
+        on SQLite the write lock already made the other writer finish."""
+        if not self._store.dialect.concurrent_writers:
+            return self.state(message_id)
+        with self._store.atomic():
+            row = self._store.conn.execute(
+                "SELECT state FROM messages WHERE id = ? FOR SHARE", (message_id,)
+            ).fetchone()
         return MessageState(row[0]) if row is not None else None
 
     def raw(self, message_id: int) -> bytes | None:
@@ -213,4 +235,5 @@ def _stored(row: tuple) -> StoredMessage:
         peer=row[6],
         error=row[7],
         attempts=int(row[8] or 0),
+        channel=Channel(row[9] or Channel.EMAIL.value),
     )

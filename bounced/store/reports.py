@@ -7,7 +7,7 @@ provider grouping and rendering are :mod:`bounced.ops.report`'s business.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from bounced.store import Store
 
 #: What a breakdown can group by (:meth:`ReportQueries.groups`).
-GROUP_KEYS = ("type", "reason", "day", "domain")
+GROUP_KEYS = ("type", "reason", "day", "domain", "channel")
 
 
 def _group_key(by: str, dialect: Dialect) -> str:
@@ -28,8 +28,20 @@ def _group_key(by: str, dialect: Dialect) -> str:
         "type": "coalesce(b.failure_type, '(' || b.kind || ')')",
         "reason": "coalesce(r.label, '(' || b.kind || ')')",
         "day": dialect.day("b.at"),
-        "domain": dialect.domain("b.recipient"),
+        # an SMS is grouped as "sms", a push token by its application ("push:APP")
+        "domain": _domain_by_channel(dialect),
+        "channel": "b.channel",
     }[by]
+
+
+def _domain_by_channel(dialect: Dialect) -> str:
+    """The "domain" of a recipient of any channel."""
+    colon = dialect.find("substr(b.recipient, 6)", "':'")  # after "push:"
+    return (
+        "CASE b.channel WHEN 'sms' THEN 'sms' "
+        f"WHEN 'push' THEN 'push:' || substr(b.recipient, 6, {colon} - 1) "
+        f"ELSE {dialect.domain('b.recipient')} END"
+    )
 
 
 def _count_if(condition: str) -> str:
@@ -51,6 +63,8 @@ class WindowTotals:
     quarantined: int
     denylisted: int
     released: int
+    #: Bounces per channel (``email``, ``sms``, ``push``).
+    by_channel: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +132,11 @@ class ReportQueries:
         events = conn.execute(
             f"SELECT {_STATE_CHANGES} FROM address_events WHERE at >= ? AND at < ?",
             window).fetchone()
+        channels = dict(conn.execute(
+            "SELECT channel, count(*) FROM bounces WHERE at >= ? AND at < ? GROUP BY channel",
+            window).fetchall())
         return WindowTotals(int(row[0]), int(row[1]), int(row[2]), kinds, types,
-                            int(events[0]), int(events[1]), int(events[2]))
+                            int(events[0]), int(events[1]), int(events[2]), channels)
 
     def groups(self, by: str, since: datetime, until: datetime) -> list[GroupCounts]:
         """The window's bounces grouped by ``by`` (one of :data:`GROUP_KEYS`)."""

@@ -10,13 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bounced.core.qualify import FIRST_USER_RULE_ID
 from bounced.model import FailureType, Reason, Rule
 
 if TYPE_CHECKING:
     from bounced.store import Store
-
-#: Rule ids from here on belong to operators.
-FIRST_USER_RULE_ID = 10_000
 
 _COLUMNS = "id, pattern, failure_type, reason_code, priority, comment, enabled, status, command"
 

@@ -609,6 +609,83 @@ def _pg_migration_10(conn: Any) -> None:
         "WHERE state = 'pending'",
     )
 
+@migration("channels: sms and push")
+def _migration_11(db: sqlite_utils.Database) -> None:
+    """The other channels (docs/channels.md): SMS status reports and push feedback.
+
+    ``channel`` (``email``, ``sms``, ``push``) on ``messages`` (what the raw document
+    is: an e-mail, or the canonical JSON of a receipt / a provider's answer),
+    ``bounces`` and ``addresses`` (``tel:+E164`` and ``push:APP:TOKEN`` keys live beside
+    e-mail addresses); rows written before are e-mail. ``sent_messages``: what a
+    sending platform registered (``POST /v1/messages``), so that a receipt that names
+    only the SMSC's message id finds its number. The views ``suppression_list`` and
+    ``daily_summary`` gain the channel (the summary's ``domain`` of an SMS is ``sms``,
+    of a push token ``push:APP``).
+    """
+    conn = db.conn
+    for table in ("messages", "bounces", "addresses"):
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN channel TEXT NOT NULL DEFAULT 'email'")
+    conn.execute(
+        "CREATE TABLE sent_messages (channel TEXT NOT NULL, id TEXT NOT NULL, "
+        "recipient TEXT NOT NULL, registered_at TEXT NOT NULL, PRIMARY KEY (channel, id)) "
+        "WITHOUT ROWID"
+    )
+    conn.execute("DROP VIEW IF EXISTS suppression_list")
+    conn.execute(
+        "CREATE VIEW suppression_list AS "
+        "SELECT a.address AS address, a.state AS state, "
+        "COALESCE(r.label, a.state) AS reason, "
+        "COALESCE(a.quarantined_at, a.updated_at) AS since, a.channel AS channel "
+        "FROM addresses a LEFT JOIN reasons r ON r.code = a.reason_code "
+        "WHERE a.state IN ('quarantine', 'denylisted')"
+    )
+    conn.execute("DROP VIEW IF EXISTS daily_summary")
+    conn.execute(
+        "CREATE VIEW daily_summary AS "
+        "SELECT substr(COALESCE(b.at, b.received_at), 1, 10) AS day, "
+        "b.failure_type AS failure_type, r.label AS reason, "
+        "CASE b.channel WHEN 'sms' THEN 'sms' WHEN 'push' THEN 'push:' || "
+        "substr(b.recipient, 6, instr(substr(b.recipient, 6), ':') - 1) "
+        "ELSE lower(substr(b.recipient, instr(b.recipient, '@') + 1)) END AS domain, "
+        "b.channel AS channel, "
+        "count(*) AS bounces, count(DISTINCT b.recipient) AS addresses "
+        "FROM bounces b LEFT JOIN reasons r ON r.code = b.reason_code "
+        "WHERE b.failure_type IS NOT NULL "
+        "GROUP BY day, b.failure_type, r.label, domain, b.channel"
+    )
+
+
+@postgresql_step(_migration_11)
+def _pg_migration_11(conn: Any) -> None:
+    """Step 11 on PostgreSQL: the same columns (a constant default: no table rewrite),
+    ``sent_messages`` keyed by ``(channel, id)`` with a ``timestamptz``, and the two views
+    recreated with ``channel`` (``daily_summary.day`` stays a date, as in step 1)."""
+    _pg(
+        conn,
+        *(f"ALTER TABLE {table} ADD COLUMN channel text NOT NULL DEFAULT 'email'"
+          for table in ("messages", "bounces", "addresses")),
+        "CREATE TABLE sent_messages (channel text NOT NULL, id text NOT NULL, "
+        "recipient text NOT NULL, registered_at timestamptz NOT NULL, "
+        "PRIMARY KEY (channel, id))",
+        "DROP VIEW IF EXISTS suppression_list",
+        "CREATE VIEW suppression_list AS SELECT a.address AS address, a.state AS state, "
+        "COALESCE(r.label, a.state) AS reason, "
+        "COALESCE(a.quarantined_at, a.updated_at) AS since, a.channel AS channel "
+        "FROM addresses a LEFT JOIN reasons r ON r.code = a.reason_code "
+        "WHERE a.state IN ('quarantine', 'denylisted')",
+        "DROP VIEW IF EXISTS daily_summary",
+        "CREATE VIEW daily_summary AS "
+        "SELECT (COALESCE(b.at, b.received_at) AT TIME ZONE 'UTC')::date AS day, "
+        "b.failure_type AS failure_type, r.label AS reason, "
+        "CASE b.channel WHEN 'sms' THEN 'sms' WHEN 'push' THEN 'push:' || "
+        "substr(b.recipient, 6, strpos(substr(b.recipient, 6), ':') - 1) "
+        "ELSE lower(substr(b.recipient, strpos(b.recipient, '@') + 1)) END AS domain, "
+        "b.channel AS channel, "
+        "count(*) AS bounces, count(DISTINCT b.recipient) AS addresses "
+        "FROM bounces b LEFT JOIN reasons r ON r.code = b.reason_code "
+        "WHERE b.failure_type IS NOT NULL GROUP BY 1, 2, 3, 4, 5",
+    )
+
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -672,15 +749,16 @@ def postgresql_version(conn: Any) -> int:
     return int(version)
 
 
-def migrate_postgresql(conn: Any) -> int:
+def migrate_postgresql(conn: Any, *, target: int = SCHEMA_VERSION) -> int:
     """:func:`migrate` on PostgreSQL: the same steps, their PostgreSQL bodies, one
     transaction (PostgreSQL's DDL is transactional) under an advisory lock, so two
-    hosts that migrate at once do it once. Returns the version found before."""
+    hosts that migrate at once do it once. Returns the version found before.
+    ``target``: stop at that version (tests make the database an older release left)."""
     with _transaction(conn, "BEGIN", lock=True):
         conn.execute(_PG_VERSIONS)
         found = postgresql_version(conn)
         _refuse_newer(found)
-        for version in range(found + 1, SCHEMA_VERSION + 1):
+        for version in range(found + 1, target + 1):
             step = MIGRATIONS[version - 1]
             body = POSTGRESQL_STEPS.get(version)
             if body is None:

@@ -102,3 +102,60 @@ def test_check_warns_when_the_configuration_takes_unsigned_bounces_from_the_netw
     signed.write_text('[smtp]\nlisten = "0.0.0.0:25"\n[verp]\nsecret = "x"\n')
     assert "WARNING" not in bounced(["db", "check", "--db", str(db), "--config",
                                      str(signed)]).out
+
+
+@pytest.mark.sqlite_only  # the SQLite file's WAL and file system (PostgreSQL: below)
+def test_check_shows_the_wal_size_and_free_space_against_the_reserve(db, bounced):
+    bounced(["db", "init", "--db", str(db)])
+    check = bounced(["db", "check", "--db", str(db)])
+    assert check.status == 0, check.out
+    lines = check.out.splitlines()
+    assert any(line.startswith("WAL: ") and line.endswith(f"MiB ({db.name}-wal)")
+               for line in lines), check.out
+    (free,) = [line for line in lines if line.startswith("free space: ")]
+    assert free.endswith("reserve storage.min_free_mb = 256 MiB")
+
+
+@pytest.mark.sqlite_only  # the SQLite file's file system (PostgreSQL: below)
+def test_check_fails_when_free_space_is_below_the_reserve(db, bounced, tmp_path):
+    import os
+
+    bounced(["db", "init", "--db", str(db)])
+    stats = os.statvfs(tmp_path)
+    reserve = stats.f_bavail * stats.f_frsize // (1024 * 1024) + 1024
+    config = tmp_path / "bounced.toml"
+    config.write_text(f"[storage]\nmin_free_mb = {reserve}\n")
+    check = bounced(["db", "check", "--db", str(db), "--config", str(config)])
+    assert check.status == 1
+    assert any(line.startswith("PROBLEM: free space: ") and "below the reserve" in line
+               for line in check.out.splitlines()), check.out
+
+
+@pytest.mark.sqlite_only  # a reader holding the SQLite WAL
+def test_check_fails_when_the_wal_is_past_the_warning_size(db, bounced, tmp_path):
+    bounced(["db", "init", "--db", str(db)])
+    holder = sqlite3.connect(db)  # keeps the WAL file from being removed at close
+    holder.execute("PRAGMA wal_autocheckpoint = 0")
+    with holder:
+        holder.execute("CREATE TABLE filler (x BLOB)")
+        holder.executemany("INSERT INTO filler VALUES (?)", ((b"x" * 100_000,) for _ in range(30)))
+    config = tmp_path / "bounced.toml"
+    config.write_text("[database]\nwal_warn_mb = 1\n")
+    check = bounced(["db", "check", "--db", str(db), "--config", str(config)])
+    holder.close()
+    assert check.status == 1
+    assert any(line.startswith("PROBLEM: WAL: ") and "database.wal_warn_mb (1 MiB)" in line
+               for line in check.out.splitlines()), check.out
+
+
+def test_check_on_postgresql_leaves_wal_and_free_space_to_the_server(pg_url, bounced,
+                                                                    tmp_path):
+    # A reserve no disk could meet: on PostgreSQL it is not the daemon's to keep.
+    config = tmp_path / "bounced.toml"
+    config.write_text("[storage]\nmin_free_mb = 1000000000\n[database]\nwal_warn_mb = 1\n")
+    check = bounced(["db", "check", "--db", str(pg_url), "--config", str(config)])
+    assert check.status == 0, check.out
+    lines = check.out.splitlines()
+    assert not any(line.startswith(("WAL: ", "free space: ", "PROBLEM: ")) for line in lines)
+    assert ("WAL and free space: the PostgreSQL server's (max_wal_size, its disk); "
+            "database.wal_warn_mb and storage.min_free_mb apply to a SQLite file") in lines

@@ -4,10 +4,15 @@ will share; resumable, verified by counts."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from bounced.model import Channel
+from bounced.store import Store
+from bounced.store.copy import copy_database
+from bounced.store.sent import SentMessage
 from tests.harness.database import query
 from tests.harness.postgres import PostgresServer
 
@@ -24,15 +29,17 @@ def empty_pg(postgres_server: PostgresServer) -> Iterator[str]:
 
 def snapshot(db: Path | str) -> dict[str, list[tuple]]:
     return {
-        "messages": query(db, "SELECT id, received_at, sha256, raw, state FROM messages "
-                              "ORDER BY id"),
+        "messages": query(db, "SELECT id, received_at, sha256, raw, state, channel "
+                              "FROM messages ORDER BY id"),
         "bounces": query(db, "SELECT id, message_id, recipient, failure_type, reason_code, "
                              "qualification_id, at FROM bounces ORDER BY id"),
         "addresses": query(db, "SELECT address, state, error_count, last_counted_error_at, "
-                               "release_at FROM addresses ORDER BY address"),
+                               "release_at, channel FROM addresses ORDER BY address"),
         "history": query(db, "SELECT id, address, at, new_state, cause, bounce_id "
                              "FROM address_events ORDER BY id"),
         "rules": query(db, "SELECT id, pattern, enabled, origin FROM rules ORDER BY id"),
+        "sent": query(db, "SELECT channel, id, recipient, registered_at FROM sent_messages "
+                          "ORDER BY channel, id"),
     }
 
 
@@ -62,3 +69,22 @@ def test_a_sqlite_database_copied_to_postgresql_has_the_same_rows_and_resumes(
     assert query(empty_pg, "SELECT max(id) FROM messages") == [(7,)]
     check = bounced(["check", "--db", empty_pg, "full@example.org"])
     assert "erroneous" in check.out and " 4 " in check.out  # 3 copied + 1 counted here
+
+
+def test_sent_messages_are_copied_page_by_page_by_their_two_column_key(
+        tmp_path: Path, empty_pg: str, bounced) -> None:
+    source = tmp_path / "bounced.db"
+    sent = [SentMessage(channel, f"m-{n}", f"tel:+3361234567{n}")
+            for channel in (Channel.PUSH, Channel.SMS) for n in range(3)]
+    with Store.open(source) as store:
+        store.sent.register(sent, datetime(2026, 11, 22, 13, 5, tzinfo=UTC))
+    assert bounced(["db", "migrate", "--db", empty_pg]).status == 0
+    with Store.open_readonly(source) as reader, Store.open(empty_pg) as target:
+        # Two rows a batch: pages end inside one channel and between the two.
+        results = {r.table: r for r in copy_database(reader, target, batch=2)}
+        assert (results["sent_messages"].copied, results["sent_messages"].verified) == (6, True)
+        # Again: what the target has already is left as it is (ON CONFLICT DO NOTHING).
+        again = {r.table: r for r in copy_database(reader, target, batch=2)}
+        assert (again["sent_messages"].target_rows, again["sent_messages"].verified) == (
+            6, True)
+    assert snapshot(empty_pg)["sent"] == snapshot(source)["sent"]

@@ -31,19 +31,21 @@ from tests.harness.database import Database, is_postgresql, query
 
 PUBLIC_COLUMNS = {
     "messages": {"id", "received_at", "mail_from", "rcpt_to", "size", "sha256", "raw", "state",
-                 "error"},
+                 "error", "channel"},
     "bounces": {"id", "message_id", "recipient", "kind", "action", "status", "reply_code",
                 "diagnostic", "qualification_id", "failure_type", "reason_code",
-                "qualified_by", "original_message_id", "received_at"},
+                "qualified_by", "original_message_id", "received_at", "channel"},
     "qualification": {"id", "text", "first_text", "failure_type", "reason_code", "status",
                       "occurrences", "first_seen", "last_seen"},
     "rules": {"id", "pattern", "failure_type", "reason_code", "priority", "origin", "enabled"},
     "reasons": {"code", "label", "default_type"},
     "addresses": {"address", "state", "error_count", "last_error_at", "last_counted_error_at",
-                  "reason_code", "quarantined_at", "release_at", "updated_at"},
+                  "reason_code", "quarantined_at", "release_at", "updated_at", "channel"},
     "address_events": {"id", "address", "at", "old_state", "new_state", "cause", "bounce_id"},
-    "suppression_list": {"address", "state", "reason", "since"},
-    "daily_summary": {"day", "failure_type", "reason", "domain", "bounces", "addresses"},
+    "suppression_list": {"address", "state", "reason", "since", "channel"},
+    "daily_summary": {"day", "failure_type", "reason", "domain", "channel", "bounces",
+                      "addresses"},
+    "sent_messages": {"channel", "id", "recipient", "registered_at"},
     "to_qualify": {"id", "text", "first_text", "occurrences", "last_seen"},
 }
 T0 = datetime(2026, 11, 22, 13, 5, tzinfo=UTC)

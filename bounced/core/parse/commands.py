@@ -39,10 +39,13 @@ _COMMANDS = {
 
 
 _SECTION_COMMAND = re.compile(
-    r"^[ \t]*[-=_*]*[ \t]*(?:smtp[ \t]+|failed[ \t]+|last[ \t]+)?command[ \t]*[-=_*:]*[ \t]*"
-    r"(?:\n[ \t]*)?(rcpt to|rcpt|mail from|mail|data|helo|ehlo|starttls|auth)\b",
+    r"^[ \t]*+[-=_*]*+[ \t]*+(?:smtp[ \t]++|failed[ \t]++|last[ \t]++)?command[ \t]*+[-=_*:]*+"
+    r"[ \t]*+(?:\n[ \t]*+)?(rcpt to|rcpt|mail from|mail|data|helo|ehlo|starttls|auth)\b",
     re.IGNORECASE | re.MULTILINE,
 )
+"""Possessive runs: the two runs of blanks around an optional run of rule characters
+passed a long run of blanks back and forth (quadratic); each run is followed by what it
+cannot hold, so giving back never helped a match."""
 
 
 def find_section_command(text: str) -> str | None:

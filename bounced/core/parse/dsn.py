@@ -12,7 +12,9 @@ recipient field after a complete block) starts a new recipient.
 
 from __future__ import annotations
 
+import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from bounced.model import Action
@@ -37,6 +39,13 @@ _ACTIONS: dict[str, Action] = {
 _CONTROL = dict.fromkeys([*range(0, 32), *range(127, 160)], " ")
 RECIPIENT_FIELDS = frozenset({"final-recipient", "original-recipient"})
 
+MAX_RECIPIENTS = 1_000
+"""Recipient blocks read from one report (and recipients reported for one message, by
+:mod:`bounced.core.parse.message`); further blocks are counted, not kept. A bounce of mail
+sent with VERP names one recipient, one of a message to a list a few; more than 1,000 is
+a hostile report, whose every block would cost memory and work (a 32 MB report holds
+half a million)."""
+
 
 @dataclass(slots=True)
 class DsnRecipient:
@@ -54,27 +63,41 @@ class DeliveryStatus:
 
     message_fields: dict[str, str] = field(default_factory=dict)
     recipients: list[DsnRecipient] = field(default_factory=list)
+    #: Recipient blocks past :data:`MAX_RECIPIENTS`, counted but not read.
+    skipped: int = 0
 
 
-def unfold(text: str) -> list[str | None]:
-    """Logical lines: continuation lines joined with a space, ``None`` for a blank line."""
-    lines: list[str | None] = []
-    for raw in text.split("\n"):
+def unfold(text: str) -> Iterator[str | None]:
+    """Logical lines: continuation lines joined with a space, ``None`` for a blank line.
+
+    Read one line at a time, a folded line joined once it ends: a report of 32 MB of
+    short lines must not become a list of millions of strings first, and appending each
+    continuation to the line so far copied it every time (quadratic for a long fold)."""
+    current: list[str] = []  # the logical line being read: its first line, continuations
+    for raw in io.StringIO(text, newline="\n"):  # lines end at "\n" only, as in the DSN
         line = raw.rstrip()
-        if not line:
-            lines.append(None)
-        elif line[0] in " \t" and lines and lines[-1] is not None:
-            lines[-1] = f"{lines[-1]} {line.strip()}"
+        if line and line[0] in " \t" and current:
+            current.append(line.strip())
+            continue
+        if current:
+            yield " ".join(current)
+        if line:
+            current = [line.strip()]
         else:
-            lines.append(line.strip())
-    return lines
+            current = []
+            yield None
+    if current:
+        yield " ".join(current)
+    if not text or text.endswith("\n"):
+        yield None  # the empty last line after a final line break
 
 
 def parse_delivery_status(text: str) -> DeliveryStatus:
     """Split a delivery-status body into its per-message and per-recipient fields.
 
     Only the first block is per-message; any later block is a recipient's, even when
-    its ``Final-Recipient`` comes after its ``Status`` (as some MTAs write it).
+    its ``Final-Recipient`` comes after its ``Status`` (as some MTAs write it). Blocks
+    past the first :data:`MAX_RECIPIENTS` are only counted, in ``skipped``.
     """
     status = DeliveryStatus()
     current: DsnRecipient | None = None
@@ -96,7 +119,10 @@ def parse_delivery_status(text: str) -> DeliveryStatus:
             current is None and not first_block
         ):
             current = DsnRecipient()
-            status.recipients.append(current)
+            if len(status.recipients) < MAX_RECIPIENTS:
+                status.recipients.append(current)
+            else:
+                status.skipped += 1
         if current is None:
             if name in ("action", "status", "diagnostic-code") and status.recipients:
                 current = status.recipients[-1]
@@ -171,7 +197,12 @@ def _unquote(address: str) -> str:
     return address
 
 
-_EMAIL = re.compile(r"[^\s<>()\[\]\"',;:@|]+@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]")
+# The local part is tried from the start of a run of its characters only (from a later
+# one the run ends at the same place, so ``search`` finds the same address): retried from
+# each position, a long value without "@" was quadratic.
+_EMAIL = re.compile(
+    r"(?<![^\s<>()\[\]\"',;:@|])[^\s<>()\[\]\"',;:@|]++@[A-Za-z0-9][A-Za-z0-9.\-]*[A-Za-z0-9]"
+)
 
 
 def _plausible(address: str) -> bool:

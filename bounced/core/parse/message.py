@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 from enum import Enum
+from typing import TypeVar
 
 from bounced.core import statuscodes as codes
 from bounced.core.parse import arf, autoreply, commands, dsn, fallback, lists, ses, vendors
@@ -60,14 +62,18 @@ _LAYOUT_MARKERS = re.compile(
     r"|This is the mail system at host"  # Postfix
     r"|Delivery has failed to these recipients or groups"  # Exchange, Office 365
     r"|Diagnostic information for administrators"  # Exchange, Office 365
-    r"|was not delivered to:\s+\S+@\S+\s+because:"  # Domino
+    r"|was not delivered to:\s++[^\s@]++@\S++\s++because:"  # Domino
     r"|Your message couldn't be delivered to the following recipient"  # Mimecast
     r"|The group you tried to contact \(",  # Google Groups
     re.IGNORECASE,
 )
 """The fixed sentences with which mail systems open their non-delivery reports: a text
 with one of them is a bounce whoever sent it (a relay may rewrite the sender)."""
-_HUMAN_SUBJECT = re.compile(r"\s*(?:re|fwd?|aw|wg|tr|sv|vs|rv|ynt)\s*(?:\[\d+\])?\s*:", re.I)
+# Possessive blanks: "Re" + 100,000 spaces + "x" gave them back one by one to the second
+# "\s*" (quadratic); the words and "[", ":" that follow are no blanks anyway.
+_HUMAN_SUBJECT = re.compile(
+    r"\s*+(?:re|fwd?|aw|wg|tr|sv|vs|rv|ynt)\s*+(?:\[\d+\])?\s*+:", re.I
+)
 _DELAY_TEXT = re.compile(
     r"\b(?:delayed|delay\)|still (?:being )?(?:retried|trying)|will (?:continue to )?(?:be )?"
     r"retr(?:y|ied)|has not yet been delivered|not been delivered yet|warning: message)",
@@ -92,8 +98,13 @@ NO_RECIPIENT_PROBLEM = "looks like a bounce but no recipient could be read"
 MAX_ORIGINAL_HEADERS = 20
 MAX_HEADER_VALUE = 300
 MAX_TEXT_BYTES = 256 * 1024
+MAX_RECIPIENTS = dsn.MAX_RECIPIENTS
+"""Recipients reported for one message, whatever the format (see ``dsn.MAX_RECIPIENTS``);
+more are noted in ``problems`` and left out."""
 LARGE_MESSAGE = 10 * 1024 * 1024
 VERP_HEADERS = ("delivered-to", "x-original-to", "to", "envelope-to", "x-envelope-to")
+_Found = TypeVar("_Found")
+_Read = TypeVar("_Read")
 
 
 @dataclass(slots=True)
@@ -370,26 +381,47 @@ def _feedback(view: _View) -> tuple[Kind, list[RecipientReport]]:
     text = "\n".join(decode_text(part, view.problems) for part in view.feedback_parts)
     human = vendors.collapse(view.text(), 500)
     complaint = arf.read_feedback_report(text, view.returned)
-    recipients = [
+    recipients = _capped([
         RecipientReport(address, Kind.FEEDBACK, diagnostic=human,
                         feedback_type=complaint.feedback_type)
         for address in complaint.recipients
-    ]
+    ], view.problems)
     if not recipients:
         view.problems.append("feedback report naming no recipient")
     return Kind.FEEDBACK, recipients
 
 
 def _dsn_recipients(view: _View) -> list[RecipientReport]:
-    """The recipients of the message's delivery-status part(s)."""
+    """The recipients of the message's delivery-status part(s), the first
+    :data:`MAX_RECIPIENTS` of them."""
     recipients: list[RecipientReport] = []
+    skipped = 0
     for part in view.status_parts:
+        if len(recipients) >= MAX_RECIPIENTS:
+            skipped += 1  # a whole part more: counted as one, not read
+            continue
         charset = part.charset or (
             "utf-8" if part.content_type == "message/global-delivery-status" else None
         )
         status = dsn.parse_delivery_status(decode_bytes(part.body, charset, view.problems))
         recipients.extend(_reports_of(status, view.human))
-    return _dedupe(recipients)
+        skipped += status.skipped
+    return _dedupe(_capped(recipients, view.problems, skipped))
+
+
+def _capped(
+    recipients: list[_Found], problems: list[str], skipped: int = 0
+) -> list[_Found]:
+    """The first :data:`MAX_RECIPIENTS` recipients, the others noted in ``problems``
+    (``skipped``: more that were counted but never read)."""
+    extra = len(recipients) - MAX_RECIPIENTS + skipped
+    if extra <= 0:
+        return recipients
+    problems.append(
+        f"more than {MAX_RECIPIENTS} recipients: only the first {MAX_RECIPIENTS} read "
+        f"({extra} more left out)"
+    )
+    return recipients[:MAX_RECIPIENTS]
 
 
 def _reports_of(
@@ -398,14 +430,19 @@ def _reports_of(
     """One report per DSN recipient block. A block without ``Diagnostic-Code`` (Exim's
     local failures) or with a bare exit status (Sendmail's ``X-Unix; 71``) takes its
     error text from the prose, read only when needed; so does the SMTP command, which
-    MTAs write in the prose ("in reply to RCPT TO command") rather than in the DSN."""
+    MTAs write in the prose ("in reply to RCPT TO command") rather than in the DSN.
+
+    A text shared by many blocks (the prose, for up to 1,000 blocks without a diagnostic
+    of their own) is searched for its codes and command once."""
     blocks: dict[str, vendors.TextRecipient] | None = None
+    find_command = _per_text(commands.find_command, len(status.recipients))
+    codes_of = _per_text(_codes_of, len(status.recipients))
     reports = []
     reporting = dsn.strip_type(status.message_fields.get("reporting-mta") or "").strip()
     for block in status.recipients:
         address = dsn.recipient_address(block)
         diagnostic = dsn.diagnostic_of(block.get("diagnostic-code"))
-        command = commands.find_command(diagnostic)
+        command = find_command(diagnostic)
         if not diagnostic or diagnostic.isdigit() or command is None:
             if blocks is None:
                 blocks = {i.address.lower(): i for i in vendors.scan_recipients(prose())}
@@ -419,23 +456,34 @@ def _reports_of(
             command = (
                 command
                 or (found.command if found else None)
-                or commands.find_command(found.diagnostic if found else "")
+                or find_command(found.diagnostic if found else "")
                 or commands.find_transcript_command(prose(), address)
             )
-        reports.append(
-            _recipient_from_dsn(block, address, diagnostic, command, reporting or None)
-        )
+        reports.append(_recipient_from_dsn(block, address, diagnostic, command,
+                                           reporting or None, codes_of))
     return reports
+
+
+def _codes_of(text: str) -> tuple[str | None, str | None]:
+    """The enhanced status code and the reply code written in ``text``."""
+    return codes.find_status(text), codes.find_reply_code(text)
+
+
+def _per_text(function: Callable[[str], _Read], calls: int) -> Callable[[str], _Read]:
+    """``function`` as it is for one call, cached for several: the recipients of one
+    notice often share its text, and a thousand of them must not each search it."""
+    return functools.cache(function) if calls > 1 else function
 
 
 def _recipient_from_dsn(
     block: dsn.DsnRecipient, address: str | None, diagnostic: str, command: str | None,
     reporting_mta: str | None = None,
+    codes_in: Callable[[str], tuple[str | None, str | None]] = _codes_of,
 ) -> RecipientReport:
-    """One DSN recipient block as a report; the status rule is :func:`codes.prefer_status`."""
+    """One DSN recipient block as a report; the status rule is :func:`codes.prefer_status`.
+    ``codes_in`` reads the codes of the diagnostic (a cached :func:`_codes_of`)."""
     field_status = codes.find_status(block.get("status") or "")
-    text_status = codes.find_status(diagnostic)
-    reply_code = codes.find_reply_code(diagnostic)
+    text_status, reply_code = codes_in(diagnostic)
     status = codes.prefer_status(field_status, text_status) or codes.status_from_reply(
         reply_code
     )
@@ -471,7 +519,7 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
     prose. A recipient's status and reply code come from its own error text, else from
     the whole prose when it is the only recipient."""
     text = view.human()
-    found = _listed_recipients(view, vendors.scan_recipients(text))
+    found = _capped(_listed_recipients(view, vendors.scan_recipients(text)), view.problems)
     if not found and signal is _Signal.STRONG:
         forwarded = _forwarded_bounce(view)
         if forwarded:
@@ -489,16 +537,18 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
     delayed = _is_delay_notice(view, text)
     whole = vendors.collapse(text)
     section_command = commands.find_section_command(text) if len(found) == 1 else None
+    codes_of = _per_text(_codes_of, len(found))
+    remote_host = _per_text(_remote_host, len(found))
+    find_command = _per_text(commands.find_command, len(found))
     recipients = []
     for item in found:
         diagnostic = item.diagnostic
         if not diagnostic or (len(found) == 1 and not vendors.has_code(diagnostic)
                               and vendors.has_code(whole)):
             diagnostic = whole
-        status = codes.find_status(diagnostic)
+        status, reply_code = codes_of(diagnostic)
         if status is None and item.diagnostic and len(found) == 1:
             status = codes.find_status(whole)
-        reply_code = codes.find_reply_code(diagnostic)
         status = status or codes.status_from_reply(reply_code)
         action = Action.DELAYED if delayed else Action.FAILED
         recipients.append(
@@ -509,8 +559,8 @@ def _text_recipients(view: _View, signal: _Signal) -> list[RecipientReport]:
                 status=status,
                 reply_code=reply_code,
                 diagnostic=diagnostic,
-                remote_mta=_remote_host(diagnostic),
-                smtp_command=commands.find_command(diagnostic) or item.command or section_command,
+                remote_mta=remote_host(diagnostic),
+                smtp_command=find_command(diagnostic) or item.command or section_command,
             )
         )
     return _dedupe(recipients)
@@ -553,7 +603,7 @@ def _embedded_dsn_recipients(view: _View) -> list[RecipientReport]:
         return []
     status = dsn.parse_delivery_status(text[start.start() :])
     human = vendors.human_text(text[: start.start()])
-    return _dedupe(_reports_of(status, lambda: human))
+    return _dedupe(_capped(_reports_of(status, lambda: human), view.problems, status.skipped))
 
 
 def _ses_recipients(view: _View) -> list[RecipientReport]:
@@ -562,7 +612,7 @@ def _ses_recipients(view: _View) -> list[RecipientReport]:
     if notification is None:
         return []
     view.original_message_id = notification.message_id
-    return [
+    return _capped([
         RecipientReport(
             address=item.address,
             kind=item.kind,
@@ -574,7 +624,7 @@ def _ses_recipients(view: _View) -> list[RecipientReport]:
             feedback_type=item.feedback_type,
         )
         for item in notification.recipients
-    ]
+    ], view.problems)
 
 
 def _is_delay_notice(view: _View, text: str) -> bool:
@@ -711,14 +761,58 @@ def parse_date(value: str | None) -> datetime | None:
 
 _TAG = re.compile(r"<[^>]*>")
 _BREAK = re.compile(r"<\s*(?:br|/p|/div|/tr|/li|p|div|tr|li|h\d)[^>]*>", re.IGNORECASE)
-_SCRIPT = re.compile(r"<(script|style)[^>]*>.*?</\1>", re.IGNORECASE | re.DOTALL)
+_BLOCK_START = re.compile(r"<(?:(script)|(style))", re.IGNORECASE)
+_BLOCK_END = {
+    1: re.compile(r"</script>", re.IGNORECASE),
+    2: re.compile(r"</style>", re.IGNORECASE),
+}
 
 
 def html_to_text(html: str) -> str:
-    """Enough of HTML -> text for bounce prose (Office 365 sends HTML only)."""
+    """Enough of HTML -> text for bounce prose (Office 365 sends HTML only).
+
+    Every step is linear: a ``<`` with no ``>`` after it, or a ``<script>`` never
+    closed, used to be scanned to the end of the text from each such ``<``."""
     import html as html_module
 
-    text = _SCRIPT.sub(" ", html)
-    text = _BREAK.sub("\n", text)
-    text = _TAG.sub(" ", text)
+    text = _drop_blocks(html)
+    text = _sub_tags(_BREAK, "\n", text)
+    text = _sub_tags(_TAG, " ", text)
     return html_module.unescape(text)
+
+
+def _sub_tags(pattern: re.Pattern[str], replacement: str, text: str) -> str:
+    """``pattern.sub`` for a pattern ending in ``[^>]*>``: no match ends after the last
+    ``>``, so what follows it is left out of the search rather than scanned to the end
+    from each of its ``<``."""
+    end = text.rfind(">") + 1
+    return pattern.sub(replacement, text[:end]) + text[end:]
+
+
+def _drop_blocks(html: str) -> str:
+    """What ``re.sub(r"<(script|style)[^>]*>.*?</\\1>", " ", html, flags=I|S)`` gives,
+    in linear time: the first ``>`` after a start and the first closing tag after that
+    are searched once and reused by the starts that follow, instead of each start
+    scanning to the end when one of them is missing."""
+    pieces: list[str] = []
+    position = 0
+    gt = -1
+    ends: dict[int, re.Match[str] | None] = {}
+    for start in _BLOCK_START.finditer(html):
+        if start.start() < position:
+            continue  # inside a block already dropped
+        if gt < start.end():
+            gt = html.find(">", start.end())
+            if gt < 0:
+                break  # no ">" left: no later start can match either
+        kind = start.lastindex or 1
+        end = ends.get(kind, start)  # "start": not searched yet
+        if end is not None and (end is start or end.start() <= gt):
+            end = ends[kind] = _BLOCK_END[kind].search(html, gt + 1)
+        if end is None:
+            continue  # never closed after this point: no later start of this kind closes
+        pieces.append(html[position : start.start()])
+        pieces.append(" ")
+        position = end.end()
+    pieces.append(html[position:])
+    return "".join(pieces)

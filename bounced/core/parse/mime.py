@@ -31,6 +31,16 @@ MAX_PARTS = 2000
 MAX_HEADER_BLOCK = 256 * 1024
 """A header section longer than this is truncated: no MTA writes one, garbage does."""
 
+MAX_DECODED_VALUE = 16 * 1024
+"""A header value longer than this keeps its RFC 2047 encoded words as written: decoding
+costs more than linear time in the number of words (:mod:`email.header` joins them one by
+one), and no Subject or display name is that long."""
+
+MAX_UNCLOSED_WORDS = 8
+"""A value with more ``=?`` after its last ``?=`` keeps its encoded words as written:
+:func:`email.header.decode_header` scans from each such ``=?`` to the end of the value,
+looking for a ``?=`` that is not there (quadratic)."""
+
 _HEADER_LINE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _PARAM = re.compile(
     r""";\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"?|[^;]*)""",
@@ -112,6 +122,8 @@ class Loaded:
     raw: bytes = b""
     problems: list[str] = field(default_factory=list)
     parts: int = 0
+    #: Multiparts whose boundary was guessed (see :data:`MAX_GUESSED_MULTIPARTS`).
+    guessed: int = 0
 
 
 def normalize_newlines(raw: bytes) -> bytes:
@@ -207,8 +219,14 @@ def parse_headers(block: bytes, problems: list[str] | None = None) -> Headers:
 
 
 def decode_words(value: str) -> str:
-    """RFC 2047 ``=?charset?B?...?=`` words -> text; undecodable ones stay as written."""
+    """RFC 2047 ``=?charset?B?...?=`` words -> text; undecodable ones stay as written, and
+    so does a value too long or too broken to decode in linear time (see
+    :data:`MAX_DECODED_VALUE` and :data:`MAX_UNCLOSED_WORDS`)."""
     if _ENCODED_WORD not in value:
+        return value
+    if len(value) > MAX_DECODED_VALUE or (
+        value.count(_ENCODED_WORD, value.rfind("?=") + 1) > MAX_UNCLOSED_WORDS
+    ):
         return value
     try:
         return str(make_header(decode_header(value)))
@@ -292,7 +310,10 @@ def _parse_multipart(
         return Part(headers, ctype, params, body)
     chunks, closed = split_multipart(body, boundary.encode("utf-8", "replace"))
     if not chunks:
-        found = guess_boundary(body)
+        found = None
+        if loaded.guessed < MAX_GUESSED_MULTIPARTS:
+            loaded.guessed += 1
+            found = guess_boundary(body)
         if found is not None:
             chunks, closed = split_multipart(body, found)
         loaded.problems.append(
@@ -344,13 +365,31 @@ def split_multipart(body: bytes, boundary: bytes) -> tuple[list[bytes], bool]:
 _DELIMITER_LINE = re.compile(rb"^--([^\s]{1,70}?)(?:--)?[ \t]*$", re.MULTILINE)
 
 
+MAX_BOUNDARY_GUESSES = 8
+"""Distinct ``--token`` lines tried by :func:`guess_boundary`: each try counts the token
+in the whole body, and a body of thousands of distinct ``--x`` lines cost as many passes
+over megabytes. The boundary in use is the first such line of a real body."""
+
+MAX_GUESSED_MULTIPARTS = 4
+"""Multiparts of one message whose boundary may be guessed: nested ones each count their
+tokens in their own body again (40 levels of a mangled boundary around 32 MB would be
+2,560 passes over it); a real bounce has one mangled boundary, rarely two."""
+
+
 def guess_boundary(body: bytes) -> bytes | None:
     """The boundary the body actually uses, when the declared one was mangled: the
-    first ``--token`` line that occurs at least twice."""
+    first ``--token`` line (of the first :data:`MAX_BOUNDARY_GUESSES` distinct ones in
+    the first 64 KB) that occurs at least twice."""
+    tried: set[bytes] = set()
     for match in _DELIMITER_LINE.finditer(body, 0, 64 * 1024):
         token = match.group(1)
+        if token in tried:
+            continue
         if body.count(b"\n--" + token) + body.startswith(b"--" + token) >= 2:
             return token
+        tried.add(token)
+        if len(tried) >= MAX_BOUNDARY_GUESSES:
+            break
     return None
 
 

@@ -70,11 +70,11 @@ def read_notification(text: str) -> SesNotification | None:
 
 def _bounces(document: dict[str, Any]) -> list[SesRecipient]:
     """``bouncedRecipients``; a Transient bounce without ``action`` is a delay."""
-    bounce = document.get("bounce") or {}
+    bounce = _object(document.get("bounce"))
     transient = str(bounce.get("bounceType", "")).lower() == "transient"
     mta = _strip_type(bounce.get("reportingMTA"))
     found = []
-    for item in bounce.get("bouncedRecipients") or []:
+    for item in _array(bounce.get("bouncedRecipients")):
         if not isinstance(item, dict) or not item.get("emailAddress"):
             continue
         action = _ACTIONS.get(str(item.get("action", "")).lower())
@@ -85,7 +85,7 @@ def _bounces(document: dict[str, Any]) -> list[SesRecipient]:
                 address=str(item["emailAddress"]),
                 kind=action.kind,
                 action=action,
-                status=item.get("status") or None,
+                status=_status(item.get("status")),
                 diagnostic=_strip_type(item.get("diagnosticCode")) or "",
                 remote_mta=mta,
             )
@@ -95,26 +95,47 @@ def _bounces(document: dict[str, Any]) -> list[SesRecipient]:
 
 def _complaints(document: dict[str, Any]) -> list[SesRecipient]:
     """``complainedRecipients`` with their ``complaintFeedbackType``."""
-    complaint = document.get("complaint") or {}
-    feedback_type = complaint.get("complaintFeedbackType") or "abuse"
+    complaint = _object(document.get("complaint"))
+    feedback_type = _string(complaint.get("complaintFeedbackType")) or "abuse"
     return [
         SesRecipient(str(item["emailAddress"]), Kind.FEEDBACK, None, None, "", feedback_type)
-        for item in complaint.get("complainedRecipients") or []
+        for item in _array(complaint.get("complainedRecipients"))
         if isinstance(item, dict) and item.get("emailAddress")
     ]
 
 
 def _deliveries(document: dict[str, Any]) -> list[SesRecipient]:
     """``delivery.recipients``, the status taken from ``smtpResponse``."""
-    delivery = document.get("delivery") or {}
+    delivery = _object(document.get("delivery"))
     response = str(delivery.get("smtpResponse") or "")
     return [
         SesRecipient(
             str(address), Kind.DELIVERED, Action.DELIVERED, find_status(response), response,
-            remote_mta=delivery.get("reportingMTA"),
+            remote_mta=_string(delivery.get("reportingMTA")),
         )
-        for address in delivery.get("recipients") or []
+        for address in _array(delivery.get("recipients"))
     ]
+
+
+# Anyone can send JSON: a value of the wrong type is taken as absent, never trusted into
+# a report (a number as a status code made judging it raise).
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _array(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _status(value: Any) -> str | None:
+    """An enhanced status code as the other formats report it (``"5.1.1"``), or None."""
+    return find_status(value) if isinstance(value, str) else None
 
 
 def _common_message_id(mail: dict[str, Any]) -> str | None:
@@ -140,8 +161,8 @@ def _first_json_object(text: str) -> dict[str, Any] | None:
     for attempt in (candidate, candidate.replace("!\n ", "").replace("!\r\n ", "")):
         try:
             value, _ = json.JSONDecoder().raw_decode(attempt)
-        except ValueError:
-            continue
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper
+            continue  # than the decoder can go
         if isinstance(value, dict):
             return value
     return None

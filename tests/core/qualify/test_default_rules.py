@@ -145,4 +145,6 @@ def test_an_undelivered_sms_status_report_is_hard_refused() -> None:
     assert verdict is not None
     assert (verdict.failure_type, verdict.reason) == (HARD, Reason.REFUSED)
     delivered, _first = normalize_sms("id:42 stat:DELIVRD err:000 text:Hello")
-    assert match_rule(delivered, DEFAULTS) is None
+    success = match_rule(delivered, DEFAULTS)  # rule 8: a DELIV... status is a success
+    assert success is not None and success.id == 8
+    assert (success.failure_type, success.reason) == (FailureType.IGNORED, Reason.NOT_DEFINED)

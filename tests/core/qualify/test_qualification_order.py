@@ -201,11 +201,11 @@ def test_an_operator_keep_and_ignore_win_over_shipped_knowledge() -> None:
 
 
 def test_an_operator_rule_wins_over_shipped_knowledge() -> None:
-    from bounced.core.qualify import combine_rules, load_default_rules
+    from bounced.core.qualify import load_default_rules, order_rules
 
     own = Rule(id=10_010, pattern=r"recipient address rejected", priority=100,
                failure_type=FailureType.SOFT, reason=Reason.REFUSED)
-    rules = combine_rules(load_default_rules(), (own,))
+    rules = order_rules((*load_default_rules(), own))
     verdict = qualify(failure("5.1.1", command="RCPT"), STRONG, rules=rules)
     assert verdict == Qualification(
         FailureType.SOFT, Reason.REFUSED, QualifiedBy(QualifiedBySource.RULE, "10010"))

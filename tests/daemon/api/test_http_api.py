@@ -72,6 +72,15 @@ def test_every_documented_operation_answers_as_documented(seeded: ApiServer) -> 
         ("post", "/v1/suppressions/import"):
             lambda: writer.post("/v1/suppressions/import", json={"addresses": ["i@x.test"]}),
         ("get", "/v1/messages/{id}/raw"): lambda: reader.get(f"/v1/messages/{message_id}/raw"),
+        ("post", "/v1/messages"): lambda: writer.post("/v1/messages", json={
+            "messages": [{"id": "doc-1", "channel": "sms", "recipient": "tel:+33612345678"}]}),
+        ("post", "/v1/feedback/push"): lambda: writer.post("/v1/feedback/push", json={
+            "provider": "fcm", "app": "doc", "token": "doc-token", "status": 404,
+            "error": "UNREGISTERED"}),
+        ("post", "/v1/feedback/sms"): lambda: writer.post("/v1/feedback/sms", json={
+            "to": "+33612345678", "report": "id:doc stat:DELIVRD err:000 text:doc"}),
+        ("get", "/v1/feedback/sms"): lambda: writer.get("/v1/feedback/sms", params={
+            "to": "+33612345678", "type": "1", "id": "doc-1"}),
     }
     document = reader.get("/v1/openapi.json").json()
     documented = {(method, path) for path, item in document["paths"].items()

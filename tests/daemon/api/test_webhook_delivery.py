@@ -6,6 +6,7 @@ set of events that arrive is compared with the outbox the daemon wrote.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -163,3 +164,22 @@ def test_replay_sends_the_same_events_again_with_the_same_ids(
     assert sorted(ids) == sorted(list(written) * 2)
     assert sorted(verified(r)["type"] for r in receiver.accepted()[:2]) == [
         "address.denylisted", "address.quarantined"]
+
+
+def test_an_endpoint_added_by_a_reload_receives_the_events_after_it(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    receiver.fail_first = 0
+    server = start_server(tmp_path, config_text())
+    try:
+        crm = server.client("crm")
+        crm.put("/v1/suppressions/before@x.test")
+        (tmp_path / "bounced.toml").write_text(
+            config_text(webhooks=[webhook_table(receiver.url)]))
+        server.process.signal(signal.SIGHUP)
+        server.process.wait_event("serve.reloaded")
+        crm.put("/v1/suppressions/after@x.test")
+        wait_for(lambda: len(receiver.accepted()) == 1)
+    finally:
+        server.close()
+    [event] = [verified(request) for request in receiver.accepted()]
+    assert (event["type"], event["data"]["address"]) == ("address.denylisted", "after@x.test")

@@ -6,6 +6,7 @@ import json
 import smtplib
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -219,6 +220,42 @@ def test_past_max_pending_new_transactions_get_451_4_3_2_then_recover(
     with smtp(server) as client:
         _, (code, _) = transaction(client, [BOUNCE_ADDRESS], unique_dsn(8))
     assert code == 250
+
+
+def test_when_the_disk_reserve_is_reached_during_data_the_message_gets_452_4_3_1(
+    server: RunningDaemon,
+) -> None:
+    """MAIL FROM passed; the free space fell below storage.min_free_mb before the end of
+    DATA (here: the reserve raised above any disk). Nothing is stored; SMTP answers once,
+    LMTP once per recipient; once there is room again, mail is accepted."""
+    writer = server.daemon.writer
+    assert writer is not None
+
+    def wait_low(expected: bool) -> None:
+        deadline = time.monotonic() + 10
+        while writer.storage_low() is not expected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert writer.storage_low() is expected
+
+    with smtp(server) as client, lmtp(server) as local:
+        client.mail("")
+        client.rcpt(BOUNCE_ADDRESS)
+        local.mail("")
+        local.rcpt(f"a@{BOUNCE_DOMAIN}")
+        local.rcpt(f"b@{BOUNCE_DOMAIN}")
+        writer.min_free_mb = 1 << 40  # MiB: more than any file system has free
+        try:
+            wait_low(True)
+            code, text = client.data(unique_dsn(20))
+            first, second = local.data(unique_dsn(21)), local.getreply()
+        finally:
+            writer.min_free_mb = 0
+        wait_low(False)
+        _, (after, _) = transaction(client, [BOUNCE_ADDRESS], unique_dsn(22))
+    assert (code, text) == (452, b"4.3.1 Insufficient system storage, try again later")
+    assert (first[0], first[1][:5], second[0], second[1][:5]) == (452, b"4.3.1", 452, b"4.3.1")
+    assert after == 250
+    assert message_count(server) == 1
 
 
 def test_a_client_outside_the_allowed_networks_cannot_send(
