@@ -34,6 +34,7 @@ forged bounce must not quarantine an innocent address).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,6 +66,7 @@ from bounced.model import (
 from bounced.ops.budget import BudgetExceededError, time_limit
 from bounced.store import Store
 from bounced.store.bounces import NewBounce
+from bounced.store.messages import ProcessedMark
 
 #: Decides whose state a message may change: ``(message, report, token) -> Trust``.
 TrustPolicy = Callable[[StoredMessage, BounceReport, str | None], Trust]
@@ -218,7 +220,8 @@ def _process_claimed(store: Store, chunk: Sequence[int], *, config: Config,
                             attempt_limit=attempt_limit)
         _lock_in_order(store, prepared, rules_from_config(config.addresses))
         results.update(_write(store, prepared, config=config, at=at,
-                              at_from_header=at_from_header, trust=trust, clock=clock))
+                              at_from_header=at_from_header, trust=trust, clock=clock,
+                              locked=True))
     for message_id in chunk:
         if message_id not in results:  # another host holds it, or has processed it
             state = store.messages.state(message_id)
@@ -348,11 +351,41 @@ def _describe_error(error: BaseException) -> str:
 
 def _write(store: Store, prepared: Sequence[_Prepared], *, config: Config,
            at: datetime | None, at_from_header: bool, trust: TrustPolicy,
-           clock: Clock) -> dict[int, ProcessResult]:
-    """One transaction for the chunk, a savepoint per message."""
-    results: dict[int, ProcessResult] = {}
-    address_rules = rules_from_config(config.addresses)
+           clock: Clock, locked: bool = False) -> dict[int, ProcessResult]:
+    """One transaction for the chunk. ``locked``: the caller holds the messages' rows
+    since it found them unprocessed (PostgreSQL's ``FOR UPDATE``), so nobody can have
+    processed them meanwhile.
+
+    The chunk is written at once; only if a message's writes fail is it written again
+    with a savepoint per message, so that the failing one is set aside and the others
+    go on. The savepoints cost two round trips a message on PostgreSQL, and a write
+    that fails for one message's own sake is rare."""
+    chunk = _ChunkWriter(store, config=config, at=at, at_from_header=at_from_header,
+                         trust=trust, clock=clock, locked=locked)
     with store.relaxed_sync(), store.atomic():
+        # A failure undoes the savepoint of the whole chunk; then each message alone.
+        with contextlib.suppress(Exception), store.atomic():
+            return chunk.write(prepared, isolated=False)
+        return chunk.write(prepared, isolated=True)
+
+
+class _ChunkWriter:
+    """Writes the prepared messages of a chunk inside the caller's transaction."""
+
+    def __init__(self, store: Store, *, config: Config, at: datetime | None,
+                 at_from_header: bool, trust: TrustPolicy, clock: Clock,
+                 locked: bool) -> None:
+        self.store, self.config, self.at, self.at_from_header = store, config, at, at_from_header
+        self.trust, self.clock, self.locked = trust, clock, locked
+        self.address_rules = rules_from_config(config.addresses)
+
+    def write(self, prepared: Sequence[_Prepared], *, isolated: bool
+              ) -> dict[int, ProcessResult]:
+        """Every message of ``prepared``; ``isolated``: each in a savepoint, a failing
+        one set aside (otherwise a failure raises, for the caller to undo the chunk)."""
+        store = self.store
+        results: dict[int, ProcessResult] = {}
+        done: list[ProcessedMark] = []
         for item in prepared:
             row = item.message
             if row is None:
@@ -361,34 +394,46 @@ def _write(store: Store, prepared: Sequence[_Prepared], *, config: Config,
                 continue
             # Re-read under the write lock: another process may have processed it
             # since it was prepared; it must not be counted twice.
-            if store.messages.state(row.id) in (None, MessageState.PROCESSED):
+            if not self.locked and store.messages.state(row.id) in (
+                    None, MessageState.PROCESSED):
                 results[row.id] = ProcessResult(row.id, MessageState.PROCESSED, skipped=True)
                 continue
-            moment = clock()
-            try:
-                if item.error is not None or item.report is None:
-                    raise _SetAsideError(item.error or "parse failed")
-                with store.atomic():
-                    token = (envelope_token(row.rcpt_to, config.verp.separator)
-                             or item.report.verp_token)
-                    # VERP vouches for e-mail only; a receipt or a provider's answer came
-                    # through an authenticated SMPP bind or HTTP token.
-                    trusted = (trust(row, item.report, token) if row.channel is Channel.EMAIL
-                               else TAKEN_AT_ITS_WORD)
-                    context = _Context(
-                        row, item.report, _message_time(row, item.report, at, at_from_header),
-                        token, trusted, address_rules, config, moment)
-                    results[row.id] = _write_message(store, context, item.verdicts)
-            except Exception as error:  # one bad message must not stop the others
-                message = str(error) if isinstance(error, _SetAsideError) else (
-                    _describe_error(error))
-                store.messages.mark_failed(row.id, message, moment)
-                results[row.id] = ProcessResult(row.id, MessageState.FAILED, error=message)
-    return results
+            moment = self.clock()
+            if item.error is not None or item.report is None:
+                self._set_aside(results, row.id, item.error or "parse failed", moment)
+                continue
+            if not isolated:
+                context = self._context(row, item.report, moment)
+                result = _write_message(store, context, item.verdicts)
+            else:
+                try:
+                    with store.atomic():
+                        context = self._context(row, item.report, moment)
+                        result = _write_message(store, context, item.verdicts)
+                except Exception as error:  # one bad message must not stop the others
+                    self._set_aside(results, row.id, _describe_error(error), moment)
+                    continue
+            results[row.id] = result
+            done.append(ProcessedMark(row.id, item.report.kind, context.token,
+                                      result.trusted, moment))
+        store.messages.mark_processed(done)
+        return results
 
+    def _context(self, row: StoredMessage, report: BounceReport, moment: datetime
+                 ) -> _Context:
+        config = self.config
+        token = envelope_token(row.rcpt_to, config.verp.separator) or report.verp_token
+        # VERP vouches for e-mail only; a receipt or a provider's answer came through an
+        # authenticated SMPP bind or HTTP token.
+        trusted = (self.trust(row, report, token) if row.channel is Channel.EMAIL
+                   else TAKEN_AT_ITS_WORD)
+        return _Context(row, report, _message_time(row, report, self.at, self.at_from_header),
+                        token, trusted, self.address_rules, config, moment)
 
-class _SetAsideError(Exception):
-    """The message cannot be processed (its reason is the message); the others go on."""
+    def _set_aside(self, results: dict[int, ProcessResult], message_id: int, reason: str,
+                   moment: datetime) -> None:
+        self.store.messages.mark_failed(message_id, reason, moment)
+        results[message_id] = ProcessResult(message_id, MessageState.FAILED, error=reason)
 
 
 def _message_time(
@@ -404,15 +449,14 @@ def _message_time(
 
 def _write_message(store: Store, context: _Context, verdicts: Sequence[Verdict]
                    ) -> ProcessResult:
+    """A message's verdicts written; :func:`_write` marks it processed with the rest of
+    its chunk."""
     recipients = tuple(
         _record(store, context, verdict)
         for verdict in verdicts
         if verdict.recipient.kind is not Kind.NOT_BOUNCE
     )
     report = context.report
-    store.messages.mark_processed(context.message.id, kind=report.kind,
-                                  verp_token=context.token, trusted=context.trust.anyone,
-                                  at=context.now)
     return ProcessResult(
         message_id=context.message.id,
         state=MessageState.PROCESSED,

@@ -13,6 +13,7 @@ from bounced.daemon.runner import Runner
 from bounced.daemon.worker import CleanupJob, RetentionJob, Worker
 from bounced.model import AddressState, IncomingMessage, Kind, QuarantineState, Reason
 from bounced.store import Store
+from bounced.store.messages import ProcessedMark
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -59,9 +60,9 @@ def test_retention_purges_processed_messages_older_than_the_retention(tmp_path: 
             IncomingMessage(NOW - timedelta(days=2), "", ("b@x.example",), b"Subject: new\r\n"),
         ])
         with store.atomic():
-            for accepted in (old, recent):
-                store.messages.mark_processed(accepted.id, kind=Kind.NOT_BOUNCE,
-                                              verp_token=None, trusted=True, at=NOW)
+            store.messages.mark_processed([
+                ProcessedMark(accepted.id, Kind.NOT_BOUNCE, None, True, NOW)
+                for accepted in (old, recent)])
     worker = worker_on(db, retention=timedelta(days=180))
     try:
         assert RetentionJob(worker).run_once() == 1
