@@ -144,6 +144,9 @@ class Api:
         """``ready``: whether the daemon serves (``/readyz``); ``written``: called after
         each write (the webhook outbox may have new events)."""
         self.config = config
+        #: The ``[addresses]`` folding, derived once per configuration (a check of 1,000
+        #: addresses reads it for each).
+        self.rules = rules_from_config(config.addresses)
         self.metrics = metrics
         self.ready = ready
         self.written = written
@@ -200,6 +203,7 @@ class Api:
     def reconfigure(self, config: Config) -> None:
         """SIGHUP: tokens, address folding and webhooks of the new configuration."""
         self.config = config
+        self.rules = rules_from_config(config.addresses)
 
     # -- the database, off the event loop
 
@@ -276,7 +280,7 @@ class Api:
     def _address(self, value: str, field: str = "address") -> str:
         """An address of one of the three kinds, as given (422 otherwise)."""
         text = value.strip()
-        problem = address_problem(text, rules_from_config(self.config.addresses)) if \
+        problem = address_problem(text, self.rules) if \
             len(text) <= MAX_ADDRESS else f"too long: {value[:100]!r}"
         if problem is not None:
             raise Problem(422, "invalid-field", problem, field=field)
@@ -336,7 +340,7 @@ class Api:
 
     async def get_address(self, request: web.Request) -> web.Response:
         address = self._address(request.match_info["address"])
-        rules = rules_from_config(self.config.addresses)
+        rules = self.rules
         report = await self.read(lambda store: check_address(store, address, rules))
         return web.json_response(report.to_json())
 
@@ -349,7 +353,7 @@ class Api:
         checked = [self._address(each, f"addresses[{index}]") if isinstance(each, str) else
                    self._address("", f"addresses[{index}]")
                    for index, each in enumerate(addresses)]
-        rules = rules_from_config(self.config.addresses)
+        rules = self.rules
         reports = await self.read(
             lambda store: [check_address(store, each, rules) for each in checked])
         return web.json_response({
@@ -359,7 +363,7 @@ class Api:
 
     async def history(self, request: web.Request) -> web.Response:
         address = self._address(request.match_info["address"])
-        rules = rules_from_config(self.config.addresses)
+        rules = self.rules
         timeline = await self.read(lambda store: explain(store, address, rules))
         return web.json_response(timeline.to_json())
 
@@ -440,7 +444,7 @@ class Api:
         body = await self._json(request, required=False)
         note = self._note(body.get("note", request.query.get("note")))
         actor = f"api:{request['token'].name}"
-        rules = rules_from_config(self.config.addresses)
+        rules = self.rules
         now = self.clock()
         [result] = await self.write(
             lambda store: act(store, decide, [address], now, note, rules, actor))
@@ -466,7 +470,7 @@ class Api:
             source = body.get("source", "api")
             if not isinstance(source, str) or len(source) > 100:
                 raise Problem(422, "invalid-field", "expected a short string", field="source")
-        rules = rules_from_config(self.config.addresses)
+        rules = self.rules
         plan = parse_import(text, rules)
         actor = f"api:{request['token'].name}"
         now = self.clock()
@@ -599,7 +603,7 @@ class Api:
         if not isinstance(items, list) or not items or len(items) > MAX_REGISTER:
             raise Problem(422, "invalid-field", f"expected 1 to {MAX_REGISTER} messages",
                           field="messages")
-        rules = rules_from_config(self.config.addresses)
+        rules = self.rules
         sent = []
         for index, item in enumerate(items):
             where = f"messages[{index}]" if "messages" in body else ""
