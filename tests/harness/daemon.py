@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from bounced.config import Config
 from bounced.daemon.serve import Daemon, ListenAddress, ServeOptions
 from tests.harness.database import is_postgresql, query
+from tests.harness.waiting import eventually
 from tests.paths import DATA
 
 SAMPLES = DATA / "mta-lab"
@@ -95,12 +95,10 @@ class RunningDaemon:
 
     def wait_processed(self, deadline_s: float = 60.0) -> None:
         """Until no message is pending (processing is asynchronous by design)."""
-        end = time.monotonic() + deadline_s
-        while time.monotonic() < end:
-            if self.query("SELECT count(*) FROM messages WHERE state = 'pending'")[0][0] == 0:
-                return
-            time.sleep(0.05)
-        raise AssertionError("messages still pending")
+        if not eventually(lambda: self.query(
+                "SELECT count(*) FROM messages WHERE state = 'pending'")[0][0] == 0,
+                seconds=deadline_s):
+            raise AssertionError("messages still pending")
 
 
 def daemon_config(tmp_path: Path, **smtp: Any) -> Config:

@@ -14,6 +14,7 @@ from typing import Any
 
 from tests.harness import database
 from tests.harness.database import Database
+from tests.harness.waiting import eventually
 
 
 class ServerProcess:
@@ -115,9 +116,7 @@ def query(db: Database, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any,
 
 
 def wait_until_processed(db: Database, deadline_s: float = 120.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if query(db, "SELECT count(*) FROM messages WHERE state = 'pending'")[0][0] == 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("messages still pending")
+    if not eventually(lambda: query(
+            db, "SELECT count(*) FROM messages WHERE state = 'pending'")[0][0] == 0,
+            seconds=deadline_s, every=0.1):
+        raise AssertionError("messages still pending")

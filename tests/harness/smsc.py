@@ -17,13 +17,14 @@ import contextlib
 import ssl
 import struct
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from smpplib import command_codes
 from smpplib import smpp as codec
+
+from tests.harness.waiting import eventually
 
 
 class _Sequence:
@@ -101,12 +102,8 @@ class LoopbackSmsc:
         return sent.status is not None
 
     def wait(self, condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if condition():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out waiting for {what or condition}")
+        if not eventually(condition, seconds=timeout, every=0.02):
+            raise AssertionError(f"timed out waiting for {what or condition}")
 
     def wait_bound(self, count: int, timeout: float = 30.0) -> None:
         self.wait(lambda: self.binds >= count and self._writer is not None, timeout,

@@ -4,7 +4,6 @@ checkpointer brings the file back under ``database.wal_limit_mb``."""
 from __future__ import annotations
 
 import sqlite3
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from bounced.model import IncomingMessage
 from bounced.store import Checkpointer, Store
+from tests.harness.waiting import eventually
 
 #: The SQLite WAL file (a PostgreSQL server bounds its own: tests/store/test_postgresql.py).
 pytestmark = pytest.mark.sqlite_only
@@ -27,12 +27,7 @@ def messages(first: int, count: int, size: int = 64 * 1024) -> list[IncomingMess
 
 
 def wait_for(condition: Any, seconds: float = 20.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return bool(condition())
+    return eventually(condition, seconds=seconds, every=0.02)
 
 
 def test_a_pinned_wal_is_reported_then_truncated_once_the_reader_goes(db: Path) -> None:

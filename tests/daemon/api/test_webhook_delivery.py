@@ -9,7 +9,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from tests.daemon.api.conftest import (
 )
 from tests.harness.http import Received, WebhookReceiver
 from tests.harness.process import wait_until_processed
+from tests.harness.waiting import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +39,8 @@ def receiver() -> Iterator[WebhookReceiver]:
     started.close()
 
 
-def wait_for(condition: Callable[[], bool], deadline_s: float = 60.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
+def wait_for(condition: Callable[[], bool]) -> None:
+    assert eventually(condition), "condition not met in time"
 
 
 def event_ids(server: ApiServer) -> set[str]:

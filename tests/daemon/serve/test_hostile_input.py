@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import timedelta
@@ -15,6 +14,7 @@ import pytest
 
 from bounced.core.verp import encode_address
 from tests.harness.daemon import BOUNCE_ADDRESS, RunningDaemon, daemon_config
+from tests.harness.waiting import eventually
 from tests.paths import DATA
 
 SECRET = "s3cret-for-tests"
@@ -58,12 +58,10 @@ def send(daemon: RunningDaemon, raw: bytes, rcpt: str) -> tuple[int, bytes]:
 
 
 def wait_settled(daemon: RunningDaemon, count: int, deadline_s: float = 120.0) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        rows = daemon.query("SELECT count(*) FROM messages WHERE state <> 'pending'")
-        if rows[0][0] >= count:
-            return
-        time.sleep(0.1)
+    if eventually(lambda: daemon.query(
+            "SELECT count(*) FROM messages WHERE state <> 'pending'")[0][0] >= count,
+            seconds=deadline_s, every=0.1):
+        return
     raise AssertionError(f"not all {count} messages settled: "
                          f"{daemon.query('SELECT id, state, error FROM messages')}")
 

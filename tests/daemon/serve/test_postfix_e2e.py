@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import smtplib
-import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate, make_msgid
 from pathlib import Path
@@ -21,6 +20,7 @@ from tests.harness.postfix_lab import (
     unavailable_reason,
 )
 from tests.harness.services import require
+from tests.harness.waiting import eventually
 
 pytestmark = pytest.mark.postfix
 
@@ -67,11 +67,8 @@ def send_through_postfix(lab: PostfixLab, recipient: str) -> str:
 def wait_for(
     condition: Callable[[], bool], lab: PostfixLab, what: str, deadline_s: float = 120.0
 ) -> None:
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if condition():
-            return
-        time.sleep(0.25)
+    if eventually(condition, seconds=deadline_s, every=0.25):
+        return
     pytest.fail(f"timed out waiting for {what}; Postfix log:\n{lab.maillog()[-4000:]}")
 
 
